@@ -1,0 +1,1 @@
+//! SafeStream agent core (placeholder until the agent-core issue lands).

@@ -1,0 +1,1 @@
+//! uniffi bindings over agent-core (placeholder until the mobile issue lands).
