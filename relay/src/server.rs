@@ -116,6 +116,12 @@ impl Running {
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn run(cfg: Config) -> Result<(), String> {
     let running = start(cfg).await?;
+    let scheme = if running.app.cfg.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("safestream-relay listening on {scheme}://{}", running.addr);
     if let Some(dev) = &running.dev {
         println!("{}", dev.banner);
     }
