@@ -28,6 +28,8 @@ pub struct App {
     pub bus: Arc<dyn Bus>,
     /// Rate limiters.
     pub limits: Limits,
+    /// One permit per open HTTP connection (a WebSocket's is released at upgrade).
+    pub http_conns: Arc<tokio::sync::Semaphore>,
     shutting_down: AtomicBool,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -42,6 +44,7 @@ impl App {
         bus: Arc<dyn Bus>,
     ) -> App {
         let limits = Limits::new(&cfg);
+        let http_conns = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
         let (shutdown_tx, _) = tokio::sync::watch::channel(false);
         App {
             cfg,
@@ -50,6 +53,7 @@ impl App {
             hub,
             bus,
             limits,
+            http_conns,
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
         }

@@ -126,6 +126,18 @@ pub struct Config {
     #[arg(long, env = "SAFESTREAM_EVENT_RETENTION_HOURS", default_value_t = 24)]
     pub event_retention_hours: u64,
 
+    /// Days finished commands (executed, failed, expired) are kept.
+    #[arg(long, env = "SAFESTREAM_COMMAND_RETENTION_DAYS", default_value_t = 30)]
+    pub command_retention_days: u64,
+
+    /// Days notifications are kept.
+    #[arg(
+        long,
+        env = "SAFESTREAM_NOTIFICATION_RETENTION_DAYS",
+        default_value_t = 90
+    )]
+    pub notification_retention_days: u64,
+
     /// Default command lifetime when the parent gives no `expiresInSeconds`.
     #[arg(
         long,

@@ -82,7 +82,7 @@ pub async fn prepare(
     {
         Some(d) => d,
         None => store
-            .create_device(DEMO_CHILD, "Demo device", now)
+            .create_device(DEMO_CHILD, "Demo device", "backend", now)
             .await
             .map_err(err)?,
     };

@@ -312,10 +312,10 @@ fn check_len(field: &str, s: &str, min: usize, max: usize) -> Result<(), ApiErro
     Ok(())
 }
 
-/// An optional integer field within `min..=max`; `Ok(None)` when absent.
+/// An optional integer field within `min..=max`; `Ok(None)` when absent or null.
 pub fn opt_int(body: &Value, field: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
     match body.get(field) {
-        None => Ok(None),
+        None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_i64() {
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             _ => Err(ApiError::bad_request(format!(

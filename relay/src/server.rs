@@ -103,8 +103,13 @@ impl Running {
         self.app
             .hub
             .close_all(CLOSE_GOING_AWAY, "relay shutting down");
+        // Wait (up to 10 s) for sockets to close and for every HTTP connection to finish its
+        // in-flight request: each holds a permit until hyper's graceful shutdown ends it.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !self.app.hub.is_empty() && tokio::time::Instant::now() < deadline {
+        let all = self.app.cfg.max_connections;
+        while (!self.app.hub.is_empty() || self.app.http_conns.available_permits() < all)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.tasks.shutdown().await;
@@ -157,7 +162,7 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, tls: Option<tokio_rus
     let router = crate::http::router(app.clone());
     let mut shutdown = app.shutdown_signal();
     let handshake = app.cfg.handshake_timeout();
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(app.cfg.max_connections));
+    let in_flight = app.http_conns.clone();
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -265,6 +270,15 @@ async fn housekeeping(app: Arc<App>) {
         }
         if let Err(e) = app.store.prune_pairings(now - 3_600_000).await {
             tracing::warn!(error = %e, "pruning pairings failed");
+        }
+        let day = 24 * 3_600_000;
+        let keep = app.cfg.command_retention_days as i64 * day;
+        if let Err(e) = app.store.prune_commands(now - keep).await {
+            tracing::warn!(error = %e, "pruning commands failed");
+        }
+        let keep = app.cfg.notification_retention_days as i64 * day;
+        if let Err(e) = app.store.prune_notifications(now - keep).await {
+            tracing::warn!(error = %e, "pruning notifications failed");
         }
         app.limits.housekeeping();
         crate::metrics_setup::upkeep();

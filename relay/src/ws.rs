@@ -34,16 +34,35 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DROPPED: u32 = 50;
 /// Largest replay; further behind, the client gets `resync`.
 const MAX_REPLAY: i64 = 1000;
+/// Events read from the database at a time during a replay.
+const REPLAY_PAGE: i64 = 200;
+/// Pending commands read from the database at a time when a device connects.
+const PENDING_PAGE: i64 = 200;
+/// Length of the window in which dropped and malformed frames are counted.
+const FRAME_WINDOW: Duration = Duration::from_secs(10);
+/// Malformed frames within one window after which the socket is closed with 4400.
+const MAX_BAD_FRAMES: u32 = 50;
 /// Largest `currentVideo`, serialized.
 const MAX_VIDEO_BYTES: usize = 2048;
 
 /// `GET /api/socket`: checks the origin and upgrades.
 pub async fn upgrade(
     State(app): State<Arc<App>>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            let mut err = ApiError::bad_request(format!(
+                "a WebSocket upgrade is required here: {}",
+                e.body_text()
+            ));
+            err.status = e.status();
+            return err.into_response();
+        }
+    };
     if app.is_shutting_down() {
         return ApiError::unavailable("shutting down").into_response();
     }
@@ -272,11 +291,19 @@ async fn run(
                 child_id: child_id.clone(),
             };
             let mut s = Session::new(&app, conn.clone(), who, identity.clone());
-            if let Some(p) = app.hub.device_up(&device_id, &child_id, now_ms()) {
-                publish_presence(&app, &device_id, &p, true).await;
-            }
-            if s.device_start(&mut ws).await {
-                s.run(&mut ws).await;
+            // A revocation that committed between the check above and `register` found no
+            // socket to close: look again now that this one is reachable.
+            let revoked =
+                !matches!(app.store.device_auth(&device_id).await, Ok(Some(d)) if !d.revoked);
+            if revoked {
+                close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await;
+            } else {
+                if let Some(p) = app.hub.device_up(&device_id, &child_id, now_ms()) {
+                    publish_presence(&app, &device_id, &p, true).await;
+                }
+                if s.device_start(&mut ws).await {
+                    s.run(&mut ws).await;
+                }
             }
             app.hub.unregister(&conn, &rooms);
             app.hub.release_identity(&identity);
@@ -293,7 +320,11 @@ async fn run(
 }
 
 /// Sends `device:status` to every guardian of the device's child.
-async fn publish_presence(app: &App, device_id: &str, p: &Presence, online: bool) {
+///
+/// What is published is the hub's state *after* the guardians were read, not the state the
+/// caller saw: two sockets of one device racing (a quick drop and reconnect) then both
+/// publish the truth, so the last `device:status` a guardian gets is never stale.
+async fn publish_presence(app: &App, device_id: &str, p: &Presence, _online: bool) {
     let guardians = match app.store.guardians(&p.child_id).await {
         Ok(g) => g,
         Err(e) => {
@@ -301,11 +332,11 @@ async fn publish_presence(app: &App, device_id: &str, p: &Presence, online: bool
             return;
         }
     };
-    let f = Arc::new(OutFrame::event(
-        "device:status",
-        None,
-        &p.frame_data(device_id, online),
-    ));
+    let data = match app.hub.presence(device_id) {
+        Some(now) => now.frame_data(device_id, true),
+        None => p.frame_data(device_id, false),
+    };
+    let f = Arc::new(OutFrame::event("device:status", None, &data));
     for g in guardians {
         app.bus
             .publish(BusMessage::deliver(room::user(&g), f.clone()));
@@ -320,6 +351,8 @@ enum Who {
 enum Handled {
     Nothing,
     Reply(Message),
+    /// A malformed or unexpected frame: answered, and counted towards close 4400.
+    Bad(Message),
     Close(u16, &'static str),
     /// The device's presence changed: tell the guardians.
     Presence(Presence),
@@ -332,6 +365,8 @@ struct Session<'a> {
     identity: String,
     limiter: DefaultDirectRateLimiter,
     dropped: u32,
+    bad: u32,
+    window_start: std::time::Instant,
     /// Live frames at or below this position were already replayed.
     skip_seq_upto: i64,
     /// Commands sent from the database at connect; skipped once if they also arrive live.
@@ -347,6 +382,8 @@ impl<'a> Session<'a> {
             identity,
             limiter: RateLimiter::direct(per_second(app.cfg.frame_rate)),
             dropped: 0,
+            bad: 0,
+            window_start: std::time::Instant::now(),
             skip_seq_upto: 0,
             sent_at_connect: None,
         }
@@ -366,7 +403,6 @@ impl<'a> Session<'a> {
                 return false;
             }
         };
-        let mut replay = Vec::new();
         let mut resync = false;
         if let Some(ls) = last_seq {
             if ls < pruned || ls > newest {
@@ -375,13 +411,12 @@ impl<'a> Session<'a> {
                 match self
                     .app
                     .store
-                    .events_after(&user_id, ls, MAX_REPLAY + 1)
+                    .more_events_than(&user_id, ls, MAX_REPLAY)
                     .await
                 {
-                    Ok(evs) if evs.len() as i64 > MAX_REPLAY => resync = true,
-                    Ok(evs) => replay = evs,
+                    Ok(too_many) => resync = too_many,
                     Err(e) => {
-                        tracing::error!(error = %e, "reading events for resume");
+                        tracing::error!(error = %e, "counting events for resume");
                         resync = true;
                     }
                 }
@@ -398,25 +433,52 @@ impl<'a> Session<'a> {
             let why = json!({"reason": "history_gap", "seq": newest});
             return send(ws, frame("resync", why)).await;
         }
-        for ev in replay {
-            let text = format!(
-                r#"{{"event":{},"seq":{},"data":{}}}"#,
-                Value::String(ev.event),
-                ev.seq,
-                ev.data
-            );
-            self.skip_seq_upto = ev.seq;
-            if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(text.into())))
+        let Some(mut after) = last_seq else {
+            return true;
+        };
+        // Replay in pages until a short page: every event committed before the last page was
+        // read is replayed; anything later arrives live with a larger seq.
+        loop {
+            let page = match self
+                .app
+                .store
+                .events_after(&user_id, after, REPLAY_PAGE)
                 .await
-                .map_or(true, |r| r.is_err())
             {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading events for resume");
+                    close(ws, 1011, "internal error").await;
+                    return false;
+                }
+            };
+            let short = (page.len() as i64) < REPLAY_PAGE;
+            for ev in page {
+                let text = format!(
+                    r#"{{"event":{},"seq":{},"data":{}}}"#,
+                    Value::String(ev.event),
+                    ev.seq,
+                    ev.data
+                );
+                after = ev.seq;
+                self.skip_seq_upto = ev.seq;
+                if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(text.into())))
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
+                    return false;
+                }
+            }
+            if !matches!(
+                tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await,
+                Ok(Ok(()))
+            ) {
                 return false;
             }
+            if short {
+                return true;
+            }
         }
-        matches!(
-            tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await,
-            Ok(Ok(()))
-        )
     }
 
     /// `ready`, then every pending unexpired command. False if the socket is gone.
@@ -436,62 +498,62 @@ impl<'a> Session<'a> {
         if !send(ws, frame("ready", ready)).await {
             return false;
         }
-        let now = now_ms();
-        let pending = match self
-            .app
-            .store
-            .pending_for_device(&device_id, &child_id, now)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "reading pending commands");
-                close(ws, 1011, "internal error").await;
-                return false;
-            }
-        };
         let mut ids = HashSet::new();
-        for c in &pending {
-            let f = crate::store::device_frame(c);
-            if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(f.text.clone())))
+        let mut after = None;
+        loop {
+            let now = now_ms();
+            let page = match self
+                .app
+                .store
+                .pending_for_device(&device_id, &child_id, now, after.clone(), PENDING_PAGE)
                 .await
-                .map_or(true, |r| r.is_err())
             {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading pending commands");
+                    close(ws, 1011, "internal error").await;
+                    return false;
+                }
+            };
+            let short = (page.len() as i64) < PENDING_PAGE;
+            for c in &page {
+                let f = crate::store::device_frame(c);
+                if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(f.text.clone())))
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
+                    return false;
+                }
+                ids.insert(c.id.clone());
+            }
+            if !matches!(
+                tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await,
+                Ok(Ok(()))
+            ) {
                 return false;
             }
-            ids.insert(c.id.clone());
+            if let Some(last) = page.last() {
+                after = Some((last.created_at, last.id.clone()));
+            }
+            self.record_delivery(page.into_iter().map(|c| c.id).collect(), now);
+            if short {
+                break;
+            }
         }
-        if !matches!(
-            tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await,
-            Ok(Ok(()))
-        ) {
-            return false;
-        }
-        self.record_delivery(
-            pending
-                .iter()
-                .map(|c| (c.id.clone(), c.created_at))
-                .collect(),
-            now,
-        );
         self.sent_at_connect = Some(ids);
         true
     }
 
-    fn record_delivery(&self, items: Vec<(String, i64)>, now: i64) {
+    /// Records (in the background) that these commands were written to this device.
+    fn record_delivery(&self, ids: Vec<String>, now: i64) {
         let Who::Device { device_id, .. } = &self.who else {
             return;
         };
-        if items.is_empty() {
+        if ids.is_empty() {
             return;
-        }
-        for (_, created) in &items {
-            metrics::histogram!("safestream_delivery_latency_seconds")
-                .record((now - created).max(0) as f64 / 1000.0);
         }
         let store = self.app.store.clone();
         let device_id = device_id.clone();
-        let ids: Vec<String> = items.into_iter().map(|(id, _)| id).collect();
         tokio::spawn(async move {
             if let Err(e) = store.mark_delivered(ids, &device_id, now).await {
                 tracing::warn!(error = %e, "could not record delivery");
@@ -512,6 +574,11 @@ impl<'a> Session<'a> {
                     match msg {
                         Some(Ok(Message::Text(t))) => {
                             self.conn.touch(&self.app.hub);
+                            if self.window_start.elapsed() >= FRAME_WINDOW {
+                                self.window_start = std::time::Instant::now();
+                                self.dropped = 0;
+                                self.bad = 0;
+                            }
                             if !self.allow_frame() {
                                 self.dropped += 1;
                                 if self.dropped >= MAX_DROPPED {
@@ -525,6 +592,15 @@ impl<'a> Session<'a> {
                             match self.handle(&t) {
                                 Handled::Nothing => {}
                                 Handled::Reply(m) => {
+                                    if !send(ws, m).await {
+                                        return;
+                                    }
+                                }
+                                Handled::Bad(m) => {
+                                    self.bad += 1;
+                                    if self.bad >= MAX_BAD_FRAMES {
+                                        return close(ws, CLOSE_PROTOCOL, "too many malformed frames").await;
+                                    }
                                     if !send(ws, m).await {
                                         return;
                                     }
@@ -579,7 +655,7 @@ impl<'a> Session<'a> {
                     {
                         continue;
                     }
-                    delivered.push((meta.id.clone(), meta.created_at));
+                    delivered.push(meta.id.clone());
                 }
                 ws.feed(Message::Text(f.text.clone())).await?;
             }
@@ -613,14 +689,14 @@ impl<'a> Session<'a> {
         let f: ClientFrame = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(_) => {
-                return Handled::Reply(error_frame(
+                return Handled::Bad(error_frame(
                     "bad_frame",
                     "frames are JSON objects {\"event\", \"data\"}",
                 ))
             }
         };
         match f.event.as_str() {
-            "auth" => Handled::Reply(error_frame("bad_frame", "already authenticated")),
+            "auth" => Handled::Bad(error_frame("bad_frame", "already authenticated")),
             "auth:refresh" => self.refresh(&f.data),
             "device:status" => self.device_status(&f.data),
             "heartbeat" => {
@@ -630,20 +706,20 @@ impl<'a> Session<'a> {
                         self.conn.set_interval(&self.app.hub, n * 1000);
                         Handled::Reply(frame("heartbeat", json!({"intervalSec": n})))
                     }
-                    _ => Handled::Reply(error_frame(
+                    _ => Handled::Bad(error_frame(
                         "bad_frame",
                         &format!("heartbeat.intervalSec must be an integer from {min} to 600"),
                     )),
                 }
             }
             "ping" => Handled::Reply(frame("pong", f.data)),
-            _ => Handled::Reply(error_frame("bad_frame", "unknown event")),
+            _ => Handled::Bad(error_frame("bad_frame", "unknown event")),
         }
     }
 
     fn refresh(&mut self, data: &Value) -> Handled {
         let Some(token) = data.get("token").and_then(Value::as_str) else {
-            return Handled::Reply(error_frame("bad_frame", "auth:refresh needs data.token"));
+            return Handled::Bad(error_frame("bad_frame", "auth:refresh needs data.token"));
         };
         let actor = match self.app.keys.verify(token) {
             Ok(a) => a,
@@ -688,13 +764,13 @@ impl<'a> Session<'a> {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                return Handled::Reply(error_frame("bad_frame", "activeViewing must be a boolean"))
+                return Handled::Bad(error_frame("bad_frame", "activeViewing must be a boolean"))
             }
         };
         let video = data.get("currentVideo").cloned().unwrap_or(Value::Null);
         let ok_shape = matches!(video, Value::Null | Value::String(_) | Value::Object(_));
         if !ok_shape || video.to_string().len() > MAX_VIDEO_BYTES {
-            return Handled::Reply(error_frame(
+            return Handled::Bad(error_frame(
                 "bad_frame",
                 "currentVideo must be null, a string or an object of at most 2 KiB",
             ));

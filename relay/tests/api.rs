@@ -983,3 +983,254 @@ async fn device_https_sync_delivers_pending_commands_once_marked() {
     assert_eq!(r.get("/api/devices/me/commands", &p1).await.0, 403);
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_guardian_removed_by_the_backend_loses_the_devices_they_registered() {
+    // A parent creates a child id first and registers a device on it; the backend then makes
+    // the id another family's child. The squatter's device must not see that family's commands.
+    let r = Relay::start().await;
+    let mallory = parent("mallory");
+    let (s, _) = r
+        .req(
+            "PUT",
+            "/api/children/1001",
+            Some(&mallory),
+            Some(json!({"name": "future"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, b) = r
+        .post(
+            "/api/children/1001/devices",
+            &mallory,
+            json!({"name": "spy"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let spy = b["token"].as_str().unwrap().to_string();
+    let (backend_dev_id, backend_dev) = r.device("1001").await;
+    let (mut spy_ws, _) = Ws::ready(&r, &spy).await;
+    let (s, b) = r
+        .req(
+            "PUT",
+            "/api/children/1001",
+            Some(SERVER_KEY),
+            Some(json!({"guardians": ["victim"]})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["child"]["guardians"].clone()),
+        (200, json!(["victim"]))
+    );
+    assert_eq!(
+        spy_ws.expect_close(Duration::from_secs(5)).await,
+        Some(4403)
+    );
+    let cmd = r
+        .post("/api/dashboard/remote-control", &parent("victim"), json!({"childId": "1001", "commandType": "SHOW_MESSAGE", "payload": {"text": "secret"}}))
+        .await
+        .1["command"]
+        .clone();
+    assert_eq!(
+        r.ack(&spy, cmd["id"].as_str().unwrap(), "EXECUTED").await.0,
+        401
+    );
+    assert_eq!(
+        r.post(
+            "/api/dashboard/screen-time",
+            &spy,
+            json!({"childId": "1001", "minutesUsed": 5})
+        )
+        .await
+        .0,
+        401
+    );
+    // The backend's own device is untouched.
+    let (_, list) = r.get("/api/children/1001/devices", SERVER_KEY).await;
+    let backend_entry = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == backend_dev_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(backend_entry["revoked"], false);
+    assert_eq!(
+        r.ack(&backend_dev, cmd["id"].as_str().unwrap(), "EXECUTED")
+            .await
+            .0,
+        200
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_claim_with_child_changes_nothing_and_reject_ends_a_pairing() {
+    let r = Relay::start().await;
+    r.child("ca", &["ua"]).await;
+    r.child("cb", &["ub"]).await;
+    let (_, b) = r
+        .req(
+            "POST",
+            "/api/pairing",
+            None,
+            Some(json!({"deviceName": "phone"})),
+        )
+        .await;
+    let (pid, code, secret) = (
+        b["pairingId"].as_str().unwrap().to_string(),
+        b["code"].as_str().unwrap().to_string(),
+        b["secret"].as_str().unwrap().to_string(),
+    );
+    let (s, _) = r
+        .post(
+            "/api/pairing/claim",
+            &parent("ua"),
+            json!({"code": code, "childId": "cb"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (_, st) = r.get(&format!("/api/pairing/{pid}"), &secret).await;
+    assert_eq!(st["status"], "PENDING", "the refused claim left no trace");
+    let (_, n) = r.get("/api/dashboard/notifications", &parent("ua")).await;
+    assert_eq!(n["notifications"].as_array().unwrap().len(), 0);
+    // The right guardian claims and approves in one call.
+    let (s, b) = r
+        .post(
+            "/api/pairing/claim",
+            &parent("ub"),
+            json!({"code": code, "childId": "cb"}),
+        )
+        .await;
+    assert_eq!((s, b["childId"].as_str()), (201, Some("cb")), "{b}");
+    let (_, st) = r.get(&format!("/api/pairing/{pid}"), &secret).await;
+    assert_eq!(st["status"], "APPROVED");
+    // Another pairing, claimed then rejected.
+    let (_, b) = r.req("POST", "/api/pairing", None, None).await;
+    let (pid, code, secret) = (
+        b["pairingId"].as_str().unwrap().to_string(),
+        b["code"].as_str().unwrap().to_string(),
+        b["secret"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(
+        r.post(
+            &format!("/api/pairing/{pid}/reject"),
+            &parent("ua"),
+            json!({})
+        )
+        .await
+        .0,
+        404,
+        "not claimed by ua"
+    );
+    assert_eq!(
+        r.post("/api/pairing/claim", &parent("ua"), json!({"code": code}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        r.post(
+            &format!("/api/pairing/{pid}/reject"),
+            &parent("ua"),
+            json!({})
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, st) = r.get(&format!("/api/pairing/{pid}"), &secret).await;
+    assert_eq!(st["status"], "REJECTED");
+    assert_eq!(
+        r.post(
+            &format!("/api/pairing/{pid}/approve"),
+            &parent("ua"),
+            json!({"childId": "ca"})
+        )
+        .await
+        .0,
+        409
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn restricted_attempts_notify_every_guardian() {
+    let r = Relay::start().await;
+    r.child("c1", &["p1", "p2"]).await;
+    let (_, d1) = r.device("c1").await;
+    let (mut ws, _) = Ws::ready(&r, &parent("p2")).await;
+    let (s, b) = r
+        .post(
+            "/api/devices/me/restricted-attempts",
+            &d1,
+            json!({"url": "https://bad.example/v/1", "title": "Scary", "reason": "rating"}),
+        )
+        .await;
+    assert_eq!((s, b["notified"].as_u64()), (201, Some(2)));
+    let n = ws.expect("notification:new").await;
+    assert_eq!(n["type"], "RESTRICTED_CONTENT");
+    assert_eq!(n["metadata"]["url"], "https://bad.example/v/1");
+    assert!(n["message"].as_str().unwrap().contains("Scary"));
+    assert_eq!(
+        r.post(
+            "/api/devices/me/restricted-attempts",
+            &d1,
+            json!({"url": 5})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        r.post(
+            "/api/devices/me/restricted-attempts",
+            &parent("p1"),
+            json!({})
+        )
+        .await
+        .0,
+        403
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_expose_connections_commands_and_rejects() {
+    let r = Relay::start().await;
+    r.child("c1", &["p1"]).await;
+    let (_, d1) = r.device("c1").await;
+    let (_ws, _) = Ws::ready(&r, &d1).await;
+    let c = r.command(&parent("p1"), "c1", "PAUSE").await;
+    assert_eq!(r.get("/api/children", "garbage").await.0, 401);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let t = r
+            .http
+            .get(format!("{}/metrics", r.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if t.contains("safestream_commands{status=\"DELIVERED\"} 1")
+            || std::time::Instant::now() > deadline
+        {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for needle in [
+        "safestream_connections{role=\"device\"}",
+        "safestream_commands{status=\"DELIVERED\"} 1",
+        "safestream_commands_total{status=\"PENDING\"}",
+        "safestream_delivery_latency_seconds_bucket",
+        "safestream_rejects_total{reason=\"unauthorized\"}",
+        "safestream_http_requests_total{status=\"201\"}",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    let _ = c;
+    r.stop().await;
+}

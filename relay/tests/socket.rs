@@ -427,3 +427,58 @@ async fn graceful_shutdown_closes_sockets_with_1001() {
     assert_eq!(ws.expect_close(Duration::from_secs(5)).await, Some(1001));
     stopper.await.unwrap();
 }
+
+#[tokio::test]
+async fn hundreds_of_pending_commands_are_all_delivered_on_connect() {
+    let r = Relay::start_with(|c| c.user_request_rate = 100_000).await;
+    r.child("c1", &["p1"]).await;
+    let (_, d1) = r.device("c1").await;
+    let p1 = parent("p1");
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..450 {
+        ids.insert(
+            r.command(&p1, "c1", "PAUSE").await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let (mut ws, _) = Ws::ready(&r, &d1).await;
+    let mut got = std::collections::HashSet::new();
+    while got.len() < ids.len() {
+        let c = ws.expect("command:new").await;
+        got.insert(c["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, ids);
+    // Over HTTPS a device gets pages of 500 with `more`.
+    let (_, b) = r.get("/api/devices/me/commands", &d1).await;
+    assert_eq!(
+        (b["commands"].as_array().unwrap().len(), b["more"].as_bool()),
+        (450, Some(false))
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_close_4400_after_fifty_and_plain_get_is_a_json_error() {
+    let r = Relay::start().await;
+    let (mut ws, _) = Ws::ready(&r, &parent("p1")).await;
+    for _ in 0..60 {
+        ws.send_raw(Message::Text("{]".into())).await;
+        tokio::time::sleep(Duration::from_millis(60)).await; // under the rate limit
+    }
+    assert_eq!(ws.expect_close(Duration::from_secs(5)).await, Some(4400));
+    let (s, b) = r.req("GET", "/api/socket", None, None).await;
+    assert!(s >= 400 && s < 500, "{s}");
+    assert!(b["error"]["code"].is_string(), "{b}");
+    // A JWT signed with another secret is refused on the socket too.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "p1", "exp": now_secs() + 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(b"not-the-secret"),
+    )
+    .unwrap();
+    let mut ws = Ws::open(&r, &forged, None).await;
+    assert_eq!(ws.expect_close(Duration::from_secs(3)).await, Some(4401));
+    r.stop().await;
+}

@@ -26,6 +26,9 @@ CREATE TABLE devices (
     id         TEXT PRIMARY KEY,
     child_id   TEXT NOT NULL REFERENCES children(id),
     name       TEXT NOT NULL,
+    -- Who registered it: 'backend', or the user id of the parent who did (directly or by
+    -- approving a pairing). A guardian's devices are revoked when the backend removes them.
+    created_by TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     revoked_at INTEGER,
     last_seen  INTEGER
@@ -46,7 +49,7 @@ CREATE TABLE commands (
     executed_at   INTEGER,
     error         TEXT,
     ack_device_id TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX commands_by_child ON commands(child_id, created_at);
 CREATE INDEX commands_open ON commands(expires_at) WHERE status IN ('PENDING', 'DELIVERED');
 
@@ -63,15 +66,15 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_by_user ON notifications(user_id, created_at, id);
 
 -- The parents' durable event log: one row per (recipient, event); seq is the resume position.
+-- seq is the rowid: it only grows because pruning never deletes the newest row.
 CREATE TABLE events (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq        INTEGER PRIMARY KEY,
     user_id    TEXT NOT NULL,
     event      TEXT NOT NULL,
     data       TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
 CREATE INDEX events_by_user ON events(user_id, seq);
-CREATE INDEX events_by_time ON events(created_at);
 
 CREATE TABLE screen_time (
     child_id     TEXT NOT NULL REFERENCES children(id),

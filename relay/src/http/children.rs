@@ -162,7 +162,14 @@ pub async fn create_device(
     require_object(&body)?;
     let name = req_str(&body, "name", 100)?;
     backend_or_guardian(&app, &caller, &child_id).await?;
-    let device = app.store.create_device(&child_id, &name, now_ms()).await?;
+    let by = match &caller.0 {
+        Actor::Parent { user_id, .. } => user_id.as_str(),
+        _ => "backend",
+    };
+    let device = app
+        .store
+        .create_device(&child_id, &name, by, now_ms())
+        .await?;
     let token = app.keys.issue_device_token(&device.id, &child_id);
     tracing::info!(device_id = %device.id, child_id = %child_id, by = caller.0.role(), "device registered");
     Ok(reply(

@@ -157,10 +157,13 @@ pub async fn my_commands(
 ) -> Result<Response, ApiError> {
     let (device_id, child_id) = caller.device()?;
     let now = now_ms();
-    let pending = app
+    // One page of 500, oldest first; `more` says whether to ask again after acking these.
+    let mut pending = app
         .store
-        .pending_for_device(device_id, child_id, now)
+        .pending_for_device(device_id, child_id, now, None, 501)
         .await?;
+    let more = pending.len() > 500;
+    pending.truncate(500);
     let list: Vec<_> = pending.iter().map(|c| c.device_frame_data()).collect();
     if !pending.is_empty() {
         app.store
@@ -171,5 +174,8 @@ pub async fn my_commands(
             )
             .await?;
     }
-    Ok(reply(StatusCode::OK, json!({"commands": list})))
+    Ok(reply(
+        StatusCode::OK,
+        json!({"commands": list, "more": more}),
+    ))
 }

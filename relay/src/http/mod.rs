@@ -79,6 +79,10 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(app.cfg.max_body_bytes))
+        // A body that trickles in (slowloris) fails after the handshake timeout.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            app.cfg.handshake_timeout(),
+        ))
         .layer(axum::middleware::from_fn(count_requests))
         .layer(cors(&app.cfg.allowed_origins));
     api.with_state(app)
@@ -138,7 +142,17 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn metrics_text() -> Response {
+async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    if let Ok(counts) = app.store.command_counts().await {
+        for status in ["PENDING", "DELIVERED", "EXECUTED", "FAILED", "EXPIRED"] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            metrics::gauge!("safestream_commands", "status" => status).set(n as f64);
+        }
+    }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics_setup::render(),

@@ -126,23 +126,19 @@ pub async fn claim(
             60,
         ));
     }
-    let now = now_ms();
-    let p = app.store.claim_pairing(&code, &user, now).await?;
-    match child_id {
+    let (p, device) = app
+        .store
+        .claim_pairing(&code, &user, child_id, now_ms())
+        .await?;
+    match device {
         None => Ok(reply(
             StatusCode::OK,
             json!({"pairing": {"id": p.id, "deviceName": p.device_name, "status": p.status.as_str(), "expiresAt": rfc3339(p.expires_at)}}),
         )),
-        Some(child) => {
-            let d = app
-                .store
-                .approve_pairing(&p.id, &user, &child, None, now)
-                .await?;
-            Ok(reply(
-                StatusCode::CREATED,
-                json!({"deviceId": d.id, "childId": d.child_id, "pairingId": p.id}),
-            ))
-        }
+        Some(d) => Ok(reply(
+            StatusCode::CREATED,
+            json!({"deviceId": d.id, "childId": d.child_id, "pairingId": p.id}),
+        )),
     }
 }
 

@@ -170,19 +170,30 @@ impl Store {
 
     /// Commands a device should run: open, unexpired, for its child and either for every
     /// device or for it; oldest first.
+    ///
+    /// One page of at most `limit`, after `after` (the `(created_at, id)` of the last command
+    /// of the previous page).
     pub async fn pending_for_device(
         &self,
         device_id: &str,
         child_id: &str,
         now: Millis,
+        after: Option<(Millis, String)>,
+        limit: i64,
     ) -> StoreResult<Vec<Command>> {
         let (device_id, child_id) = (device_id.to_string(), child_id.to_string());
+        let (after_at, after_id) = after.unwrap_or((i64::MIN, String::new()));
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM commands WHERE child_id = ?1 AND (device_id IS NULL OR device_id = ?2) \
-                 AND status IN ('PENDING', 'DELIVERED') AND expires_at > ?3 ORDER BY created_at, id LIMIT 500"
+                 AND status IN ('PENDING', 'DELIVERED') AND expires_at > ?3 \
+                 AND (created_at > ?4 OR (created_at = ?4 AND id > ?5)) \
+                 ORDER BY created_at, id LIMIT ?6"
             ))?;
-            let rows = stmt.query_map(params![child_id, device_id, now], command_from_row)?;
+            let rows = stmt.query_map(
+                params![child_id, device_id, now, after_at, after_id, limit],
+                command_from_row,
+            )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -210,6 +221,9 @@ impl Store {
                         .query_row(params![id, device_id, now], command_from_row)
                         .optional()?;
                     if let Some(cmd) = row {
+                        // First delivery only: re-sends after a reconnect do not skew it.
+                        metrics::histogram!("safestream_delivery_latency_seconds")
+                            .record((now - cmd.created_at).max(0) as f64 / 1000.0);
                         let guardians = guardians_of(w.conn, &cmd.child_id)?;
                         Self::log_event_for_all(w, &guardians, "command:status", &cmd.status_frame_data(), now)?;
                         changed += 1;
@@ -307,6 +321,28 @@ impl Store {
                 .increment(n as u64);
         }
         Ok(n)
+    }
+
+    /// How many commands are in each status (for `/metrics`).
+    pub async fn command_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT status, COUNT(*) FROM commands GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Deletes finished commands (executed, failed, expired) created before `before`.
+    pub async fn prune_commands(&self, before: Millis) -> StoreResult<u64> {
+        self.write(move |w| {
+            Ok(w.conn.execute(
+                "DELETE FROM commands WHERE created_at < ?1 AND status IN ('EXECUTED', 'FAILED', 'EXPIRED')",
+                params![before],
+            )? as u64)
+        })
+        .await
     }
 
     /// Commands of the children `user_id` is guardian of, newest first.

@@ -96,6 +96,10 @@ const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
 const MAX_BATCH: usize = 256;
 /// Reader threads.
 const READERS: usize = 2;
+/// A batch smaller than this waits [`LINGER`] once for more jobs before committing.
+const LINGER_BELOW: usize = 16;
+/// How long a small batch waits (adds at most this to a write's latency).
+const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// Options that are not part of the URL.
 #[derive(Debug, Clone)]
@@ -130,7 +134,7 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 pub struct Store {
     writer: mpsc::Sender<WriteJob>,
     reader: mpsc::Sender<ReadJob>,
-    devices: Mutex<HashMap<String, DeviceAuth>>,
+    devices: Arc<Mutex<HashMap<String, DeviceAuth>>>,
     engine: Engine,
 }
 
@@ -178,7 +182,9 @@ fn open_conn(path: &str, write: bool, sync: &str) -> Result<Connection, String> 
     let conn =
         Connection::open_with_flags(path, flags).map_err(|e| format!("opening {path}: {e}"))?;
     let pragmas = format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; \
+         PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456; \
+         PRAGMA temp_store=MEMORY;"
     );
     conn.execute_batch(&pragmas)
         .map_err(|e| format!("configuring {path}: {e}"))?;
@@ -216,7 +222,7 @@ impl Store {
         Ok(Store {
             writer: wtx,
             reader: rtx,
-            devices: Mutex::new(HashMap::new()),
+            devices: Arc::new(Mutex::new(HashMap::new())),
             engine,
         })
     }
@@ -369,6 +375,18 @@ impl Store {
         .await
     }
 
+    /// Whether `user_id` has more than `n` events after `after` (reads positions only).
+    pub async fn more_events_than(&self, user_id: &str, after: i64, n: i64) -> StoreResult<bool> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq FROM events WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT 1 OFFSET ?3",
+            )?;
+            Ok(stmt.exists(params![user_id, after, n])?)
+        })
+        .await
+    }
+
     /// `(pruned_through, newest)`: every event at or below the first was deleted; the second
     /// is the newest position ever assigned (or the first if none is left).
     pub async fn event_positions(&self) -> StoreResult<(i64, i64)> {
@@ -392,9 +410,15 @@ impl Store {
     /// Deletes events created before `before`; returns how many.
     pub async fn prune_events(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |w| {
+            // Events are appended in time order, so the old ones are a prefix by seq: walk it
+            // (no time index needed) and never delete the newest row (seq must keep growing).
+            let newest: i64 =
+                w.conn
+                    .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
             let max: Option<i64> = w.conn.query_row(
-                "SELECT MAX(seq) FROM events WHERE created_at < ?1",
-                params![before],
+                "SELECT MAX(seq) FROM (SELECT seq, created_at FROM events WHERE seq < ?2 \
+                 ORDER BY seq LIMIT 100000) WHERE created_at < ?1",
+                params![before, newest],
                 |r| r.get(0),
             )?;
             let Some(max) = max else { return Ok(0) };
@@ -416,11 +440,11 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, bus: Arc<dyn 
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
+        drain_into(&mut rx, &mut batch);
+        if batch.len() < LINGER_BELOW {
+            // A commit costs about the same for one job or many: wait a moment for company.
+            std::thread::sleep(LINGER);
+            drain_into(&mut rx, &mut batch);
         }
         let mut dones = Vec::with_capacity(batch.len());
         let begun = conn.execute_batch("BEGIN IMMEDIATE");
@@ -460,6 +484,15 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, bus: Arc<dyn 
                     (d.reply)(Some(msg.clone()));
                 }
             }
+        }
+    }
+}
+
+fn drain_into(rx: &mut mpsc::Receiver<WriteJob>, batch: &mut Vec<WriteJob>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
         }
     }
 }

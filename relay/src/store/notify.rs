@@ -162,6 +162,72 @@ fn insert_notification(
     Ok(notif)
 }
 
+/// Ok if `user_id` guards `child_id`; `NotFound` for no such child, else `Forbidden`.
+fn check_guardian_in(c: &Connection, user_id: &str, child_id: &str) -> StoreResult<()> {
+    if !child_exists(c, child_id)? {
+        return Err(StoreError::NotFound("no such child".into()));
+    }
+    if !guardians_of(c, child_id)?.iter().any(|g| g == user_id) {
+        return Err(StoreError::Forbidden(
+            "you are not a guardian of this child".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Approves a claimed pairing for `child_id` (idempotent for the same child): creates the
+/// device, notifies the child's guardians, and gives the device ten more minutes to collect
+/// its token.
+fn approve_in(
+    w: &mut W<'_>,
+    p: &Pairing,
+    user_id: &str,
+    child_id: &str,
+    name: Option<String>,
+    now: Millis,
+) -> StoreResult<Device> {
+    if p.status == PairingStatus::Approved {
+        if p.child_id.as_deref() == Some(child_id) {
+            let dev = p.device_id.clone().unwrap_or_default();
+            return Ok(w.conn.query_row(
+                &format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"),
+                params![dev],
+                device_from_row,
+            )?);
+        }
+        return Err(StoreError::Conflict(
+            "this pairing was already approved".into(),
+        ));
+    }
+    if p.status != PairingStatus::Claimed {
+        return Err(StoreError::Conflict(format!(
+            "the pairing is {}",
+            p.status.as_str()
+        )));
+    }
+    check_guardian_in(w.conn, user_id, child_id)?;
+    let guardians = guardians_of(w.conn, child_id)?;
+    let name = name.unwrap_or_else(|| p.device_name.clone());
+    let device = insert_device(w, child_id, &name, user_id, now)?;
+    w.conn.execute(
+        "UPDATE pairings SET status = 'APPROVED', child_id = ?2, device_id = ?3, \
+         expires_at = MAX(expires_at, ?4) WHERE id = ?1",
+        params![p.id, child_id, device.id, now + 10 * 60 * 1000],
+    )?;
+    for g in guardians {
+        let n = NewNotification {
+            user_id: g,
+            kind: "DEVICE_PAIRING".into(),
+            title: "New device paired".into(),
+            message: format!("\"{name}\" was paired."),
+            metadata: json!({"pairingId": p.id, "deviceId": device.id, "childId": child_id,
+                             "deviceName": name}),
+        };
+        insert_notification(w, n, now)?;
+    }
+    Ok(device)
+}
+
 /// The claimer's pairing, unexpired.
 fn claimed_pairing(c: &Connection, id: &str, user_id: &str, now: Millis) -> StoreResult<Pairing> {
     let p = load_pairing(c, id)?.ok_or_else(|| StoreError::NotFound("no such pairing".into()))?;
@@ -360,38 +426,62 @@ impl Store {
     }
 
     /// A parent enters a code: the pairing becomes theirs and they get a DEVICE_PAIRING
-    /// notification. `NotFound` for an unknown or expired code.
+    /// notification. With `approve_for`, it is also approved for that child in the same
+    /// transaction (checked first, so a refusal changes nothing). `NotFound` for an unknown
+    /// or expired code.
     pub async fn claim_pairing(
         &self,
         code: &str,
         user_id: &str,
+        approve_for: Option<String>,
         now: Millis,
-    ) -> StoreResult<Pairing> {
+    ) -> StoreResult<(Pairing, Option<Device>)> {
         let (code, user_id) = (code.to_string(), user_id.to_string());
         self.write(move |w| {
+            if let Some(child) = &approve_for {
+                check_guardian_in(w.conn, &user_id, child)?;
+            }
             let mut p = w
                 .conn
-                .prepare_cached(&format!("SELECT {PAIR_COLS} FROM pairings WHERE code = ?1 AND expires_at > ?2"))?
+                .prepare_cached(&format!(
+                    "SELECT {PAIR_COLS} FROM pairings WHERE code = ?1 AND expires_at > ?2"
+                ))?
                 .query_row(params![code, now], pairing_from_row)
                 .optional()?
-                .ok_or_else(|| StoreError::NotFound("no such pairing code, or it expired".into()))?;
+                .ok_or_else(|| {
+                    StoreError::NotFound("no such pairing code, or it expired".into())
+                })?;
             match (&p.status, &p.claimed_by) {
-                (PairingStatus::Pending, _) => {}
-                (PairingStatus::Claimed, Some(u)) if *u == user_id => return Ok(p),
+                (PairingStatus::Pending, _) => {
+                    w.conn.execute(
+                        "UPDATE pairings SET status = 'CLAIMED', claimed_by = ?2 WHERE id = ?1",
+                        params![p.id, user_id],
+                    )?;
+                    p.status = PairingStatus::Claimed;
+                    p.claimed_by = Some(user_id.clone());
+                    if approve_for.is_none() {
+                        let n = NewNotification {
+                            user_id: user_id.clone(),
+                            kind: "DEVICE_PAIRING".into(),
+                            title: "A device wants to pair".into(),
+                            message: format!(
+                                "\"{}\" asks to be paired. Approve it for one of your children.",
+                                p.device_name
+                            ),
+                            metadata: json!({"pairingId": p.id, "deviceName": p.device_name,
+                                             "expiresAt": crate::model::rfc3339(p.expires_at)}),
+                        };
+                        insert_notification(w, n, now)?;
+                    }
+                }
+                (PairingStatus::Claimed | PairingStatus::Approved, Some(u)) if *u == user_id => {}
                 _ => return Err(StoreError::Conflict("this code was already used".into())),
             }
-            w.conn.execute("UPDATE pairings SET status = 'CLAIMED', claimed_by = ?2 WHERE id = ?1", params![p.id, user_id])?;
-            p.status = PairingStatus::Claimed;
-            p.claimed_by = Some(user_id.clone());
-            let n = NewNotification {
-                user_id,
-                kind: "DEVICE_PAIRING".into(),
-                title: "A device wants to pair".into(),
-                message: format!("\"{}\" asks to be paired. Approve it for one of your children.", p.device_name),
-                metadata: json!({"pairingId": p.id, "deviceName": p.device_name, "expiresAt": crate::model::rfc3339(p.expires_at)}),
+            let device = match &approve_for {
+                Some(child) => Some(approve_in(w, &p, &user_id, child, None, now)?),
+                None => None,
             };
-            insert_notification(w, n, now)?;
-            Ok(p)
+            Ok((p, device))
         })
         .await
     }
@@ -407,50 +497,11 @@ impl Store {
         now: Millis,
     ) -> StoreResult<Device> {
         let (id, user_id, child_id) = (id.to_string(), user_id.to_string(), child_id.to_string());
-        let d = self
-            .write(move |w| {
-                let p = claimed_pairing(w.conn, &id, &user_id, now)?;
-                if p.status == PairingStatus::Approved {
-                    if p.child_id.as_deref() == Some(child_id.as_str()) {
-                        let dev = p.device_id.unwrap_or_default();
-                        return Ok(w.conn.query_row(
-                            &format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"),
-                            params![dev],
-                            device_from_row,
-                        )?);
-                    }
-                    return Err(StoreError::Conflict("this pairing was already approved".into()));
-                }
-                if p.status != PairingStatus::Claimed {
-                    return Err(StoreError::Conflict(format!("the pairing is {}", p.status.as_str())));
-                }
-                if !child_exists(w.conn, &child_id)? {
-                    return Err(StoreError::NotFound("no such child".into()));
-                }
-                let guardians = guardians_of(w.conn, &child_id)?;
-                if !guardians.contains(&user_id) {
-                    return Err(StoreError::Forbidden("you are not a guardian of this child".into()));
-                }
-                let name = name.unwrap_or_else(|| p.device_name.clone());
-                let device = insert_device(w, &child_id, &name, now)?;
-                w.conn.execute(
-                    "UPDATE pairings SET status = 'APPROVED', child_id = ?2, device_id = ?3 WHERE id = ?1",
-                    params![id, child_id, device.id],
-                )?;
-                for g in guardians {
-                    let n = NewNotification {
-                        user_id: g,
-                        kind: "DEVICE_PAIRING".into(),
-                        title: "New device paired".into(),
-                        message: format!("\"{name}\" was paired."),
-                        metadata: json!({"pairingId": id, "deviceId": device.id, "childId": child_id, "deviceName": name}),
-                    };
-                    insert_notification(w, n, now)?;
-                }
-                Ok(device)
-            })
-            .await?;
-        Ok(d)
+        self.write(move |w| {
+            let p = claimed_pairing(w.conn, &id, &user_id, now)?;
+            approve_in(w, &p, &user_id, &child_id, name, now)
+        })
+        .await
     }
 
     /// The claiming parent refuses a pairing.
@@ -468,6 +519,17 @@ impl Store {
                 params![id],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Deletes notifications created before `before`.
+    pub async fn prune_notifications(&self, before: Millis) -> StoreResult<u64> {
+        self.write(move |w| {
+            Ok(w.conn.execute(
+                "DELETE FROM notifications WHERE created_at < ?1",
+                params![before],
+            )? as u64)
         })
         .await
     }

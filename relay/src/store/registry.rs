@@ -94,10 +94,12 @@ fn load_child(c: &Connection, id: &str) -> StoreResult<Option<Child>> {
     }
 }
 
+/// Inserts a device registered by `created_by` (`"backend"` or a parent's user id).
 pub(super) fn insert_device(
     w: &mut W<'_>,
     child_id: &str,
     name: &str,
+    created_by: &str,
     now: Millis,
 ) -> StoreResult<Device> {
     if !child_exists(w.conn, child_id)? {
@@ -106,9 +108,10 @@ pub(super) fn insert_device(
     let id = uuid::Uuid::new_v4().to_string();
     w.conn
         .prepare_cached(
-            "INSERT INTO devices (id, child_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO devices (id, child_id, name, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![id, child_id, name, now])?;
+        .execute(params![id, child_id, name, created_by, now])?;
     Ok(Device {
         id,
         child_id: child_id.to_string(),
@@ -129,6 +132,7 @@ impl Store {
         now: Millis,
     ) -> StoreResult<(Child, bool)> {
         let id = id.to_string();
+        let cache = self.devices.clone();
         self.write(move |w| {
             let existing = child_exists(w.conn, &id)?;
             let guardians = guardians_of(w.conn, &id)?;
@@ -191,6 +195,25 @@ impl Store {
                 for user in list {
                     add_guardian(w.conn, &id, user)?;
                 }
+                // A parent the backend no longer lists as guardian keeps nothing on this
+                // child: the devices they registered are revoked (see docs/protocol.md).
+                let removed: Vec<&String> = guardians.iter().filter(|g| !list.contains(g)).collect();
+                for user in removed {
+                    let ids: Vec<String> = w
+                        .conn
+                        .prepare_cached(
+                            "UPDATE devices SET revoked_at = ?3 WHERE child_id = ?1 AND created_by = ?2 \
+                             AND revoked_at IS NULL RETURNING id",
+                        )?
+                        .query_map(params![id, user, now], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    for device_id in ids {
+                        if let Some(a) = cache.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&device_id) {
+                            a.revoked = true;
+                        }
+                        w.publish(crate::bus::BusMessage::RevokeDevice { device_id });
+                    }
+                }
             }
             let child =
                 load_child(w.conn, &id)?.ok_or_else(|| StoreError::Db("child vanished".into()))?;
@@ -247,16 +270,21 @@ impl Store {
         .await
     }
 
-    /// Registers a device for a child.
+    /// Registers a device for a child; `created_by` is `"backend"` or the parent's user id.
     pub async fn create_device(
         &self,
         child_id: &str,
         name: &str,
+        created_by: &str,
         now: Millis,
     ) -> StoreResult<Device> {
-        let (child_id, name) = (child_id.to_string(), name.to_string());
+        let (child_id, name, by) = (
+            child_id.to_string(),
+            name.to_string(),
+            created_by.to_string(),
+        );
         let d = self
-            .write(move |w| insert_device(w, &child_id, &name, now))
+            .write(move |w| insert_device(w, &child_id, &name, &by, now))
             .await?;
         self.cache_device(
             &d.id,

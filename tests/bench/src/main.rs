@@ -255,6 +255,10 @@ struct Run {
     start: Instant,
     rate: u64,
     ids: Mutex<std::collections::HashMap<String, u64>>,
+    /// `command:status` that arrived before the POST's answer was read: id -> arrival.
+    early: Mutex<std::collections::HashMap<String, Instant>>,
+    /// Microseconds from `start` to the last completion.
+    last_done_us: AtomicU64,
     to_device: Samples,
     to_parent: Samples,
     errors: AtomicU64,
@@ -265,6 +269,16 @@ impl Run {
     fn sched(&self, k: u64) -> Instant {
         self.start + Duration::from_micros(k * 1_000_000 / self.rate)
     }
+
+    fn complete(&self, k: u64, at: Instant) {
+        self.to_parent
+            .push(at.saturating_duration_since(self.sched(k)).as_micros() as u64);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.last_done_us.fetch_max(
+            at.saturating_duration_since(self.start).as_micros() as u64,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 async fn roundtrip(args: &Args) {
@@ -272,7 +286,7 @@ async fn roundtrip(args: &Args) {
     println!("| devices | offered /s | achieved /s | POST → device p50 / p99 / max (ms) | → parent `command:status` p50 / p99 / max (ms) | errors | relay CPU per command (ms) | bench CPU (% of a core) |");
     println!("|---|---|---|---|---|---|---|---|");
     for &d in &args.rt_devices {
-        let parents = (d / 10).max(1);
+        let parents = (d / 5).max(1);
         let f = fresh(args, &[]).await;
         let tokens = setup_devices(&f.base, d, 1, parents).await;
         let h = http();
@@ -292,16 +306,21 @@ async fn roundtrip(args: &Args) {
                 };
                 let v: Value = serde_json::from_str(t).unwrap_or(Value::Null);
                 let id = v["data"]["commandId"].as_str().unwrap_or("");
-                let k = run
-                    .ids
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(id)
-                    .copied();
+                let now = Instant::now();
+                let k = {
+                    let ids = run.ids.lock().unwrap_or_else(|e| e.into_inner());
+                    let k = ids.get(id).copied();
+                    if k.is_none() {
+                        // The round trip beat the POST's answer: resolved when it arrives.
+                        run.early
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id.to_string(), now);
+                    }
+                    k
+                };
                 if let Some(k) = k {
-                    run.to_parent
-                        .push(run.sched(k).elapsed().as_micros() as u64);
-                    run.done.fetch_add(1, Ordering::Relaxed);
+                    run.complete(k, now);
                 }
             });
         }
@@ -352,6 +371,8 @@ async fn roundtrip(args: &Args) {
                 start: Instant::now() + Duration::from_millis(200),
                 rate,
                 ids: Mutex::new(Default::default()),
+                early: Mutex::new(Default::default()),
+                last_done_us: AtomicU64::new(0),
                 to_device: Samples::default(),
                 to_parent: Samples::default(),
                 errors: AtomicU64::new(0),
@@ -376,10 +397,17 @@ async fn roundtrip(args: &Args) {
                         Ok(r) if r.status().as_u16() == 201 => {
                             let v: Value = r.json().await.unwrap_or(Value::Null);
                             if let Some(id) = v["command"]["id"].as_str() {
-                                run.ids
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .insert(id.to_string(), k);
+                                let early = {
+                                    let mut ids = run.ids.lock().unwrap_or_else(|e| e.into_inner());
+                                    ids.insert(id.to_string(), k);
+                                    run.early
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .remove(id)
+                                };
+                                if let Some(at) = early {
+                                    run.complete(k, at);
+                                }
                             }
                         }
                         _ => {
@@ -394,7 +422,7 @@ async fn roundtrip(args: &Args) {
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let wall = run.start.elapsed().as_secs_f64();
+            let wall = (run.last_done_us.load(Ordering::Relaxed) as f64 / 1e6).max(1e-3);
             let (cpu1, me1) = (f.relay.cpu(), me_cpu());
             let (_, d50, d99, dmax) = run.to_device.summary();
             let (n, p50, p99, pmax) = run.to_parent.summary();
