@@ -469,7 +469,7 @@ async fn malformed_frames_close_4400_after_fifty_and_plain_get_is_a_json_error()
     }
     assert_eq!(ws.expect_close(Duration::from_secs(5)).await, Some(4400));
     let (s, b) = r.req("GET", "/api/socket", None, None).await;
-    assert!(s >= 400 && s < 500, "{s}");
+    assert!((400..500).contains(&s), "{s}");
     assert!(b["error"]["code"].is_string(), "{b}");
     // A JWT signed with another secret is refused on the socket too.
     let forged = jsonwebtoken::encode(
