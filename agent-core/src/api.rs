@@ -37,6 +37,18 @@ impl HttpError {
     }
 }
 
+/// An error with its sources (`error sending request: connection refused`), never a URL.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The relay's REST calls the agent makes.
 pub(crate) trait Api: Send + Sync {
     /// `PATCH /api/dashboard/remote-control/{id}`
@@ -104,7 +116,7 @@ impl HttpApi {
         let mut resp = req
             .send()
             .await
-            .map_err(|e| HttpError::Network(e.without_url().to_string()))?;
+            .map_err(|e| HttpError::Network(chain(&e.without_url())))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -116,7 +128,7 @@ impl HttpApi {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| HttpError::Network(e.without_url().to_string()))?
+            .map_err(|e| HttpError::Network(chain(&e.without_url())))?
         {
             if bytes.len() + chunk.len() > MAX_BODY {
                 return Err(HttpError::Decode("response too large".into()));
