@@ -24,8 +24,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agent_core::{
-    AckResult, AckStatus, Agent, AgentConfig, Command, CommandOutcome, ConnectionState, LogLevel, Platform,
-    TokenStore,
+    AckResult, AckStatus, Agent, AgentConfig, Command, CommandOutcome, ConnectionState, LogLevel,
+    Platform, TokenStore,
 };
 use clap::Parser;
 use serde_json::{json, Value};
@@ -49,7 +49,11 @@ struct Args {
     #[arg(long, env = "SAFESTREAM_PAIR")]
     pair: bool,
     /// Device name shown to the parent when pairing.
-    #[arg(long, env = "SAFESTREAM_DEVICE_NAME", default_value = "Simulated device")]
+    #[arg(
+        long,
+        env = "SAFESTREAM_DEVICE_NAME",
+        default_value = "Simulated device"
+    )]
     device_name: String,
     /// Fraction (0–1) of commands that fail (FAILED "simulated failure").
     #[arg(long, env = "SAFESTREAM_FAIL_RATE", default_value_t = 0.0)]
@@ -87,7 +91,9 @@ struct Device {
 impl Platform for Device {
     fn run_command(&self, command: Command) {
         let payload: Value = serde_json::from_str(&command.payload_json).unwrap_or(Value::Null);
-        emit(json!({"type": "command", "id": command.id, "commandType": command.command_type.as_wire(), "payload": payload}));
+        emit(
+            json!({"type": "command", "id": command.id, "commandType": command.command_type.as_wire(), "payload": payload}),
+        );
         let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A deterministic spread: command n fails when the fail-rate boundary is crossed.
         let fail = ((n + 1) as f64 * self.fail_rate).floor() > (n as f64 * self.fail_rate).floor();
@@ -129,10 +135,12 @@ impl Platform for Device {
 
     fn ack_finished(&self, id: String, status: AckStatus, result: AckResult) {
         match result {
-            AckResult::Confirmed => emit(json!({"type": "ack", "id": id, "status": status.as_wire()})),
-            AckResult::Rejected { status: http } => {
-                emit(json!({"type": "ack_rejected", "id": id, "status": status.as_wire(), "httpStatus": http}))
+            AckResult::Confirmed => {
+                emit(json!({"type": "ack", "id": id, "status": status.as_wire()}))
             }
+            AckResult::Rejected { status: http } => emit(
+                json!({"type": "ack_rejected", "id": id, "status": status.as_wire(), "httpStatus": http}),
+            ),
         }
     }
 }
@@ -208,19 +216,28 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(t) = &args.token {
         tokens.save(t.trim())?;
     }
-    let mut config = AgentConfig::new(args.relay.clone(), args.state_dir.to_string_lossy().into_owned());
+    let mut config = AgentConfig::new(
+        args.relay.clone(),
+        args.state_dir.to_string_lossy().into_owned(),
+    );
     config.api_url = args.api.clone();
     config.command_timeout_secs = args.command_timeout.max(1);
     config.heartbeat_secs = args.heartbeat;
     if let Some(ca) = &args.ca_file {
-        config.extra_ca_pem = Some(std::fs::read_to_string(ca).map_err(|e| format!("ca file: {e}"))?);
+        config.extra_ca_pem =
+            Some(std::fs::read_to_string(ca).map_err(|e| format!("ca file: {e}"))?);
     }
     let agent = Arc::new(Agent::start(config, device.clone(), tokens).map_err(|e| e.to_string())?);
     let _ = device.agent.set(agent.clone());
 
     if args.pair || (args.token.is_none() && agent.state() == ConnectionState::NotPaired) {
-        let code = agent.pair(args.device_name.clone()).await.map_err(|e| e.to_string())?;
-        emit(json!({"type": "pairing", "code": code.code, "pairingId": code.pairing_id, "expiresAt": code.expires_at}));
+        let code = agent
+            .pair(args.device_name.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        emit(
+            json!({"type": "pairing", "code": code.code, "pairingId": code.pairing_id, "expiresAt": code.expires_at}),
+        );
         let paired = agent.wait_for_pairing().await.map_err(|e| e.to_string())?;
         emit(json!({"type": "paired", "deviceId": paired.device_id, "childId": paired.child_id}));
     }

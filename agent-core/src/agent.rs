@@ -212,9 +212,11 @@ impl Agent {
         deps: Deps,
     ) -> Result<Agent, AgentError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AgentError::NoRuntime)?;
-        let (ledger, interrupted) = Ledger::load(deps.storage, deps.clock.now_unix_ms())
-            .map_err(|e| AgentError::Storage {
-                reason: e.to_string(),
+        let (ledger, interrupted) =
+            Ledger::load(deps.storage, deps.clock.now_unix_ms()).map_err(|e| {
+                AgentError::Storage {
+                    reason: e.to_string(),
+                }
             })?;
         for id in &interrupted {
             tracing::warn!(id = %id, "command cut short by the app's death; acking FAILED interrupted");
@@ -277,7 +279,10 @@ impl Agent {
         let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
         for t in tasks {
             let abort = t.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -311,10 +316,17 @@ impl Agent {
 
     /// Reports a restricted-content attempt (`POST /api/devices/me/restricted-attempts`).
     /// Not queued: an error is returned to the caller.
-    pub async fn report_restricted_attempt(&self, attempt: RestrictedAttempt) -> Result<(), AgentError> {
+    pub async fn report_restricted_attempt(
+        &self,
+        attempt: RestrictedAttempt,
+    ) -> Result<(), AgentError> {
         let token = self.inner.current_token().ok_or(AgentError::Unauthorized)?;
         let mut body = json!({});
-        for (k, v) in [("url", attempt.url), ("title", attempt.title), ("reason", attempt.reason)] {
+        for (k, v) in [
+            ("url", attempt.url),
+            ("title", attempt.title),
+            ("reason", attempt.reason),
+        ] {
             if let Some(v) = clip(v, 2000) {
                 body[k] = Value::String(v);
             }
@@ -442,7 +454,9 @@ impl Agent {
                 .filter(|s| !s.is_empty() && s.len() <= 4096)
                 .map(str::to_owned)
         };
-        let (Some(pairing_id), Some(code), Some(secret)) = (field("pairingId"), field("code"), field("secret")) else {
+        let (Some(pairing_id), Some(code), Some(secret)) =
+            (field("pairingId"), field("code"), field("secret"))
+        else {
             return Err(AgentError::Network {
                 reason: "unexpected pairing answer".into(),
             });
@@ -465,11 +479,12 @@ impl Agent {
     /// then stores the device token and connects. Errors with [`AgentError::Pairing`] when
     /// it is rejected or expires.
     pub async fn wait_for_pairing(&self) -> Result<PairedDevice, AgentError> {
-        let (id, secret) = lock(&self.inner.pairing)
-            .clone()
-            .ok_or_else(|| AgentError::Pairing {
-                reason: "not started".into(),
-            })?;
+        let (id, secret) =
+            lock(&self.inner.pairing)
+                .clone()
+                .ok_or_else(|| AgentError::Pairing {
+                    reason: "not started".into(),
+                })?;
         let mut stop = self.inner.stop_tx.subscribe();
         let mut backoff = Backoff::new(backoff::ACK);
         loop {
@@ -482,7 +497,9 @@ impl Agent {
                 Ok(v) => match v.get("status").and_then(Value::as_str).unwrap_or("") {
                     "APPROVED" => {
                         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-                        let (Some(token), Some(device_id), Some(child_id)) = (s("token"), s("deviceId"), s("childId")) else {
+                        let (Some(token), Some(device_id), Some(child_id)) =
+                            (s("token"), s("deviceId"), s("childId"))
+                        else {
                             return Err(AgentError::Network {
                                 reason: "approved pairing without token".into(),
                             });
@@ -490,7 +507,10 @@ impl Agent {
                         self.inner.set_token(token)?;
                         *lock(&self.inner.pairing) = None;
                         tracing::info!(device_id = %device_id, "paired");
-                        return Ok(PairedDevice { device_id, child_id });
+                        return Ok(PairedDevice {
+                            device_id,
+                            child_id,
+                        });
                     }
                     "REJECTED" => {
                         *lock(&self.inner.pairing) = None;
@@ -509,7 +529,8 @@ impl Agent {
                         }
                     }
                 },
-                Err(HttpError::Status { status: 410, .. }) | Err(HttpError::Status { status: 404, .. }) => {
+                Err(HttpError::Status { status: 410, .. })
+                | Err(HttpError::Status { status: 404, .. }) => {
                     *lock(&self.inner.pairing) = None;
                     return Err(AgentError::Pairing {
                         reason: "expired".into(),

@@ -62,11 +62,19 @@ pub(crate) trait Api: Send + Sync {
     /// `GET /api/devices/me/commands` → the `commands` array.
     fn pending_commands<'a>(&'a self, token: &'a str) -> BoxFut<'a, Result<Vec<Value>, HttpError>>;
     /// `POST /api/devices/me/restricted-attempts`
-    fn restricted_attempt<'a>(&'a self, token: &'a str, body: Value) -> BoxFut<'a, Result<(), HttpError>>;
+    fn restricted_attempt<'a>(
+        &'a self,
+        token: &'a str,
+        body: Value,
+    ) -> BoxFut<'a, Result<(), HttpError>>;
     /// `POST /api/pairing`
     fn pairing_start<'a>(&'a self, device_name: &'a str) -> BoxFut<'a, Result<Value, HttpError>>;
     /// `GET /api/pairing/{id}?wait=30` with the pairing secret.
-    fn pairing_poll<'a>(&'a self, id: &'a str, secret: &'a str) -> BoxFut<'a, Result<Value, HttpError>>;
+    fn pairing_poll<'a>(
+        &'a self,
+        id: &'a str,
+        secret: &'a str,
+    ) -> BoxFut<'a, Result<Value, HttpError>>;
 }
 
 /// The real API client.
@@ -197,7 +205,11 @@ impl Api for HttpApi {
         })
     }
 
-    fn restricted_attempt<'a>(&'a self, token: &'a str, body: Value) -> BoxFut<'a, Result<(), HttpError>> {
+    fn restricted_attempt<'a>(
+        &'a self,
+        token: &'a str,
+        body: Value,
+    ) -> BoxFut<'a, Result<(), HttpError>> {
         Box::pin(async move {
             let url = self.url(&["api", "devices", "me", "restricted-attempts"])?;
             self.call(Method::POST, url, Some(token), Some(body))
@@ -209,12 +221,21 @@ impl Api for HttpApi {
     fn pairing_start<'a>(&'a self, device_name: &'a str) -> BoxFut<'a, Result<Value, HttpError>> {
         Box::pin(async move {
             let url = self.url(&["api", "pairing"])?;
-            self.call(Method::POST, url, None, Some(json!({ "deviceName": device_name })))
-                .await
+            self.call(
+                Method::POST,
+                url,
+                None,
+                Some(json!({ "deviceName": device_name })),
+            )
+            .await
         })
     }
 
-    fn pairing_poll<'a>(&'a self, id: &'a str, secret: &'a str) -> BoxFut<'a, Result<Value, HttpError>> {
+    fn pairing_poll<'a>(
+        &'a self,
+        id: &'a str,
+        secret: &'a str,
+    ) -> BoxFut<'a, Result<Value, HttpError>> {
         Box::pin(async move {
             let mut url = self.url(&["api", "pairing", id])?;
             url.set_query(Some("wait=30"));

@@ -34,7 +34,10 @@ impl Schedule {
     /// The upper bound of the wait before attempt `attempt` (0-based).
     pub(crate) fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap).max(self.floor)
+        self.base
+            .saturating_mul(factor)
+            .min(self.cap)
+            .max(self.floor)
     }
 
     /// A jittered wait before attempt `attempt`.
@@ -145,7 +148,10 @@ mod tests {
             }
             // Full jitter: the draws cover most of the window, not a point.
             let window = SOCKET.ceiling(attempt) - SOCKET.floor;
-            assert!(max - min >= window * 8 / 10, "attempt {attempt}: {min:?}..{max:?}");
+            assert!(
+                max - min >= window * 8 / 10,
+                "attempt {attempt}: {min:?}..{max:?}"
+            );
         }
     }
 

@@ -107,7 +107,11 @@ impl CommandOutcome {
             Self::Executed => (AckStatus::Executed, None),
             Self::Failed { error } => {
                 let text: String = error.chars().take(MAX_ERROR_CHARS).collect();
-                let text = if text.trim().is_empty() { "failed".to_owned() } else { text };
+                let text = if text.trim().is_empty() {
+                    "failed".to_owned()
+                } else {
+                    text
+                };
                 (AckStatus::Failed, Some(text))
             }
         }
@@ -132,45 +136,69 @@ pub(crate) enum Checked {
 pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN
-        && id
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '/' | '?' | '#' | '%' | '\\'))
+        && id.chars().all(|c| {
+            !c.is_control() && !c.is_whitespace() && !matches!(c, '/' | '?' | '#' | '%' | '\\')
+        })
 }
 
 /// Validates one command object against the wall clock `now_ms`.
 pub(crate) fn check(value: &Value, now_ms: i64) -> Checked {
     let Some(obj) = value.as_object() else {
-        return Checked::Garbage { why: "not an object" };
+        return Checked::Garbage {
+            why: "not an object",
+        };
     };
     let Some(id) = obj.get("id").and_then(Value::as_str) else {
-        return Checked::Garbage { why: "no string id" };
+        return Checked::Garbage {
+            why: "no string id",
+        };
     };
     if !valid_id(id) {
         return Checked::Garbage { why: "invalid id" };
     }
     let id = id.to_owned();
     let Some(expires_at) = obj.get("expiresAt").and_then(Value::as_str) else {
-        return Checked::Refuse { id, reason: "invalid: no expiresAt" };
+        return Checked::Refuse {
+            id,
+            reason: "invalid: no expiresAt",
+        };
     };
     let Some(expires_ms) = parse_rfc3339_ms(expires_at) else {
-        return Checked::Refuse { id, reason: "invalid: bad expiresAt" };
+        return Checked::Refuse {
+            id,
+            reason: "invalid: bad expiresAt",
+        };
     };
     if expires_ms <= now_ms {
         return Checked::Expired { id };
     }
     let Some(type_name) = obj.get("commandType").and_then(Value::as_str) else {
-        return Checked::Refuse { id, reason: "invalid: no commandType" };
+        return Checked::Refuse {
+            id,
+            reason: "invalid: no commandType",
+        };
     };
     let Some(command_type) = CommandType::from_wire(type_name) else {
-        return Checked::Refuse { id, reason: "unsupported" };
+        return Checked::Refuse {
+            id,
+            reason: "unsupported",
+        };
     };
     let payload_json = match obj.get("payload") {
         None | Some(Value::Null) => "{}".to_owned(),
         Some(p @ Value::Object(_)) => p.to_string(),
-        Some(_) => return Checked::Refuse { id, reason: "invalid: payload is not an object" },
+        Some(_) => {
+            return Checked::Refuse {
+                id,
+                reason: "invalid: payload is not an object",
+            }
+        }
     };
     if payload_json.len() > MAX_PAYLOAD_BYTES {
-        return Checked::Refuse { id, reason: "invalid: payload too large" };
+        return Checked::Refuse {
+            id,
+            reason: "invalid: payload too large",
+        };
     }
     let created_at = obj
         .get("createdAt")
@@ -210,23 +238,40 @@ mod tests {
 
     #[test]
     fn expired_unknown_and_garbage() {
-        let exp = json!({"id": "c1", "commandType": "PAUSE", "expiresAt": "2026-11-25T19:29:59.999Z"});
+        let exp =
+            json!({"id": "c1", "commandType": "PAUSE", "expiresAt": "2026-11-25T19:29:59.999Z"});
         assert_eq!(check(&exp, NOW), Checked::Expired { id: "c1".into() });
         let unk = json!({"id": "c2", "commandType": "SELF_DESTRUCT", "expiresAt": "2026-11-25T20:00:00Z"});
-        assert_eq!(check(&unk, NOW), Checked::Refuse { id: "c2".into(), reason: "unsupported" });
+        assert_eq!(
+            check(&unk, NOW),
+            Checked::Refuse {
+                id: "c2".into(),
+                reason: "unsupported"
+            }
+        );
         let bad_payload = json!({"id": "c3", "commandType": "PAUSE", "payload": [1], "expiresAt": "2026-11-25T20:00:00Z"});
         assert!(matches!(check(&bad_payload, NOW), Checked::Refuse { .. }));
         let no_exp = json!({"id": "c4", "commandType": "PAUSE"});
         assert!(matches!(check(&no_exp, NOW), Checked::Refuse { .. }));
-        for v in [json!(null), json!([]), json!({"id": 5}), json!({"id": ""}),
-                  json!({"id": "a/b"}), json!({"id": "x".repeat(129)}), json!({"id": "a\nb"})] {
+        for v in [
+            json!(null),
+            json!([]),
+            json!({"id": 5}),
+            json!({"id": ""}),
+            json!({"id": "a/b"}),
+            json!({"id": "x".repeat(129)}),
+            json!({"id": "a\nb"}),
+        ] {
             assert!(matches!(check(&v, NOW), Checked::Garbage { .. }), "{v}");
         }
     }
 
     #[test]
     fn error_text_is_truncated_on_char_boundary() {
-        let (s, e) = CommandOutcome::Failed { error: "é".repeat(2000) }.to_ack();
+        let (s, e) = CommandOutcome::Failed {
+            error: "é".repeat(2000),
+        }
+        .to_ack();
         assert_eq!(s, AckStatus::Failed);
         assert_eq!(e.unwrap().chars().count(), MAX_ERROR_CHARS);
     }

@@ -34,7 +34,9 @@ impl Inner {
                         continue;
                     }
                     tracing::warn!(id = %id, source, reason, "command refused; acking FAILED");
-                    if let Err(e) = ledger.record_final(&id, AckStatus::Failed, Some(reason.to_owned()), now) {
+                    if let Err(e) =
+                        ledger.record_final(&id, AckStatus::Failed, Some(reason.to_owned()), now)
+                    {
                         tracing::error!(id = %id, error = %e, "could not persist the refusal");
                     }
                     drop(ledger);
@@ -77,14 +79,20 @@ impl Inner {
     }
 
     /// Records the outcome of a started command and queues its ack.
-    pub(crate) fn finish_command(&self, id: &str, outcome: CommandOutcome) -> Result<(), AgentError> {
+    pub(crate) fn finish_command(
+        &self,
+        id: &str,
+        outcome: CommandOutcome,
+    ) -> Result<(), AgentError> {
         let (status, error) = outcome.to_ack();
         let now = self.clock.now_unix_ms();
         let res = lock(&self.ledger).finish(id, status, error, now);
         match res {
             Ok(false) => return Err(AgentError::UnknownCommand),
             Ok(true) => tracing::info!(id = %id, status = status.as_wire(), "command finished"),
-            Err(e) => tracing::error!(id = %id, error = %e, "command finished but the outbox write failed; ack kept in memory"),
+            Err(e) => {
+                tracing::error!(id = %id, error = %e, "command finished but the outbox write failed; ack kept in memory")
+            }
         }
         if let Some(t) = lock(&self.timers).remove(id) {
             t.abort();

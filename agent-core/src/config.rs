@@ -64,16 +64,31 @@ impl Endpoints {
         let http_scheme = match relay.scheme() {
             "ws" => "http",
             "wss" => "https",
-            other => return Err(bad(format!("relay_url scheme {other:?}: use ws:// or wss://"))),
+            other => {
+                return Err(bad(format!(
+                    "relay_url scheme {other:?}: use ws:// or wss://"
+                )))
+            }
         };
-        if relay.host_str().is_none() || relay.query().is_some() || !relay.username().is_empty() || relay.password().is_some() {
-            return Err(bad("relay_url: a host without query or credentials is required".into()));
+        if relay.host_str().is_none()
+            || relay.query().is_some()
+            || !relay.username().is_empty()
+            || relay.password().is_some()
+        {
+            return Err(bad(
+                "relay_url: a host without query or credentials is required".into(),
+            ));
         }
         let api = match &c.api_url {
             Some(u) => {
                 let api = Url::parse(u.trim()).map_err(|e| bad(format!("api_url: {e}")))?;
-                if !matches!(api.scheme(), "http" | "https") || api.host_str().is_none() || api.query().is_some() {
-                    return Err(bad("api_url: an http(s) URL without query is required".into()));
+                if !matches!(api.scheme(), "http" | "https")
+                    || api.host_str().is_none()
+                    || api.query().is_some()
+                {
+                    return Err(bad(
+                        "api_url: an http(s) URL without query is required".into()
+                    ));
                 }
                 join(&api, "")
             }
@@ -84,7 +99,13 @@ impl Endpoints {
                 join(&api, "")
             }
         };
-        for (name, v) in [("heartbeat_secs", c.heartbeat_secs), ("background_heartbeat_secs", Some(c.background_heartbeat_secs))] {
+        for (name, v) in [
+            ("heartbeat_secs", c.heartbeat_secs),
+            (
+                "background_heartbeat_secs",
+                Some(c.background_heartbeat_secs),
+            ),
+        ] {
             if let Some(v) = v {
                 if !(25..=600).contains(&v) {
                     return Err(bad(format!("{name} must be 25–600")));
@@ -113,18 +134,31 @@ mod tests {
         let e = Endpoints::from_config(&AgentConfig::new("ws://127.0.0.1:8080", "/tmp/x")).unwrap();
         assert_eq!(e.socket, "ws://127.0.0.1:8080/api/socket");
         assert_eq!(e.api, "http://127.0.0.1:8080");
-        let e = Endpoints::from_config(&AgentConfig::new("wss://relay.example.com/ss/", "/tmp/x")).unwrap();
+        let e = Endpoints::from_config(&AgentConfig::new("wss://relay.example.com/ss/", "/tmp/x"))
+            .unwrap();
         assert_eq!(e.socket, "wss://relay.example.com/ss/api/socket");
         assert_eq!(e.api, "https://relay.example.com/ss");
         let mut c = AgentConfig::new("wss://relay.example.com", "/tmp/x");
         c.api_url = Some("https://api.example.com/".into());
-        assert_eq!(Endpoints::from_config(&c).unwrap().api, "https://api.example.com");
+        assert_eq!(
+            Endpoints::from_config(&c).unwrap().api,
+            "https://api.example.com"
+        );
     }
 
     #[test]
     fn refuses_bad_config() {
-        for url in ["http://x", "ws://", "nonsense", "ws://u:p@host", "ws://h/?token=x"] {
-            assert!(Endpoints::from_config(&AgentConfig::new(url, "/tmp/x")).is_err(), "{url}");
+        for url in [
+            "http://x",
+            "ws://",
+            "nonsense",
+            "ws://u:p@host",
+            "ws://h/?token=x",
+        ] {
+            assert!(
+                Endpoints::from_config(&AgentConfig::new(url, "/tmp/x")).is_err(),
+                "{url}"
+            );
         }
         let mut c = AgentConfig::new("ws://h", "/tmp/x");
         c.heartbeat_secs = Some(5);

@@ -60,7 +60,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             End::Stopped => break,
             End::Now => continue,
             End::Unauthorized => {
-                tracing::warn!("relay refused the device token; staying offline until a new token is set");
+                tracing::warn!(
+                    "relay refused the device token; staying offline until a new token is set"
+                );
                 inner.set_state(ConnectionState::Unauthorized);
                 tokio::select! {
                     () = inner.token_changed.notified() => backoff.reset(),
@@ -73,7 +75,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
                 inner.set_state(ConnectionState::Disconnected);
                 let delay = backoff.next_delay();
-                tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting after backoff");
+                tracing::info!(
+                    delay_ms = delay.as_millis() as u64,
+                    "reconnecting after backoff"
+                );
                 tokio::select! {
                     () = sleep(delay) => {}
                     () = inner.network_hint.notified() => {
@@ -105,7 +110,10 @@ fn classify(code: Option<u16>, held: bool) -> End {
 }
 
 async fn session(inner: &Arc<Inner>, token: &Secret, stop: &mut watch::Receiver<bool>) -> End {
-    let connect = timeout(CONNECT_TIMEOUT, inner.transport.connect(&inner.endpoints.socket));
+    let connect = timeout(
+        CONNECT_TIMEOUT,
+        inner.transport.connect(&inner.endpoints.socket),
+    );
     let mut sock = tokio::select! {
         r = connect => match r {
             Ok(Ok(s)) => s,
@@ -273,7 +281,9 @@ fn handle_frame(inner: &Arc<Inner>, text: &str) {
         Inbound::CommandNew(data) => {
             inner.handle_commands(std::slice::from_ref(&data), "socket");
         }
-        Inbound::Error { code } => tracing::warn!(code = %code, "relay answered a frame with an error"),
+        Inbound::Error { code } => {
+            tracing::warn!(code = %code, "relay answered a frame with an error")
+        }
         Inbound::Ready { .. } => tracing::debug!("extra ready frame ignored"),
         Inbound::Other(event) => tracing::debug!(event = %event, "frame ignored"),
         Inbound::Malformed => tracing::warn!(len = text.len(), "malformed frame ignored"),

@@ -228,11 +228,10 @@ impl Ledger {
     fn evict(&mut self) {
         while self.data.commands.len() > MAX_IDS {
             let outbox = &self.data.outbox;
-            let Some(pos) = self
-                .data
-                .commands
-                .iter()
-                .position(|e| e.phase == Phase::Finished && !outbox.iter().any(|a| a.id == e.id))
+            let Some(pos) =
+                self.data.commands.iter().position(|e| {
+                    e.phase == Phase::Finished && !outbox.iter().any(|a| a.id == e.id)
+                })
             else {
                 break;
             };
@@ -343,10 +342,15 @@ mod tests {
         let (mut l, _) = open(&s);
         l.begin("a", 1).unwrap();
         assert!(l.finish("a", AckStatus::Executed, None, 2).unwrap());
-        assert!(!l.finish("a", AckStatus::Failed, Some("x".into()), 3).unwrap());
+        assert!(!l
+            .finish("a", AckStatus::Failed, Some("x".into()), 3)
+            .unwrap());
         let (l2, interrupted) = open(&s);
         assert!(interrupted.is_empty());
-        assert_eq!(l2.next_due(Instant::now()).unwrap().status, AckStatus::Executed);
+        assert_eq!(
+            l2.next_due(Instant::now()).unwrap().status,
+            AckStatus::Executed
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub struct HostLogLayer {
 impl HostLogLayer {
     /// Forwards events up to `max_level` (e.g. [`LogLevel::Info`]) to `platform`.
     pub fn new(platform: Arc<dyn Platform>, max_level: LogLevel) -> Self {
-        Self { platform, max_level }
+        Self {
+            platform,
+            max_level,
+        }
     }
 }
 
@@ -103,7 +106,8 @@ mod tests {
     #[test]
     fn forwards_events_with_fields_and_filters_levels() {
         let logs = Arc::new(Logs::default());
-        let sub = tracing_subscriber::registry().with(HostLogLayer::new(logs.clone(), LogLevel::Info));
+        let sub =
+            tracing_subscriber::registry().with(HostLogLayer::new(logs.clone(), LogLevel::Info));
         tracing::subscriber::with_default(sub, || {
             tracing::info!(id = "c1", "command run");
             tracing::debug!("hidden");

@@ -35,10 +35,15 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
                 Err(e) if e.is_retryable() => {
                     let mut delay = ACK.delay(ack.attempts, &mut rng);
-                    if let HttpError::Status { retry_after: Some(ra), .. } = &e {
+                    if let HttpError::Status {
+                        retry_after: Some(ra),
+                        ..
+                    } = &e
+                    {
                         delay = delay.max((*ra).min(MAX_RETRY_AFTER));
                     }
-                    let attempts = lock(&inner.ledger).schedule_retry(&ack.id, Instant::now() + delay);
+                    let attempts =
+                        lock(&inner.ledger).schedule_retry(&ack.id, Instant::now() + delay);
                     tracing::warn!(id = %ack.id, error = ?e, attempts, delay_ms = delay.as_millis() as u64, "ack not delivered; will retry");
                     None
                 }
@@ -57,7 +62,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
                 inner.outbox_drained.notify_waiters();
                 let (platform, id, status) = (inner.platform.clone(), ack.id, ack.status);
-                guard("ack_finished", move || platform.ack_finished(id, status, result));
+                guard("ack_finished", move || {
+                    platform.ack_finished(id, status, result)
+                });
             }
             continue;
         }

@@ -97,18 +97,41 @@ mod tests {
     fn parses_frames_and_survives_garbage() {
         assert_eq!(
             parse(r#"{"event":"ready","data":{"role":"device","heartbeatSec":25}}"#),
-            Inbound::Ready { heartbeat_sec: Some(25) }
+            Inbound::Ready {
+                heartbeat_sec: Some(25)
+            }
         );
         assert_eq!(
             parse(r#"{"event":"ready","data":{"heartbeatSec":-1}}"#),
-            Inbound::Ready { heartbeat_sec: None }
+            Inbound::Ready {
+                heartbeat_sec: None
+            }
         );
-        assert!(matches!(parse(r#"{"event":"command:new","data":{"id":"x"}}"#), Inbound::CommandNew(_)));
-        assert_eq!(parse(r#"{"event":"error","data":{"code":"bad_frame"}}"#), Inbound::Error { code: "bad_frame".into() });
-        for junk in ["", "null", "[]", "{", r#"{"event":5}"#, "\u{0}", &"[".repeat(10_000)] {
+        assert!(matches!(
+            parse(r#"{"event":"command:new","data":{"id":"x"}}"#),
+            Inbound::CommandNew(_)
+        ));
+        assert_eq!(
+            parse(r#"{"event":"error","data":{"code":"bad_frame"}}"#),
+            Inbound::Error {
+                code: "bad_frame".into()
+            }
+        );
+        for junk in [
+            "",
+            "null",
+            "[]",
+            "{",
+            r#"{"event":5}"#,
+            "\u{0}",
+            &"[".repeat(10_000),
+        ] {
             assert_eq!(parse(junk), Inbound::Malformed, "{junk:.20}");
         }
-        assert_eq!(parse(r#"{"event":"pong","data":1}"#), Inbound::Other("pong".into()));
+        assert_eq!(
+            parse(r#"{"event":"pong","data":1}"#),
+            Inbound::Other("pong".into())
+        );
     }
 
     #[test]

@@ -59,7 +59,12 @@ pub(crate) fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         }
         part.parse().ok()
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -146,7 +151,10 @@ mod tests {
             parse_rfc3339_ms("2026-11-25T20:30:00.000+01:00"),
             Some(1_795_635_000_000)
         );
-        assert_eq!(parse_rfc3339_ms("2000-02-29T00:00:00.123456Z"), Some(951_782_400_123));
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:00.123456Z"),
+            Some(951_782_400_123)
+        );
     }
 
     #[test]

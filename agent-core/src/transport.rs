@@ -49,7 +49,9 @@ pub(crate) trait Transport: Send + Sync {
 
 /// Builds the rustls client config shared by the socket and the HTTP client: the ring
 /// provider (installed explicitly), webpki roots and the optional extra CA.
-pub(crate) fn tls_config(extra_ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+pub(crate) fn tls_config(
+    extra_ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ClientConfig>, AgentError> {
     let bad = |reason: String| AgentError::Config { reason };
     // Process default too, for any rustls user that asks for it; an error only means one
     // was installed already.

@@ -183,12 +183,18 @@ impl Relay {
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    return Err(format!("relay exited: {status}; logs: {:?}", self.logs.all()));
+                    return Err(format!(
+                        "relay exited: {status}; logs: {:?}",
+                        self.logs.all()
+                    ));
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!("relay not ready in 30 s; logs: {:?}", self.logs.all()))
+        Err(format!(
+            "relay not ready in 30 s; logs: {:?}",
+            self.logs.all()
+        ))
     }
 
     /// `http://127.0.0.1:port`
@@ -287,7 +293,12 @@ impl Device {
     }
 
     /// Waits until a JSON line matches `pred`; returns it.
-    pub async fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> R<Value> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> R<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = self.out.json().into_iter().find(|v| pred(v)) {
@@ -332,12 +343,19 @@ impl Device {
 
     /// Every JSON line of `type`.
     pub fn lines_of(&self, ty: &str) -> Vec<Value> {
-        self.out.json().into_iter().filter(|v| v["type"] == ty).collect()
+        self.out
+            .json()
+            .into_iter()
+            .filter(|v| v["type"] == ty)
+            .collect()
     }
 
     /// How many times command `id` was run (must never exceed 1).
     pub fn runs_of(&self, id: &str) -> usize {
-        self.lines_of("command").iter().filter(|v| v["id"] == id).count()
+        self.lines_of("command")
+            .iter()
+            .filter(|v| v["id"] == id)
+            .count()
     }
 }
 
@@ -391,7 +409,12 @@ impl Client {
     }
 
     /// Calls `method path` with an optional JSON body; returns (status, body).
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> R<(u16, Value)> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> R<(u16, Value)> {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -457,7 +480,11 @@ impl Backend {
     /// Revokes a device.
     pub async fn revoke(&self, device: &str) -> R<()> {
         self.0
-            .ok(reqwest::Method::DELETE, &format!("/api/devices/{device}"), None)
+            .ok(
+                reqwest::Method::DELETE,
+                &format!("/api/devices/{device}"),
+                None,
+            )
             .await
             .map(|_| ())
     }
@@ -501,7 +528,11 @@ impl Parent {
     pub async fn get_command(&self, id: &str) -> R<Value> {
         let v = self
             .api
-            .ok(reqwest::Method::GET, &format!("/api/dashboard/remote-control/{id}"), None)
+            .ok(
+                reqwest::Method::GET,
+                &format!("/api/dashboard/remote-control/{id}"),
+                None,
+            )
             .await?;
         Ok(v["command"].clone())
     }
@@ -524,12 +555,17 @@ impl Parent {
     /// Opens the parent's WebSocket (first-frame auth) and waits for `ready`.
     pub async fn socket(&self, relay: &Relay) -> R<ParentSocket> {
         let url = format!("{}/api/socket", relay.ws());
-        let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-            .await
-            .map_err(|_| "parent connect timeout".to_owned())?
-            .map_err(|e| format!("parent connect: {e}"))?;
+        let (mut ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .map_err(|_| "parent connect timeout".to_owned())?
+        .map_err(|e| format!("parent connect: {e}"))?;
         ws.send(Message::Text(
-            json!({"event": "auth", "data": {"token": self.jwt}}).to_string().into(),
+            json!({"event": "auth", "data": {"token": self.jwt}})
+                .to_string()
+                .into(),
         ))
         .await
         .map_err(|e| e.to_string())?;
@@ -541,7 +577,9 @@ impl Parent {
 
 /// A parent's open socket.
 pub struct ParentSocket {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     /// Every frame received so far.
     pub events: Vec<Value>,
 }
@@ -549,8 +587,17 @@ pub struct ParentSocket {
 impl ParentSocket {
     /// Waits for an `event` frame whose data matches `pred` (also among frames already
     /// received); returns its data.
-    pub async fn wait(&mut self, event: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> R<Value> {
-        if let Some(v) = self.events.iter().find(|v| v["event"] == event && pred(&v["data"])) {
+    pub async fn wait(
+        &mut self,
+        event: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> R<Value> {
+        if let Some(v) = self
+            .events
+            .iter()
+            .find(|v| v["event"] == event && pred(&v["data"]))
+        {
             return Ok(v["data"].clone());
         }
         let deadline = tokio::time::Instant::now() + timeout;

@@ -66,10 +66,13 @@ async fn command_reaches_host_and_parent_sees_executed() {
         dev.wait_state("connected", T).await?;
         let mut sock = w.parent.socket(&w.relay).await?;
         let id = w.parent.command(&w.child, "PAUSE", 300).await?;
-        dev.wait_for("command run", T, is("command", id.clone())).await?;
+        dev.wait_for("command run", T, is("command", id.clone()))
+            .await?;
         dev.wait_for("ack", T, is("ack", id.clone())).await?;
         let status = sock
-            .wait("command:status", T, |d| d["commandId"] == id.as_str() && d["status"] == "EXECUTED")
+            .wait("command:status", T, |d| {
+                d["commandId"] == id.as_str() && d["status"] == "EXECUTED"
+            })
             .await?;
         assert_eq!(status["deviceId"], w.device_id.as_str());
         assert!(status["executedAt"].is_string(), "{status}");
@@ -120,7 +123,9 @@ async fn relay_sigkilled_and_restarted_mid_stream() {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         for id in &ids {
-            w.parent.wait_status(id, "EXECUTED", Duration::from_secs(40)).await?;
+            w.parent
+                .wait_status(id, "EXECUTED", Duration::from_secs(40))
+                .await?;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         for id in &ids {
@@ -139,9 +144,13 @@ async fn agent_killed_between_run_and_ack_is_not_run_again() {
         let mut dev = w.device(&["--exec-delay-ms", "5000"])?;
         dev.wait_state("connected", T).await?;
         let id = w.parent.command(&w.child, "LOCK_DEVICE", 300).await?;
-        dev.wait_for("command run", T, is("command", id.clone())).await?;
+        dev.wait_for("command run", T, is("command", id.clone()))
+            .await?;
         dev.kill();
-        assert!(dev.lines_of("completed").is_empty(), "killed before completing");
+        assert!(
+            dev.lines_of("completed").is_empty(),
+            "killed before completing"
+        );
         dev.restart()?;
         // The ack still arrives (FAILED "interrupted", design section 4) ...
         let c = w.parent.wait_status(&id, "FAILED", T).await?;
@@ -166,13 +175,19 @@ async fn ack_made_while_relay_down_is_posted_when_it_returns() {
         let dev = w.device(&["--exec-delay-ms", "2000"])?;
         dev.wait_state("connected", T).await?;
         let id = w.parent.command(&w.child, "PAUSE", 600).await?;
-        dev.wait_for("command run", T, is("command", id.clone())).await?;
+        dev.wait_for("command run", T, is("command", id.clone()))
+            .await?;
         w.relay.kill();
-        dev.wait_for("completion", T, is("completed", id.clone())).await?;
+        dev.wait_for("completion", T, is("completed", id.clone()))
+            .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(dev.lines_of("ack").is_empty(), "no ack while the relay is down");
+        assert!(
+            dev.lines_of("ack").is_empty(),
+            "no ack while the relay is down"
+        );
         w.relay.restart().await?;
-        dev.wait_for("ack", Duration::from_secs(40), is("ack", id.clone())).await?;
+        dev.wait_for("ack", Duration::from_secs(40), is("ack", id.clone()))
+            .await?;
         w.parent.wait_status(&id, "EXECUTED", T).await?;
         assert_eq!(dev.runs_of(&id), 1);
         Ok(())
@@ -190,7 +205,12 @@ async fn revoked_token_stops_the_agent() {
         dev.wait_state("unauthorized", T).await?;
         let n = dev.states().len();
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert_eq!(dev.states().len(), n, "no reconnect after revocation: {:?}", dev.states());
+        assert_eq!(
+            dev.states().len(),
+            n,
+            "no reconnect after revocation: {:?}",
+            dev.states()
+        );
         assert!(dev.running(), "the app keeps running, offline");
         Ok(())
     })
@@ -204,9 +224,17 @@ async fn pairing_gives_the_device_a_token() {
         let relay = w.relay.ws();
         let dev = Device::start(
             &w.dir.path().join("paired"),
-            &["--relay", relay.as_str(), "--pair", "--device-name", "Leo's phone"],
+            &[
+                "--relay",
+                relay.as_str(),
+                "--pair",
+                "--device-name",
+                "Leo's phone",
+            ],
         )?;
-        let pairing = dev.wait_for("pairing code", T, |v| v["type"] == "pairing").await?;
+        let pairing = dev
+            .wait_for("pairing code", T, |v| v["type"] == "pairing")
+            .await?;
         let code = pairing["code"].as_str().unwrap_or_default().to_owned();
         assert!(!code.is_empty());
         w.parent
@@ -217,14 +245,21 @@ async fn pairing_gives_the_device_a_token() {
                 Some(json!({"code": code, "childId": w.child})),
             )
             .await?;
-        let paired = dev.wait_for("paired", Duration::from_secs(40), |v| v["type"] == "paired").await?;
+        let paired = dev
+            .wait_for("paired", Duration::from_secs(40), |v| v["type"] == "paired")
+            .await?;
         assert_eq!(paired["childId"], w.child.as_str());
         dev.wait_state("connected", T).await?;
         let id = w.parent.command(&w.child, "SHOW_MESSAGE", 300).await?;
         w.parent.wait_status(&id, "EXECUTED", T).await?;
         assert_eq!(dev.runs_of(&id), 1);
         // The token never appears in the device's output or logs.
-        let token_like = dev.out.all().iter().chain(dev.err.all().iter()).any(|l| l.contains("eyJ"));
+        let token_like = dev
+            .out
+            .all()
+            .iter()
+            .chain(dev.err.all().iter())
+            .any(|l| l.contains("eyJ"));
         assert!(!token_like, "a JWT-looking token was printed");
         Ok(())
     })

@@ -75,7 +75,10 @@ impl Transport for FakeRelay {
             }
             let (tx, rx) = mpsc::unbounded_channel();
             st.inbound = Some(tx);
-            Ok(Box::new(FakeSocket { relay: self.clone(), rx }) as Box<dyn Socket>)
+            Ok(Box::new(FakeSocket {
+                relay: self.clone(),
+                rx,
+            }) as Box<dyn Socket>)
         })
     }
 }
@@ -162,20 +165,35 @@ impl Api for FakeApi {
             st.script.pop_front().unwrap_or(Ok(()))
         })
     }
-    fn pending_commands<'a>(&'a self, _token: &'a str) -> BoxFut<'a, Result<Vec<Value>, HttpError>> {
+    fn pending_commands<'a>(
+        &'a self,
+        _token: &'a str,
+    ) -> BoxFut<'a, Result<Vec<Value>, HttpError>> {
         Box::pin(async move { Ok(self.st().pending.clone()) })
     }
-    fn restricted_attempt<'a>(&'a self, _token: &'a str, _body: Value) -> BoxFut<'a, Result<(), HttpError>> {
+    fn restricted_attempt<'a>(
+        &'a self,
+        _token: &'a str,
+        _body: Value,
+    ) -> BoxFut<'a, Result<(), HttpError>> {
         Box::pin(async { Ok(()) })
     }
     fn pairing_start<'a>(&'a self, _name: &'a str) -> BoxFut<'a, Result<Value, HttpError>> {
         Box::pin(async {
-            Ok(json!({"pairingId": "p1", "code": "K7QF-M2XD", "secret": "s3cret", "expiresAt": "2026-11-25T19:40:00Z"}))
+            Ok(
+                json!({"pairingId": "p1", "code": "K7QF-M2XD", "secret": "s3cret", "expiresAt": "2026-11-25T19:40:00Z"}),
+            )
         })
     }
-    fn pairing_poll<'a>(&'a self, _id: &'a str, _secret: &'a str) -> BoxFut<'a, Result<Value, HttpError>> {
+    fn pairing_poll<'a>(
+        &'a self,
+        _id: &'a str,
+        _secret: &'a str,
+    ) -> BoxFut<'a, Result<Value, HttpError>> {
         Box::pin(async {
-            Ok(json!({"status": "APPROVED", "deviceId": "d9", "childId": "c1", "token": "paired-token"}))
+            Ok(
+                json!({"status": "APPROVED", "deviceId": "d9", "childId": "c1", "token": "paired-token"}),
+            )
         })
     }
 }
@@ -283,7 +301,12 @@ fn format_ts(unix_s: i64) -> String {
     let base = NOW_MS / 1000 - (19 * 3600 + 30 * 60);
     let secs = unix_s - base;
     assert!((0..86_400).contains(&secs));
-    format!("2026-11-25T{:02}:{:02}:{:02}.000Z", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "2026-11-25T{:02}:{:02}:{:02}.000Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Lets every task run until idle, advancing paused time by `d`.

@@ -17,7 +17,10 @@ const S: Duration = Duration::from_secs(1);
 
 async fn connected(h: &Harness) -> crate::Agent {
     let agent = h.start();
-    assert!(until(5 * S, || agent.state() == ConnectionState::Connected).await, "never connected");
+    assert!(
+        until(5 * S, || agent.state() == ConnectionState::Connected).await,
+        "never connected"
+    );
     agent
 }
 
@@ -29,7 +32,10 @@ async fn first_frame_auth_token_never_in_url() {
     assert_eq!(st.urls, vec![SOCKET_URL.to_owned()]);
     assert!(!st.urls[0].contains("device-token-1"));
     let first: serde_json::Value = serde_json::from_str(&st.sent[0]).unwrap();
-    assert_eq!(first, json!({"event": "auth", "data": {"token": "device-token-1"}}));
+    assert_eq!(
+        first,
+        json!({"event": "auth", "data": {"token": "device-token-1"}})
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -39,17 +45,27 @@ async fn backoff_schedule_is_capped_full_jitter() {
     let agent = h.start();
     run_for(Duration::from_secs(1800)).await;
     let connects = h.relay.st().connects.clone();
-    assert!(connects.len() >= 20, "only {} attempts in 30 min", connects.len());
+    assert!(
+        connects.len() >= 20,
+        "only {} attempts in 30 min",
+        connects.len()
+    );
     let gaps: Vec<Duration> = connects.windows(2).map(|w| w[1] - w[0]).collect();
     for (i, g) in gaps.iter().enumerate() {
         let ceiling = SOCKET.ceiling(i as u32);
         assert!(*g >= SOCKET.floor, "gap {i} {g:?} below the floor");
         // Paused time auto-advances exactly to the deadline; allow 1 ms of rounding.
-        assert!(*g <= ceiling + Duration::from_millis(1), "gap {i} {g:?} above {ceiling:?}");
+        assert!(
+            *g <= ceiling + Duration::from_millis(1),
+            "gap {i} {g:?} above {ceiling:?}"
+        );
     }
     // Capped: never more than 60 s, and the late gaps actually use the wide window.
     assert!(gaps.iter().all(|g| *g <= Duration::from_millis(60_001)));
-    assert!(gaps[8..].iter().any(|g| *g > Duration::from_secs(16)), "{gaps:?}");
+    assert!(
+        gaps[8..].iter().any(|g| *g > Duration::from_secs(16)),
+        "{gaps:?}"
+    );
     assert_eq!(agent.state(), ConnectionState::Disconnected);
 
     // The network hint reconnects at once instead of waiting out the backoff.
@@ -86,11 +102,16 @@ async fn command_runs_once_over_socket_and_sync() {
     assert_eq!(agent.sync_now().await.unwrap(), 0);
     assert_eq!(h.host.command_ids(), vec!["c1"]);
 
-    agent.complete_command("c1".into(), CommandOutcome::Executed).unwrap();
+    agent
+        .complete_command("c1".into(), CommandOutcome::Executed)
+        .unwrap();
     assert!(until(5 * S, || h.host.st().acked.len() == 1).await);
     let acks = h.api.acks();
     assert_eq!(acks.len(), 1);
-    assert_eq!((acks[0].id.as_str(), acks[0].status), ("c1", AckStatus::Executed));
+    assert_eq!(
+        (acks[0].id.as_str(), acks[0].status),
+        ("c1", AckStatus::Executed)
+    );
     assert_eq!(h.host.st().acked[0].2, AckResult::Confirmed);
     // Completing twice is refused, and redelivery after the ack runs nothing.
     assert_eq!(
@@ -108,7 +129,10 @@ async fn sync_runs_new_commands_and_socket_does_not_repeat_them() {
     let h = Harness::new();
     h.relay.st().accept = false;
     let agent = h.start();
-    h.api.st().pending = vec![command("s1", "LOCK_DEVICE", 300), command("s2", "RESUME", 300)];
+    h.api.st().pending = vec![
+        command("s1", "LOCK_DEVICE", 300),
+        command("s2", "RESUME", 300),
+    ];
     assert_eq!(agent.sync_now().await.unwrap(), 2);
     h.relay.st().accept = true;
     agent.network_available();
@@ -125,10 +149,17 @@ async fn completion_from_another_thread() {
     h.relay.push_json(command_frame("t1", "SHOW_MESSAGE", 300));
     run_for(S).await;
     let a = agent.clone();
-    std::thread::spawn(move || a.complete_command("t1".into(), CommandOutcome::Failed { error: "no screen".into() }))
-        .join()
-        .unwrap()
-        .unwrap();
+    std::thread::spawn(move || {
+        a.complete_command(
+            "t1".into(),
+            CommandOutcome::Failed {
+                error: "no screen".into(),
+            },
+        )
+    })
+    .join()
+    .unwrap()
+    .unwrap();
     assert!(until(5 * S, || h.api.acks().len() == 1).await);
     assert_eq!(h.api.acks()[0].error.as_deref(), Some("no screen"));
 }
@@ -151,7 +182,10 @@ async fn unknown_type_is_failed_unsupported_without_the_host() {
     h.relay.push_json(command_frame("u1", "SELF_DESTRUCT", 300));
     assert!(until(5 * S, || h.api.acks().len() == 1).await);
     let ack = &h.api.acks()[0];
-    assert_eq!((ack.id.as_str(), ack.status, ack.error.as_deref()), ("u1", AckStatus::Failed, Some("unsupported")));
+    assert_eq!(
+        (ack.id.as_str(), ack.status, ack.error.as_deref()),
+        ("u1", AckStatus::Failed, Some("unsupported"))
+    );
     assert!(h.host.command_ids().is_empty());
     h.relay.push_json(command_frame("u1", "SELF_DESTRUCT", 300));
     run_for(5 * S).await;
@@ -168,7 +202,10 @@ async fn uncompleted_command_times_out() {
     run_for(2 * S).await;
     let acks = h.api.acks();
     assert_eq!(acks.len(), 1);
-    assert_eq!((acks[0].status, acks[0].error.as_deref()), (AckStatus::Failed, Some("timeout")));
+    assert_eq!(
+        (acks[0].status, acks[0].error.as_deref()),
+        (AckStatus::Failed, Some("timeout"))
+    );
     assert_eq!(
         agent.complete_command("slow".into(), CommandOutcome::Executed),
         Err(AgentError::UnknownCommand)
@@ -181,7 +218,9 @@ async fn dedup_survives_restart() {
     let agent = connected(&h).await;
     h.relay.push_json(command_frame("r1", "PAUSE", 300));
     run_for(S).await;
-    agent.complete_command("r1".into(), CommandOutcome::Executed).unwrap();
+    agent
+        .complete_command("r1".into(), CommandOutcome::Executed)
+        .unwrap();
     assert!(until(5 * S, || h.api.acks().len() == 1).await);
     agent.shutdown().await;
     drop(agent);
@@ -210,10 +249,16 @@ async fn started_but_unfinished_is_interrupted_after_restart() {
     let _agent = connected(&h).await;
     assert!(until(5 * S, || h.api.acks().len() == 1).await);
     let ack = &h.api.acks()[0];
-    assert_eq!((ack.id.as_str(), ack.status, ack.error.as_deref()), ("i1", AckStatus::Failed, Some(INTERRUPTED)));
+    assert_eq!(
+        (ack.id.as_str(), ack.status, ack.error.as_deref()),
+        ("i1", AckStatus::Failed, Some(INTERRUPTED))
+    );
     h.relay.push_json(command_frame("i1", "LOCK_DEVICE", 300));
     run_for(S).await;
-    assert!(h.host.command_ids().is_empty(), "interrupted command run again");
+    assert!(
+        h.host.command_ids().is_empty(),
+        "interrupted command run again"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,20 +267,33 @@ async fn outbox_retries_network_5xx_429_then_succeeds() {
     let agent = connected(&h).await;
     h.api.script(vec![
         Err(HttpError::Network("reset".into())),
-        Err(HttpError::Status { status: 503, code: "unavailable".into(), retry_after: None }),
-        Err(HttpError::Status { status: 429, code: "rate_limited".into(), retry_after: Some(Duration::from_secs(40)) }),
+        Err(HttpError::Status {
+            status: 503,
+            code: "unavailable".into(),
+            retry_after: None,
+        }),
+        Err(HttpError::Status {
+            status: 429,
+            code: "rate_limited".into(),
+            retry_after: Some(Duration::from_secs(40)),
+        }),
         Ok(()),
     ]);
     h.relay.push_json(command_frame("o1", "PAUSE", 300));
     run_for(S).await;
-    agent.complete_command("o1".into(), CommandOutcome::Executed).unwrap();
+    agent
+        .complete_command("o1".into(), CommandOutcome::Executed)
+        .unwrap();
     assert!(until(Duration::from_secs(300), || h.host.st().acked.len() == 1).await);
     let acks = h.api.acks();
     assert_eq!(acks.len(), 4);
     let gaps: Vec<Duration> = acks.windows(2).map(|w| w[1].at - w[0].at).collect();
     assert!(gaps[0] <= Duration::from_millis(1001), "{gaps:?}");
     assert!(gaps[1] <= Duration::from_millis(2001), "{gaps:?}");
-    assert!(gaps[2] >= Duration::from_secs(40), "Retry-After honoured: {gaps:?}");
+    assert!(
+        gaps[2] >= Duration::from_secs(40),
+        "Retry-After honoured: {gaps:?}"
+    );
     assert_eq!(h.host.st().acked[0].2, AckResult::Confirmed);
     assert!(agent.wait_for_acks(S).await);
 }
@@ -244,10 +302,16 @@ async fn outbox_retries_network_5xx_429_then_succeeds() {
 async fn outbox_4xx_is_final() {
     let h = Harness::new();
     let agent = connected(&h).await;
-    h.api.script(vec![Err(HttpError::Status { status: 409, code: "conflict".into(), retry_after: None })]);
+    h.api.script(vec![Err(HttpError::Status {
+        status: 409,
+        code: "conflict".into(),
+        retry_after: None,
+    })]);
     h.relay.push_json(command_frame("f1", "PAUSE", 300));
     run_for(S).await;
-    agent.complete_command("f1".into(), CommandOutcome::Executed).unwrap();
+    agent
+        .complete_command("f1".into(), CommandOutcome::Executed)
+        .unwrap();
     run_for(Duration::from_secs(600)).await;
     assert_eq!(h.api.acks().len(), 1, "a 409 is not retried");
     assert_eq!(h.host.st().acked[0].2, AckResult::Rejected { status: 409 });
@@ -259,8 +323,11 @@ async fn ack_made_while_offline_is_posted_after_restart() {
     let agent = connected(&h).await;
     h.relay.push_json(command_frame("d1", "PAUSE", 300));
     run_for(S).await;
-    h.api.script(vec![Err(HttpError::Network("down".into())); 100]);
-    agent.complete_command("d1".into(), CommandOutcome::Executed).unwrap();
+    h.api
+        .script(vec![Err(HttpError::Network("down".into())); 100]);
+    agent
+        .complete_command("d1".into(), CommandOutcome::Executed)
+        .unwrap();
     run_for(2 * S).await;
     assert!(!h.api.acks().is_empty());
     assert!(h.host.st().acked.is_empty());
@@ -284,7 +351,11 @@ async fn unauthorized_close_stops_reconnecting_until_new_token() {
     h.relay.st().close_on_auth = Some(4403);
     let agent = h.start();
     run_for(Duration::from_secs(3600)).await;
-    assert_eq!(h.relay.connects(), 1, "no reconnect storm with a revoked token");
+    assert_eq!(
+        h.relay.connects(),
+        1,
+        "no reconnect storm with a revoked token"
+    );
     assert_eq!(agent.state(), ConnectionState::Unauthorized);
     assert!(h.host.st().states.contains(&ConnectionState::Unauthorized));
 
@@ -324,10 +395,17 @@ async fn background_asks_longer_heartbeat_and_waits_longer() {
     assert_eq!(hb.len(), 1);
     assert_eq!(hb[0]["data"]["intervalSec"], 300);
     run_for(Duration::from_secs(700)).await;
-    assert_eq!(h.relay.connects(), 1, "background silence below 750 s is fine");
+    assert_eq!(
+        h.relay.connects(),
+        1,
+        "background silence below 750 s is fine"
+    );
     agent.set_background(false);
     run_for(S).await;
-    assert_eq!(h.relay.sent_events("heartbeat")[1]["data"]["intervalSec"], 25);
+    assert_eq!(
+        h.relay.sent_events("heartbeat")[1]["data"]["intervalSec"],
+        25
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -338,7 +416,10 @@ async fn status_is_sent_and_resent_after_reconnect() {
     run_for(S).await;
     let st = h.relay.sent_events("device:status");
     assert_eq!(st.len(), 1);
-    assert_eq!(st[0]["data"], json!({"activeViewing": true, "currentVideo": {"videoId": "v1"}}));
+    assert_eq!(
+        st[0]["data"],
+        json!({"activeViewing": true, "currentVideo": {"videoId": "v1"}})
+    );
     h.relay.cut();
     assert!(until(5 * S, || h.relay.sent_events("device:status").len() == 2).await);
 }
@@ -387,7 +468,10 @@ async fn pairing_stores_token_and_connects() {
     let dev = agent.wait_for_pairing().await.unwrap();
     assert_eq!(dev.device_id, "d9");
     assert!(until(5 * S, || agent.state() == ConnectionState::Connected).await);
-    assert_eq!(h.relay.sent_events("auth")[0]["data"]["token"], "paired-token");
+    assert_eq!(
+        h.relay.sent_events("auth")[0]["data"]["token"],
+        "paired-token"
+    );
 }
 
 #[tokio::test(start_paused = true)]
