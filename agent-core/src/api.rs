@@ -89,8 +89,9 @@ impl HttpApi {
             .use_preconfigured_tls((*tls).clone())
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(45))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1)
+            // No pooled idle connections: hyper's pool reaper would wake the process every
+            // idle-timeout period forever. Acks are rare; a fresh connection each is fine.
+            .pool_max_idle_per_host(0)
             .user_agent(concat!("safestream-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;

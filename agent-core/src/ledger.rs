@@ -23,6 +23,8 @@ use crate::storage::Storage;
 
 /// Name of the state file in the state directory.
 pub(crate) const STATE_FILE: &str = "agent-state.json";
+/// Version of the state file's layout.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 /// Command ids remembered (oldest finished ones are forgotten first).
 pub(crate) const MAX_IDS: usize = 512;
 /// Acks waiting to be posted, at most.
@@ -92,6 +94,8 @@ impl Ledger {
                 }
             },
         };
+        let mut data = data;
+        data.version = SCHEMA_VERSION;
         let mut ledger = Self {
             storage,
             data,
