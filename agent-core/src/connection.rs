@@ -257,7 +257,8 @@ async fn flush_outgoing(
                     .heartbeat_secs
                     .unwrap_or(relay_hb.clamp(25, 600) as u32)
             };
-            *interval = u64::from(secs);
+            // The relay refuses intervals below its own; it then keeps pinging at its pace.
+            *interval = u64::from(secs).max(relay_hb);
             frames.push(protocol::heartbeat(secs));
         }
         if o.status_dirty {
