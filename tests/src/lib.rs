@@ -49,10 +49,18 @@ fn workspace_root() -> PathBuf {
 
 static BUILD: Once = Once::new();
 
-/// Builds the relay binary and the device example once per test process (same target dir
-/// as the tests).
+/// The relay binary: `SAFESTREAM_RELAY_BIN` when set, else the workspace's build.
+pub fn relay_bin() -> PathBuf {
+    std::env::var_os("SAFESTREAM_RELAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_debug().join("safestream-relay"))
+}
+
+/// Builds the relay binary (unless `SAFESTREAM_RELAY_BIN` names one) and the device
+/// example once per test process, in the tests' own target dir.
 pub fn build_binaries() {
     BUILD.call_once(|| {
+        let prebuilt = std::env::var_os("SAFESTREAM_RELAY_BIN").is_some();
         let target = target_debug()
             .parent()
             .map(Path::to_path_buf)
@@ -62,6 +70,9 @@ pub fn build_binaries() {
             &["build", "-p", "relay", "--bin", "safestream-relay"][..],
             &["build", "-p", "agent-core", "--example", "device"][..],
         ] {
+            if prebuilt && args[2] == "relay" {
+                continue;
+            }
             let status = Command::new(&cargo)
                 .args(args)
                 .current_dir(workspace_root())
@@ -152,7 +163,7 @@ impl Relay {
 
     async fn spawn(&mut self) -> R<()> {
         let db = self.dir.path().join("relay.db");
-        let mut cmd = Command::new(target_debug().join("safestream-relay"));
+        let mut cmd = Command::new(relay_bin());
         cmd.env("SAFESTREAM_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("SAFESTREAM_DB", db.to_string_lossy().as_ref())
             .env("SAFESTREAM_JWT_SECRET", JWT_SECRET)
