@@ -265,3 +265,66 @@ async fn pairing_gives_the_device_a_token() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_relay_and_agent_killed_no_duplicate_no_lost_ack() {
+    bounded(Duration::from_secs(240), async {
+        let mut w = world().await?;
+        let mut dev = w.device(&["--exec-delay-ms", "50"])?;
+        dev.wait_state("connected", T).await?;
+        let types = ["PAUSE", "RESUME", "LOCK_DEVICE", "UNLOCK_DEVICE", "SHOW_MESSAGE"];
+        let mut ids = vec![];
+        for round in 0..6 {
+            for i in 0..10 {
+                ids.push(w.parent.command(&w.child, types[i % types.len()], 600).await?);
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            if round % 2 == 0 {
+                w.relay.kill();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                w.relay.restart().await?;
+            } else {
+                dev.kill();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                dev.restart()?;
+            }
+        }
+        let mut executed = 0;
+        let mut interrupted = 0;
+        for id in &ids {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let c = w.parent.get_command(id).await?;
+                match c["status"].as_str() {
+                    Some("EXECUTED") => {
+                        executed += 1;
+                        break;
+                    }
+                    Some("FAILED") if c["error"] == "interrupted" => {
+                        interrupted += 1;
+                        break;
+                    }
+                    Some(s @ ("FAILED" | "EXPIRED")) => return Err(format!("command {id} ended {s}: {c}")),
+                    _ if std::time::Instant::now() > deadline => {
+                        return Err(format!("command {id} never acknowledged: {c}"))
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let duplicates: Vec<&String> = ids.iter().filter(|id| dev.runs_of(id) > 1).collect();
+        let never_run: Vec<&String> = ids.iter().filter(|id| dev.runs_of(id) == 0).collect();
+        eprintln!(
+            "chaos: {} commands, {executed} executed, {interrupted} interrupted, {} duplicate runs, {} never run",
+            ids.len(),
+            duplicates.len(),
+            never_run.len()
+        );
+        assert!(duplicates.is_empty(), "run twice: {duplicates:?}");
+        assert_eq!(executed + interrupted, ids.len());
+        assert!(never_run.is_empty(), "acked without running: {never_run:?}");
+        Ok(())
+    })
+    .await;
+}
