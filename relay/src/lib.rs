@@ -1,1 +1,36 @@
+//! SafeStream relay: one small server between parents' dashboards, children's devices and
+//! the main app's backend. WebSocket and HTTP share one port.
+//!
+//! The wire contract is `docs/protocol.md`; the design is in `ARCHITECTURE.md`.
+//!
+//! # Layout
+//! - [`config`]: flags and `SAFESTREAM_*` variables.
+//! - [`server`]: start, the accept loop (TLS optional), sweepers, graceful shutdown.
+//! - [`app`]: the shared state and the rate limiters.
+//! - [`auth`]: parent JWTs, device tokens, the server key.
+//! - [`http`]: the REST API and its extractors.
+//! - [`ws`]: `/api/socket` — first-frame auth, resume, delivery, client frames.
+//! - [`hub`]: this node's sockets, rooms, mailboxes, presence, heartbeat sweep.
+//! - [`bus`]: the fan-out seam (in-process now, Redis for several nodes).
+//! - [`store`]: durable state behind one seam (SQLite now, PostgreSQL by URL).
+//! - [`model`]: domain types, JSON shapes, validation.
+//! - [`error`]: the JSON error shape.
+//! - [`dev`]: `--dev` mode.
 
+pub mod app;
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod metrics_setup;
+pub mod model;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod ws;
+
+pub use config::Config;
+pub use server::{run, start, Running};

@@ -1,0 +1,119 @@
+//! The state every handler and socket shares, and the rate limiters.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::auth::Keys;
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::store::Store;
+
+/// Shared state of one relay process.
+pub struct App {
+    /// The configuration it started with.
+    pub cfg: Config,
+    /// Token verification.
+    pub keys: Keys,
+    /// Durable state.
+    pub store: Arc<Store>,
+    /// This node's sockets.
+    pub hub: Arc<Hub>,
+    /// Cross-node fan-out.
+    pub bus: Arc<dyn Bus>,
+    /// Rate limiters.
+    pub limits: Limits,
+    shutting_down: AtomicBool,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl App {
+    /// Assembles the state.
+    pub fn new(
+        cfg: Config,
+        keys: Keys,
+        store: Arc<Store>,
+        hub: Arc<Hub>,
+        bus: Arc<dyn Bus>,
+    ) -> App {
+        let limits = Limits::new(&cfg);
+        let (shutdown_tx, _) = tokio::sync::watch::channel(false);
+        App {
+            cfg,
+            keys,
+            store,
+            hub,
+            bus,
+            limits,
+            shutting_down: AtomicBool::new(false),
+            shutdown_tx,
+        }
+    }
+
+    /// Whether a graceful shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Begins a graceful shutdown: wakes everything waiting on [`App::shutdown_signal`].
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        self.shutdown_tx.send_replace(true);
+    }
+
+    /// A receiver that changes to `true` when shutdown begins.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+}
+
+/// Keyed rate limiters (token buckets).
+pub struct Limits {
+    /// WebSocket frames per user/device over all sockets.
+    pub user_frames: DefaultKeyedRateLimiter<String>,
+    /// REST requests per parent/device.
+    pub requests: DefaultKeyedRateLimiter<String>,
+    /// Pairing requests per source address.
+    pub pairing_by_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Pairing codes entered per parent.
+    pub pairing_claims: DefaultKeyedRateLimiter<String>,
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
+}
+
+/// A per-second quota with a burst of twice the rate.
+pub fn per_second(rate: u32) -> Quota {
+    Quota::per_second(nz(rate)).allow_burst(nz(rate.saturating_mul(2)))
+}
+
+impl Limits {
+    fn new(cfg: &Config) -> Limits {
+        Limits {
+            user_frames: RateLimiter::keyed(per_second(cfg.user_frame_rate)),
+            requests: RateLimiter::keyed(per_second(cfg.user_request_rate)),
+            pairing_by_ip: RateLimiter::keyed(Quota::per_minute(nz(10))),
+            pairing_claims: RateLimiter::keyed(
+                Quota::with_period(Duration::from_secs(60))
+                    .unwrap_or(Quota::per_minute(nz(1)))
+                    .allow_burst(nz(10)),
+            ),
+        }
+    }
+
+    /// Forgets keys that are back to full capacity (keeps memory bounded).
+    pub fn housekeeping(&self) {
+        self.user_frames.retain_recent();
+        self.requests.retain_recent();
+        self.pairing_by_ip.retain_recent();
+        self.pairing_claims.retain_recent();
+        self.user_frames.shrink_to_fit();
+        self.requests.shrink_to_fit();
+    }
+}

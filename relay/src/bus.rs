@@ -1,0 +1,121 @@
+//! The event bus seam: how a committed change reaches the sockets that care about it.
+//!
+//! Everything the relay sends to sockets travels as a [`BusMessage`] addressed to a room
+//! (`user:<id>`, `child:<id>`, `device:<id>`, `admins`). On one node the [`LocalBus`] hands
+//! messages straight to the node's [`Hub`]. A multi-node bus (Redis) implements the same
+//! trait: it publishes to every node, and each node's subscriber hands what it receives to its
+//! own hub. Messages are plain data (text plus a little metadata) so they can cross a network.
+//!
+//! **Architecture Invariant:** `publish` never blocks and never awaits: it is called while the
+//! store holds its write lock, so that events leave in commit order.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use serde_json::Value;
+
+use crate::hub::Hub;
+use crate::model::Millis;
+
+/// A frame ready to write to sockets, shared by every recipient of a fan-out.
+#[derive(Debug)]
+pub struct OutFrame {
+    /// The serialized `{"event", "data", "seq"?}` text.
+    pub text: Utf8Bytes,
+    /// Resume position, for parent events that are stored.
+    pub seq: Option<i64>,
+    /// Set for `command:new`: lets the socket skip expired commands and record delivery.
+    pub command: Option<CommandMeta>,
+}
+
+/// What a device socket needs to know about a `command:new` frame it writes.
+#[derive(Debug, Clone)]
+pub struct CommandMeta {
+    /// Command id.
+    pub id: String,
+    /// Never written to a socket at or after this time.
+    pub expires_at: Millis,
+    /// For the delivery-latency histogram.
+    pub created_at: Millis,
+}
+
+impl OutFrame {
+    /// Builds `{"event": name, "seq"?: seq, "data": data}`.
+    pub fn event(name: &str, seq: Option<i64>, data: &Value) -> OutFrame {
+        let text = match seq {
+            Some(seq) => serde_json::json!({"event": name, "seq": seq, "data": data}),
+            None => serde_json::json!({"event": name, "data": data}),
+        };
+        OutFrame {
+            text: Utf8Bytes::from(text.to_string()),
+            seq,
+            command: None,
+        }
+    }
+}
+
+/// A message for the sockets of one room, or a control message for every node.
+#[derive(Debug, Clone)]
+pub enum BusMessage {
+    /// Write `frame` to every socket in `room`.
+    Deliver {
+        /// `user:<id>`, `child:<id>`, `device:<id>` or `admins`.
+        room: String,
+        /// The frame, shared.
+        frame: Arc<OutFrame>,
+    },
+    /// Close every socket of a revoked device (close 4403).
+    RevokeDevice {
+        /// The revoked device.
+        device_id: String,
+    },
+}
+
+impl BusMessage {
+    /// Shorthand for [`BusMessage::Deliver`].
+    pub fn deliver(room: String, frame: Arc<OutFrame>) -> BusMessage {
+        BusMessage::Deliver { room, frame }
+    }
+}
+
+/// Cross-node fan-out. See the module doc.
+pub trait Bus: Send + Sync + 'static {
+    /// Sends a message to every node (this one included). Never blocks.
+    fn publish(&self, msg: BusMessage);
+}
+
+/// The in-process bus: one node, no other service.
+pub struct LocalBus {
+    hub: Arc<Hub>,
+}
+
+impl LocalBus {
+    /// A bus that delivers to `hub`.
+    pub fn new(hub: Arc<Hub>) -> LocalBus {
+        LocalBus { hub }
+    }
+}
+
+impl Bus for LocalBus {
+    fn publish(&self, msg: BusMessage) {
+        self.hub.apply(msg);
+    }
+}
+
+/// Room names.
+pub mod room {
+    /// A parent's sockets.
+    pub fn user(id: &str) -> String {
+        format!("user:{id}")
+    }
+    /// Every device socket of a child.
+    pub fn child(id: &str) -> String {
+        format!("child:{id}")
+    }
+    /// One device's sockets.
+    pub fn device(id: &str) -> String {
+        format!("device:{id}")
+    }
+    /// Admin parents' sockets.
+    pub const ADMINS: &str = "admins";
+}

@@ -1,0 +1,146 @@
+//! `--dev`: generated secrets, a demo child and device, and a "try it" banner.
+//!
+//! Dev mode prints secrets and tokens to standard output on purpose (that is its job); they
+//! never go to the log. Never run it in production.
+
+use std::net::SocketAddr;
+
+use base64::Engine;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use rand::Rng;
+use serde_json::json;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::model::now_ms;
+use crate::store::{ChildPatch, ChildWriter};
+
+/// The demo parent's user id.
+pub const DEMO_PARENT: &str = "demo-parent";
+/// The demo child's id.
+pub const DEMO_CHILD: &str = "demo-child";
+
+/// What dev mode prepared.
+#[derive(Debug, Clone)]
+pub struct DevInfo {
+    /// A parent JWT for [`DEMO_PARENT`], valid 24 h.
+    pub parent_token: String,
+    /// A device token for the demo device.
+    pub device_token: String,
+    /// The text printed at start.
+    pub banner: String,
+}
+
+fn random_secret() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Generates the secrets that are missing. Returns whether any was generated.
+pub fn fill_secrets(cfg: &mut Config) -> bool {
+    let mut generated = false;
+    if cfg.jwt_secret.as_deref().unwrap_or("").is_empty()
+        && cfg.jwt_alg.eq_ignore_ascii_case("HS256")
+    {
+        cfg.jwt_secret = Some(random_secret());
+        generated = true;
+    }
+    if cfg.server_key.as_deref().unwrap_or("").is_empty() {
+        cfg.server_key = Some(random_secret());
+        generated = true;
+    }
+    generated
+}
+
+/// Creates the demo child and device (once) and builds the banner.
+pub async fn prepare(
+    app: &App,
+    addr: SocketAddr,
+    generated: bool,
+    tls: bool,
+) -> Result<DevInfo, String> {
+    let now = now_ms();
+    let store = &app.store;
+    let err = |e: crate::store::StoreError| format!("dev mode setup: {e}");
+    if store.child(DEMO_CHILD).await.map_err(err)?.is_none() {
+        let patch = ChildPatch {
+            name: Some("Demo child".into()),
+            daily_limit_minutes: Some(Some(120)),
+            timezone: Some("UTC".into()),
+            guardians: Some(vec![DEMO_PARENT.into()]),
+        };
+        store
+            .upsert_child(ChildWriter::Backend, DEMO_CHILD, patch, now)
+            .await
+            .map_err(err)?;
+    }
+    let devices = store.devices_of(DEMO_CHILD).await.map_err(err)?;
+    let device = match devices
+        .into_iter()
+        .find(|d| !d.revoked && d.name == "Demo device")
+    {
+        Some(d) => d,
+        None => store
+            .create_device(DEMO_CHILD, "Demo device", now)
+            .await
+            .map_err(err)?,
+    };
+    let device_token = app.keys.issue_device_token(&device.id, DEMO_CHILD);
+    let secret = app.cfg.jwt_secret.clone().unwrap_or_default();
+    let mut claims = json!({
+        "sub": DEMO_PARENT, "email": "parent@example.com", "isAdmin": false,
+        "exp": now / 1000 + 24 * 3600,
+    });
+    if let Some(iss) = &app.cfg.jwt_issuer {
+        claims["iss"] = json!(iss);
+    }
+    if let Some(aud) = &app.cfg.jwt_audience {
+        claims["aud"] = json!(aud);
+    }
+    let parent_token = if app.cfg.jwt_alg.eq_ignore_ascii_case("HS256") {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .map_err(|e| format!("dev mode: minting the parent token: {e}"))?
+    } else {
+        "(asymmetric --jwt-alg: mint parent tokens with your own private key)".into()
+    };
+    let (http, ws) = if tls {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    let base = format!("{http}://{addr}");
+    let secrets = if generated {
+        format!(
+            "  JWT secret:   {}\n  server key:   {}\n  (generated for this run; set SAFESTREAM_JWT_SECRET / SAFESTREAM_SERVER_KEY to keep them)\n",
+            app.cfg.jwt_secret.as_deref().unwrap_or("(from config)"),
+            app.cfg.server_key.as_deref().unwrap_or("")
+        )
+    } else {
+        "  secrets:      from your configuration\n".into()
+    };
+    let banner = format!(
+        "\nSafeStream relay — DEV MODE (never use in production)\n\
+         listening on {base}  (WebSocket: {ws}://{addr}/api/socket)\n\
+         {secrets}\
+         \n  parent token  (user {DEMO_PARENT}, 24 h):\n  {parent_token}\n\
+         \n  device token  (device {dev}, child {DEMO_CHILD}):\n  {device_token}\n\
+         \nTry it (in another terminal):\n\
+         \n  # 1. a simulated device that runs every command it gets\n\
+         \x20 cargo run -p agent-core --example device -- --relay {ws}://{addr} --token {device_token} --state-dir /tmp/safestream-demo-device\n\
+         \n  # 2. send it a command as the parent\n\
+         \x20 curl -s -X POST {base}/api/dashboard/remote-control -H 'Authorization: Bearer {parent_token}' -H 'Content-Type: application/json' -d '{{\"childId\":\"{DEMO_CHILD}\",\"commandType\":\"PAUSE\"}}'\n\
+         \n  # 3. see its status go PENDING -> DELIVERED -> EXECUTED\n\
+         \x20 curl -s {base}/api/dashboard/remote-control -H 'Authorization: Bearer {parent_token}'\n",
+        dev = device.id,
+    );
+    Ok(DevInfo {
+        parent_token,
+        device_token,
+        banner,
+    })
+}

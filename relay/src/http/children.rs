@@ -1,0 +1,231 @@
+//! Children and devices.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{reply, ApiPath, Caller, JsonBody};
+use crate::app::App;
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::model::{
+    check_id, now_ms, opt_str, parse_tz, req_str, require_object, valid_id, Device,
+};
+use crate::store::{ChildPatch, ChildWriter};
+
+/// Checks that the caller is the backend or a guardian of `child_id`.
+pub(super) async fn backend_or_guardian(
+    app: &App,
+    caller: &Caller,
+    child_id: &str,
+) -> Result<(), ApiError> {
+    match &caller.0 {
+        Actor::Backend => {
+            if app.store.child(child_id).await?.is_none() {
+                return Err(ApiError::not_found("no such child"));
+            }
+            Ok(())
+        }
+        Actor::Parent { user_id, .. } => Ok(app.store.check_guardian(user_id, child_id).await?),
+        Actor::Device { .. } => Err(ApiError::forbidden("a device may not call this")),
+    }
+}
+
+fn parse_patch(body: &Value) -> Result<ChildPatch, ApiError> {
+    require_object(body)?;
+    let mut patch = ChildPatch {
+        name: opt_str(body, "name", 1, 100)?,
+        ..Default::default()
+    };
+    match body.get("dailyLimitMinutes") {
+        None => {}
+        Some(Value::Null) => patch.daily_limit_minutes = Some(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if (0..=1440).contains(&n) => patch.daily_limit_minutes = Some(Some(n)),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "dailyLimitMinutes must be an integer from 0 to 1440, or null",
+                ))
+            }
+        },
+    }
+    if let Some(tz) = opt_str(body, "timezone", 1, 64)? {
+        if parse_tz(&tz).is_none() {
+            return Err(ApiError::bad_request(
+                "timezone must be an IANA time zone name such as Europe/Paris",
+            ));
+        }
+        patch.timezone = Some(tz);
+    }
+    match body.get("guardians") {
+        None => {}
+        Some(Value::Array(items)) => {
+            if items.len() > 100 {
+                return Err(ApiError::bad_request("guardians: at most 100"));
+            }
+            let mut list = Vec::with_capacity(items.len());
+            for item in items {
+                let id = match item {
+                    Value::String(s) if valid_id(s) => s.clone(),
+                    Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "guardians must be a list of user ids",
+                        ))
+                    }
+                };
+                if !list.contains(&id) {
+                    list.push(id);
+                }
+            }
+            patch.guardians = Some(list);
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "guardians must be a list of user ids",
+            ))
+        }
+    }
+    Ok(patch)
+}
+
+/// `PUT /api/children/{childId}`.
+pub async fn put_child(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(child_id): ApiPath<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    check_id("childId", &child_id)?;
+    let patch = parse_patch(&body)?;
+    let writer = match &caller.0 {
+        Actor::Backend => ChildWriter::Backend,
+        Actor::Parent { user_id, .. } => {
+            if patch.guardians.is_some() {
+                return Err(ApiError::forbidden("only the backend may set guardians"));
+            }
+            ChildWriter::Parent(user_id.clone())
+        }
+        Actor::Device { .. } => {
+            return Err(ApiError::forbidden("a device may not change children"))
+        }
+    };
+    let (child, created) = app
+        .store
+        .upsert_child(writer, &child_id, patch, now_ms())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(reply(status, json!({"child": child})))
+}
+
+/// `GET /api/children`.
+pub async fn list_children(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let user = caller.parent()?;
+    let children = app.store.children_of(user).await?;
+    Ok(reply(StatusCode::OK, json!({"children": children})))
+}
+
+/// `GET /api/children/{childId}`.
+pub async fn get_child(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(child_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    check_id("childId", &child_id)?;
+    backend_or_guardian(&app, &caller, &child_id).await?;
+    let child = app
+        .store
+        .child(&child_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such child"))?;
+    Ok(reply(StatusCode::OK, json!({"child": child})))
+}
+
+/// `POST /api/children/{childId}/devices`.
+pub async fn create_device(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(child_id): ApiPath<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    check_id("childId", &child_id)?;
+    require_object(&body)?;
+    let name = req_str(&body, "name", 100)?;
+    backend_or_guardian(&app, &caller, &child_id).await?;
+    let device = app.store.create_device(&child_id, &name, now_ms()).await?;
+    let token = app.keys.issue_device_token(&device.id, &child_id);
+    tracing::info!(device_id = %device.id, child_id = %child_id, by = caller.0.role(), "device registered");
+    Ok(reply(
+        StatusCode::CREATED,
+        json!({"deviceId": device.id, "childId": child_id, "name": device.name, "token": token}),
+    ))
+}
+
+/// The device record plus live presence, as listed to guardians.
+pub(super) fn device_json(app: &App, d: &Device) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+    let live = app.hub.presence(&d.id);
+    if let Value::Object(m) = &mut v {
+        m.insert("online".into(), Value::Bool(live.is_some()));
+        let (active, video) = match &live {
+            Some(p) => (p.active_viewing, p.current_video.clone()),
+            None => (false, Value::Null),
+        };
+        m.insert("activeViewing".into(), Value::Bool(active));
+        m.insert("currentVideo".into(), video);
+        if let Some(p) = live {
+            m.insert(
+                "lastSeen".into(),
+                Value::String(crate::model::rfc3339(p.last_seen)),
+            );
+        }
+    }
+    v
+}
+
+/// `GET /api/children/{childId}/devices`.
+pub async fn list_devices(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(child_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    check_id("childId", &child_id)?;
+    backend_or_guardian(&app, &caller, &child_id).await?;
+    let devices = app.store.devices_of(&child_id).await?;
+    let list: Vec<Value> = devices.iter().map(|d| device_json(&app, d)).collect();
+    Ok(reply(StatusCode::OK, json!({"devices": list})))
+}
+
+/// `DELETE /api/devices/{deviceId}`.
+pub async fn revoke_device(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(device_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    check_id("deviceId", &device_id)?;
+    if let Actor::Device { .. } = caller.0 {
+        return Err(ApiError::forbidden("a device may not revoke devices"));
+    }
+    let device = app
+        .store
+        .device(&device_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such device"))?;
+    backend_or_guardian(&app, &caller, &device.child_id).await?;
+    app.store.revoke_device(&device_id, now_ms()).await?;
+    tracing::info!(device_id = %device_id, by = caller.0.role(), "device revoked");
+    Ok(reply(
+        StatusCode::OK,
+        json!({"deviceId": device_id, "revoked": true}),
+    ))
+}

@@ -1,0 +1,170 @@
+//! Remote commands: create, list, read, acknowledge, and the device's HTTPS sync.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{reply, ApiPath, ApiQuery, Caller, JsonBody};
+use crate::app::App;
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::model::{
+    check_id, now_ms, opt_int, opt_object, opt_str, parse_rfc3339, req_str, require_object,
+    CommandStatus, COMMAND_TYPES,
+};
+use crate::store::{AckOutcome, CommandFilter, NewCommand};
+
+/// `POST /api/dashboard/remote-control`.
+pub async fn create_command(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let user = caller.parent()?.to_string();
+    require_object(&body)?;
+    let child_id = req_str(&body, "childId", 128)?;
+    check_id("childId", &child_id)?;
+    let command_type = req_str(&body, "commandType", 64)?;
+    if !COMMAND_TYPES.contains(&command_type.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "commandType must be one of {}",
+            COMMAND_TYPES.join(", ")
+        )));
+    }
+    let payload = opt_object(&body, "payload", 8 * 1024)?;
+    let device_id = opt_str(&body, "deviceId", 1, 128)?;
+    if let Some(d) = &device_id {
+        check_id("deviceId", d)?;
+    }
+    let ttl = opt_int(&body, "expiresInSeconds", 1, 604_800)?
+        .unwrap_or(app.cfg.default_command_ttl_secs as i64);
+    let now = now_ms();
+    let new = NewCommand {
+        created_by: user,
+        child_id,
+        device_id,
+        command_type,
+        payload,
+        expires_at: now + ttl * 1000,
+    };
+    let cmd = app.store.create_command(new, now).await?;
+    tracing::info!(command_id = %cmd.id, child_id = %cmd.child_id, command_type = %cmd.command_type, "command created");
+    Ok(reply(StatusCode::CREATED, json!({"command": cmd})))
+}
+
+/// `GET /api/dashboard/remote-control`.
+pub async fn list_commands(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let user = caller.parent()?;
+    let mut f = CommandFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    if let Some(c) = q.get("childId") {
+        check_id("childId", c)?;
+        f.child_id = Some(c.clone());
+    }
+    if let Some(s) = q.get("status") {
+        f.status = Some(CommandStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request("status must be PENDING, DELIVERED, EXECUTED, FAILED or EXPIRED")
+        })?);
+    }
+    if let Some(l) = q.get("limit") {
+        f.limit = l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 200"))?;
+    }
+    if let Some(b) = q.get("before") {
+        f.before = Some(
+            parse_rfc3339(b)
+                .ok_or_else(|| ApiError::bad_request("before must be an RFC 3339 time"))?,
+        );
+    }
+    if let Some(c) = &f.child_id {
+        app.store.check_guardian(user, c).await?;
+    }
+    let commands = app.store.list_commands(user, &f).await?;
+    Ok(reply(StatusCode::OK, json!({"commands": commands})))
+}
+
+/// `GET /api/dashboard/remote-control/{id}`.
+pub async fn get_command(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    check_id("id", &id)?;
+    let cmd = app
+        .store
+        .command(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such command"))?;
+    match &caller.0 {
+        Actor::Parent { user_id, .. } => app.store.check_guardian(user_id, &cmd.child_id).await?,
+        Actor::Device { child_id, .. } if *child_id == cmd.child_id => {}
+        Actor::Device { .. } => {
+            return Err(ApiError::forbidden("this command is not for your child"))
+        }
+        Actor::Backend => {}
+    }
+    Ok(reply(StatusCode::OK, json!({"command": cmd})))
+}
+
+/// `PATCH /api/dashboard/remote-control/{id}` — the device's durable ack.
+pub async fn ack_command(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    // Input first: a malformed ack is 400 whatever the command's state.
+    check_id("id", &id)?;
+    require_object(&body)?;
+    let status = match body.get("status").and_then(Value::as_str) {
+        Some("EXECUTED") => CommandStatus::Executed,
+        Some("FAILED") => CommandStatus::Failed,
+        _ => return Err(ApiError::bad_request("status must be EXECUTED or FAILED")),
+    };
+    let error = opt_str(&body, "error", 0, 1000)?;
+    let (device_id, child_id) = caller.device()?;
+    let outcome = app
+        .store
+        .ack_command(&id, device_id, child_id, status, error, now_ms())
+        .await?;
+    let cmd = match outcome {
+        AckOutcome::Updated(c) => {
+            tracing::info!(command_id = %c.id, status = c.status.as_str(), device_id, "command acknowledged");
+            c
+        }
+        AckOutcome::Unchanged(c) => c,
+    };
+    Ok(reply(StatusCode::OK, json!({"command": cmd})))
+}
+
+/// `GET /api/devices/me/commands` — pending commands over HTTPS (`syncNow`).
+pub async fn my_commands(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let (device_id, child_id) = caller.device()?;
+    let now = now_ms();
+    let pending = app
+        .store
+        .pending_for_device(device_id, child_id, now)
+        .await?;
+    let mut list = Vec::with_capacity(pending.len());
+    for c in &pending {
+        app.store.mark_delivered(&c.id, device_id, now).await?;
+        list.push(c.device_frame_data());
+    }
+    Ok(reply(StatusCode::OK, json!({"commands": list})))
+}

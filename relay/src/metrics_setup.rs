@@ -1,0 +1,63 @@
+//! The Prometheus recorder behind `/metrics` (one per process, installed on first start).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the global recorder once; later calls (several relays in one test process) reuse it.
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("safestream_delivery_latency_seconds".into()),
+                &[
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+                    300.0,
+                ],
+            )
+            .ok()?;
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).ok()?;
+        describe();
+        Some(handle)
+    });
+}
+
+fn describe() {
+    metrics::describe_gauge!("safestream_connections", "open sockets by role");
+    metrics::describe_gauge!(
+        "safestream_rooms",
+        "rooms with at least one socket on this node"
+    );
+    metrics::describe_counter!(
+        "safestream_commands_total",
+        "command transitions by new status"
+    );
+    metrics::describe_histogram!(
+        "safestream_delivery_latency_seconds",
+        "command created -> written to a device socket"
+    );
+    metrics::describe_counter!(
+        "safestream_rejects_total",
+        "refused requests, frames and sockets by reason"
+    );
+    metrics::describe_counter!("safestream_http_requests_total", "HTTP responses by status");
+}
+
+/// The Prometheus text.
+pub fn render() -> String {
+    match HANDLE.get() {
+        Some(Some(h)) => h.render(),
+        _ => String::new(),
+    }
+}
+
+/// Periodic upkeep the exporter needs.
+pub fn upkeep() {
+    if let Some(Some(h)) = HANDLE.get() {
+        h.run_upkeep();
+    }
+}

@@ -1,0 +1,272 @@
+//! Start, serve, sweep, stop.
+//!
+//! [`start`] opens the store, builds the shared [`App`], binds the port and spawns the accept
+//! loop and the background sweepers; it returns a [`Running`] handle (tests use it with
+//! port 0). [`Running::shutdown`] stops accepting, closes every socket with 1001, lets
+//! in-flight requests finish (up to 10 s) and closes the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::app::App;
+use crate::auth::Keys;
+use crate::bus::{Bus, LocalBus};
+use crate::config::Config;
+use crate::hub::{Hub, CLOSE_GOING_AWAY};
+use crate::model::now_ms;
+use crate::store::{Store, StoreOptions};
+
+/// A running relay.
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The shared state (tests inspect it).
+    pub app: Arc<App>,
+    tasks: JoinSet<()>,
+    /// What dev mode generated, to print.
+    pub dev: Option<crate::dev::DevInfo>,
+}
+
+/// Opens everything and starts serving. Errors are one-line explanations for a person.
+pub async fn start(mut cfg: Config) -> Result<Running, String> {
+    cfg.validate()?;
+    let generated = if cfg.dev {
+        crate::dev::fill_secrets(&mut cfg)
+    } else {
+        false
+    };
+    crate::metrics_setup::install();
+    let hub = Arc::new(Hub::new(cfg.send_queue, cfg.heartbeat_secs * 1000));
+    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(hub.clone()));
+    let opts = StoreOptions {
+        sqlite_sync: cfg.sqlite_sync.clone(),
+    };
+    let store = Arc::new(Store::open(&cfg.db, &opts, bus.clone()).await?);
+    let device_key = store
+        .device_key()
+        .await
+        .map_err(|e| format!("reading the device key: {e}"))?;
+    let keys = Keys::new(
+        &cfg,
+        cfg.jwt_secret.as_deref().unwrap_or(""),
+        cfg.server_key.as_deref().unwrap_or(""),
+        &device_key,
+    )?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(crate::tls::acceptor(c, k)?),
+        _ => None,
+    };
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = Arc::new(App::new(cfg, keys, store, hub, bus));
+    let dev = if app.cfg.dev {
+        Some(crate::dev::prepare(&app, addr, generated, tls.is_some()).await?)
+    } else {
+        None
+    };
+    let mut tasks = JoinSet::new();
+    tasks.spawn(accept_loop(app.clone(), listener, tls));
+    tasks.spawn(heartbeat_sweeper(app.clone()));
+    tasks.spawn(expiry_sweeper(app.clone()));
+    tasks.spawn(housekeeping(app.clone()));
+    tracing::info!(%addr, db = %redact_db(&app.cfg.db), "relay listening");
+    Ok(Running {
+        addr,
+        app,
+        tasks,
+        dev,
+    })
+}
+
+fn redact_db(db: &str) -> String {
+    // A PostgreSQL URL may carry a password: log only the scheme and host part.
+    match db.split_once('@') {
+        Some((_, host)) if db.contains("://") => {
+            format!("{}://…@{host}", db.split("://").next().unwrap_or(""))
+        }
+        _ => db.to_string(),
+    }
+}
+
+impl Running {
+    /// Graceful shutdown: stop accepting, close sockets with 1001, drain, close the store.
+    pub async fn shutdown(mut self) {
+        self.app.begin_shutdown();
+        self.app
+            .hub
+            .close_all(CLOSE_GOING_AWAY, "relay shutting down");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.app.hub.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.tasks.shutdown().await;
+        self.app.store.close().await;
+        tracing::info!("relay stopped");
+    }
+}
+
+/// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn run(cfg: Config) -> Result<(), String> {
+    let running = start(cfg).await?;
+    let scheme = if running.app.cfg.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("safestream-relay listening on {scheme}://{}", running.addr);
+    if let Some(dev) = &running.dev {
+        println!("{}", dev.banner);
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn accept_loop(app: Arc<App>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let router = crate::http::router(app.clone());
+    let mut shutdown = app.shutdown_signal();
+    let handshake = app.cfg.handshake_timeout();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(app.cfg.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            metrics::counter!("safestream_rejects_total", "reason" => "max_connections")
+                .increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let tls = tls.clone();
+        let mut shutdown = app.shutdown_signal();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = TowerToHyperService::new(svc);
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(handshake)
+                .keep_alive(true);
+            macro_rules! serve {
+                ($io:expr) => {{
+                    let conn = builder
+                        .serve_connection(TokioIo::new($io), svc)
+                        .with_upgrades();
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = shutdown.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+                        }
+                    }
+                }};
+            }
+            match tls {
+                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(s)) => serve!(s),
+                    _ => metrics::counter!("safestream_rejects_total", "reason" => "tls_handshake")
+                        .increment(1),
+                },
+                None => serve!(stream),
+            }
+        });
+    }
+}
+
+async fn heartbeat_sweeper(app: Arc<App>) {
+    let period = app.cfg.heartbeat() / 4;
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.hub.sweep(now_ms() / 1000);
+    }
+}
+
+async fn expiry_sweeper(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        loop {
+            match app.store.expire_due(now_ms(), 500).await {
+                Ok(500) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn housekeeping(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        let retention = app.cfg.event_retention_hours as i64 * 3_600_000;
+        if let Err(e) = app.store.prune_events(now - retention).await {
+            tracing::warn!(error = %e, "pruning events failed");
+        }
+        if let Err(e) = app.store.prune_pairings(now - 3_600_000).await {
+            tracing::warn!(error = %e, "pruning pairings failed");
+        }
+        app.limits.housekeeping();
+        crate::metrics_setup::upkeep();
+    }
+}

@@ -1,0 +1,712 @@
+//! `/api/socket`: first-frame auth, parent resume, device delivery, client frames.
+//!
+//! One task per socket. It waits on two things only: the socket (client frames, pongs) and
+//! its [`Conn`]'s mailbox (frames to send, a ping due, a close request). See `hub.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, ORIGIN};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use governor::{DefaultDirectRateLimiter, RateLimiter};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::{per_second, App};
+use crate::auth::{bearer, Actor, AuthError};
+use crate::bus::{room, BusMessage, OutFrame};
+use crate::error::ApiError;
+use crate::http::ApiQuery;
+use crate::hub::{
+    Conn, Presence, Role, CLOSE_FORBIDDEN, CLOSE_PROTOCOL, CLOSE_RATE_LIMITED, CLOSE_TIMEOUT,
+    CLOSE_UNAUTHORIZED,
+};
+use crate::model::{now_ms, rfc3339};
+
+/// How long one write (or flush) to a socket may take before the reader is called slow.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Dropped (over-rate) frames after which the socket is closed with 4429.
+const MAX_DROPPED: u32 = 50;
+/// Largest replay; further behind, the client gets `resync`.
+const MAX_REPLAY: i64 = 1000;
+/// Largest `currentVideo`, serialized.
+const MAX_VIDEO_BYTES: usize = 2048;
+
+/// `GET /api/socket`: checks the origin and upgrades.
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
+) -> Response {
+    if app.is_shutting_down() {
+        return ApiError::unavailable("shutting down").into_response();
+    }
+    if !app.cfg.allowed_origins.is_empty() {
+        if let Some(origin) = headers.get(ORIGIN) {
+            let ok = origin
+                .to_str()
+                .map(|o| app.cfg.allowed_origins.iter().any(|a| a == o))
+                .unwrap_or(false);
+            if !ok {
+                return ApiError::forbidden("origin not allowed").into_response();
+            }
+        }
+    }
+    if app.hub.len() >= app.cfg.max_connections {
+        return ApiError::unavailable("too many connections on this relay").into_response();
+    }
+    let header_token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_owned);
+    let last_seq = match q.get("lastSeq") {
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n >= 0 => Some(n),
+            _ => {
+                return ApiError::bad_request("lastSeq must be a non-negative integer")
+                    .into_response()
+            }
+        },
+        None => None,
+    };
+    let max = app.cfg.max_frame_bytes;
+    ws.read_buffer_size(512)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| Box::pin(run(app, socket, header_token, last_seq)))
+}
+
+/// The client's frame shape.
+#[derive(Deserialize)]
+struct ClientFrame {
+    event: String,
+    #[serde(default)]
+    data: Value,
+}
+
+fn error_frame(code: &str, message: &str) -> Message {
+    Message::Text(Utf8Bytes::from(
+        json!({"event": "error", "data": {"code": code, "message": message}}).to_string(),
+    ))
+}
+
+fn frame(event: &str, data: Value) -> Message {
+    Message::Text(Utf8Bytes::from(
+        json!({"event": event, "data": data}).to_string(),
+    ))
+}
+
+async fn send(ws: &mut WebSocket, msg: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close(ws: &mut WebSocket, code: u16, reason: &'static str) {
+    if code != crate::hub::CLOSE_GOING_AWAY {
+        metrics::counter!("safestream_rejects_total", "reason" => close_label(code)).increment(1);
+    }
+    let msg = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.send(msg)).await;
+}
+
+fn close_label(code: u16) -> &'static str {
+    match code {
+        CLOSE_UNAUTHORIZED => "ws_unauthorized",
+        CLOSE_FORBIDDEN => "ws_forbidden",
+        CLOSE_TIMEOUT => "ws_timeout",
+        CLOSE_PROTOCOL => "ws_protocol",
+        CLOSE_RATE_LIMITED => "ws_rate_limited",
+        crate::hub::CLOSE_SLOW_CONSUMER => "ws_slow_consumer",
+        _ => "ws_other",
+    }
+}
+
+fn auth_close_reason(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Missing => "missing token",
+        AuthError::Expired => "token expired",
+        AuthError::NotYetValid => "token not yet valid",
+        AuthError::Revoked => "device revoked",
+        AuthError::Invalid => "invalid token",
+    }
+}
+
+/// Waits for the first `auth` frame.
+async fn read_auth(
+    ws: &mut WebSocket,
+    timeout: Duration,
+) -> Result<(String, Option<i64>), (u16, &'static str)> {
+    let first = tokio::time::timeout(timeout, async {
+        loop {
+            match ws.recv().await {
+                Some(Ok(Message::Text(t))) => return Ok(t),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Binary(_))) => {
+                    return Err((CLOSE_PROTOCOL, "binary frames are not accepted"))
+                }
+                Some(Ok(Message::Close(_))) | None => return Err((0, "")),
+                Some(Err(_)) => return Err((1009, "frame too large or malformed")),
+            }
+        }
+    })
+    .await
+    .map_err(|_| (CLOSE_TIMEOUT, "no auth frame in time"))??;
+    let f: ClientFrame = serde_json::from_str(&first)
+        .map_err(|_| (CLOSE_UNAUTHORIZED, "first frame must be auth"))?;
+    if f.event != "auth" {
+        return Err((CLOSE_UNAUTHORIZED, "first frame must be auth"));
+    }
+    let token = f
+        .data
+        .get("token")
+        .and_then(Value::as_str)
+        .ok_or((CLOSE_UNAUTHORIZED, "missing token"))?;
+    let last_seq = match f.data.get("lastSeq") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .filter(|n| *n >= 0)
+                .ok_or((CLOSE_PROTOCOL, "lastSeq must be a non-negative integer"))?,
+        ),
+    };
+    Ok((token.to_string(), last_seq))
+}
+
+async fn run(
+    app: Arc<App>,
+    mut ws: WebSocket,
+    header_token: Option<String>,
+    query_last_seq: Option<i64>,
+) {
+    let auth = match header_token {
+        Some(t) => Ok((t, query_last_seq)),
+        None => read_auth(&mut ws, app.cfg.handshake_timeout()).await,
+    };
+    let (token, last_seq) = match auth {
+        Ok(x) => x,
+        Err((0, _)) => return,
+        Err((code, reason)) => return close(&mut ws, code, reason).await,
+    };
+    let actor = match app.keys.verify(&token) {
+        Ok(a) => a,
+        Err(e) => return close(&mut ws, CLOSE_UNAUTHORIZED, auth_close_reason(&e)).await,
+    };
+    drop(token);
+    match actor {
+        Actor::Parent {
+            user_id,
+            is_admin,
+            exp,
+        } => {
+            let identity = room::user(&user_id);
+            if !app
+                .hub
+                .acquire_identity(&identity, app.cfg.max_conn_per_user)
+            {
+                return close(
+                    &mut ws,
+                    CLOSE_RATE_LIMITED,
+                    "too many sockets for this user",
+                )
+                .await;
+            }
+            let mut rooms = vec![identity.clone()];
+            if is_admin {
+                rooms.push(room::ADMINS.to_string());
+            }
+            let conn = app.hub.register(Role::Parent, &rooms);
+            conn.set_token_exp(exp);
+            let who = Who::Parent { user_id, exp };
+            let mut s = Session::new(&app, conn.clone(), who, identity.clone());
+            if s.parent_start(&mut ws, last_seq).await {
+                s.run(&mut ws).await;
+            }
+            app.hub.unregister(&conn, &rooms);
+            app.hub.release_identity(&identity);
+        }
+        Actor::Device {
+            device_id,
+            child_id,
+        } => {
+            match app.store.device(&device_id).await {
+                Ok(Some(d)) if d.revoked => {
+                    return close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await
+                }
+                Ok(Some(d)) if d.child_id == child_id => {}
+                Ok(_) => return close(&mut ws, CLOSE_UNAUTHORIZED, "unknown device").await,
+                Err(e) => {
+                    tracing::error!(error = %e, "device lookup failed");
+                    return close(&mut ws, 1011, "internal error").await;
+                }
+            }
+            let identity = room::device(&device_id);
+            if !app
+                .hub
+                .acquire_identity(&identity, app.cfg.max_conn_per_device)
+            {
+                return close(
+                    &mut ws,
+                    CLOSE_RATE_LIMITED,
+                    "too many sockets for this device",
+                )
+                .await;
+            }
+            let rooms = vec![identity.clone(), room::child(&child_id)];
+            let conn = app.hub.register(Role::Device, &rooms);
+            let who = Who::Device {
+                device_id: device_id.clone(),
+                child_id: child_id.clone(),
+            };
+            let mut s = Session::new(&app, conn.clone(), who, identity.clone());
+            if let Some(p) = app.hub.device_up(&device_id, &child_id, now_ms()) {
+                publish_presence(&app, &device_id, &p, true).await;
+            }
+            if s.device_start(&mut ws).await {
+                s.run(&mut ws).await;
+            }
+            app.hub.unregister(&conn, &rooms);
+            app.hub.release_identity(&identity);
+            let now = now_ms();
+            if let Some(p) = app.hub.device_down(&device_id, now) {
+                publish_presence(&app, &device_id, &p, false).await;
+                if let Err(e) = app.store.set_last_seen(&device_id, now).await {
+                    tracing::warn!(error = %e, "could not record last_seen");
+                }
+            }
+        }
+        Actor::Backend => close(&mut ws, CLOSE_UNAUTHORIZED, "invalid token").await,
+    }
+}
+
+/// Sends `device:status` to every guardian of the device's child.
+async fn publish_presence(app: &App, device_id: &str, p: &Presence, online: bool) {
+    let guardians = match app.store.guardians(&p.child_id).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: could not read guardians");
+            return;
+        }
+    };
+    let f = Arc::new(OutFrame::event(
+        "device:status",
+        None,
+        &p.frame_data(device_id, online),
+    ));
+    for g in guardians {
+        app.bus
+            .publish(BusMessage::deliver(room::user(&g), f.clone()));
+    }
+}
+
+enum Who {
+    Parent { user_id: String, exp: i64 },
+    Device { device_id: String, child_id: String },
+}
+
+enum Handled {
+    Nothing,
+    Reply(Message),
+    Close(u16, &'static str),
+    /// The device's presence changed: tell the guardians.
+    Presence(Presence),
+}
+
+struct Session<'a> {
+    app: &'a Arc<App>,
+    conn: Arc<Conn>,
+    who: Who,
+    identity: String,
+    limiter: DefaultDirectRateLimiter,
+    dropped: u32,
+    /// Live frames at or below this position were already replayed.
+    skip_seq_upto: i64,
+    /// Commands sent from the database at connect; skipped once if they also arrive live.
+    sent_at_connect: Option<HashSet<String>>,
+}
+
+impl<'a> Session<'a> {
+    fn new(app: &'a Arc<App>, conn: Arc<Conn>, who: Who, identity: String) -> Self {
+        Session {
+            app,
+            conn,
+            who,
+            identity,
+            limiter: RateLimiter::direct(per_second(app.cfg.frame_rate)),
+            dropped: 0,
+            skip_seq_upto: 0,
+            sent_at_connect: None,
+        }
+    }
+
+    /// `ready`, then the replay (or `resync`). False if the socket is gone.
+    async fn parent_start(&mut self, ws: &mut WebSocket, last_seq: Option<i64>) -> bool {
+        let Who::Parent { user_id, .. } = &self.who else {
+            return false;
+        };
+        let user_id = user_id.clone();
+        let (pruned, newest) = match self.app.store.event_positions().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "reading event positions");
+                close(ws, 1011, "internal error").await;
+                return false;
+            }
+        };
+        let mut replay = Vec::new();
+        let mut resync = false;
+        if let Some(ls) = last_seq {
+            if ls < pruned || ls > newest {
+                resync = true;
+            } else {
+                match self
+                    .app
+                    .store
+                    .events_after(&user_id, ls, MAX_REPLAY + 1)
+                    .await
+                {
+                    Ok(evs) if evs.len() as i64 > MAX_REPLAY => resync = true,
+                    Ok(evs) => replay = evs,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading events for resume");
+                        resync = true;
+                    }
+                }
+            }
+        }
+        let ready = json!({
+            "role": "parent", "userId": user_id, "heartbeatSec": self.app.cfg.heartbeat_secs,
+            "seq": newest, "resumed": last_seq.is_some() && !resync,
+        });
+        if !send(ws, frame("ready", ready)).await {
+            return false;
+        }
+        if resync {
+            let why = json!({"reason": "history_gap", "seq": newest});
+            return send(ws, frame("resync", why)).await;
+        }
+        for ev in replay {
+            let text = format!(
+                r#"{{"event":{},"seq":{},"data":{}}}"#,
+                Value::String(ev.event),
+                ev.seq,
+                ev.data
+            );
+            self.skip_seq_upto = ev.seq;
+            if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(text.into())))
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return false;
+            }
+        }
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// `ready`, then every pending unexpired command. False if the socket is gone.
+    async fn device_start(&mut self, ws: &mut WebSocket) -> bool {
+        let Who::Device {
+            device_id,
+            child_id,
+        } = &self.who
+        else {
+            return false;
+        };
+        let (device_id, child_id) = (device_id.clone(), child_id.clone());
+        let ready = json!({
+            "role": "device", "deviceId": device_id, "childId": child_id,
+            "heartbeatSec": self.app.cfg.heartbeat_secs,
+        });
+        if !send(ws, frame("ready", ready)).await {
+            return false;
+        }
+        let now = now_ms();
+        let pending = match self
+            .app
+            .store
+            .pending_for_device(&device_id, &child_id, now)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "reading pending commands");
+                close(ws, 1011, "internal error").await;
+                return false;
+            }
+        };
+        let mut ids = HashSet::new();
+        for c in &pending {
+            let f = crate::store::device_frame(c);
+            if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(f.text.clone())))
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                return false;
+            }
+            ids.insert(c.id.clone());
+        }
+        if !matches!(
+            tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await,
+            Ok(Ok(()))
+        ) {
+            return false;
+        }
+        self.record_delivery(
+            pending
+                .iter()
+                .map(|c| (c.id.clone(), c.created_at))
+                .collect(),
+            now,
+        );
+        self.sent_at_connect = Some(ids);
+        true
+    }
+
+    fn record_delivery(&self, items: Vec<(String, i64)>, now: i64) {
+        let Who::Device { device_id, .. } = &self.who else {
+            return;
+        };
+        if items.is_empty() {
+            return;
+        }
+        for (_, created) in &items {
+            metrics::histogram!("safestream_delivery_latency_seconds")
+                .record((now - created).max(0) as f64 / 1000.0);
+        }
+        let store = self.app.store.clone();
+        let device_id = device_id.clone();
+        tokio::spawn(async move {
+            for (id, _) in items {
+                if let Err(e) = store.mark_delivered(&id, &device_id, now).await {
+                    tracing::warn!(error = %e, command_id = %id, "could not record delivery");
+                }
+            }
+        });
+    }
+
+    async fn run(&mut self, ws: &mut WebSocket) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.conn.notified() => {
+                    if !self.drain(ws).await {
+                        return;
+                    }
+                }
+                msg = ws.recv() => {
+                    match msg {
+                        Some(Ok(Message::Text(t))) => {
+                            self.conn.touch(&self.app.hub);
+                            if !self.allow_frame() {
+                                self.dropped += 1;
+                                if self.dropped >= MAX_DROPPED {
+                                    return close(ws, CLOSE_RATE_LIMITED, "too many frames").await;
+                                }
+                                if self.dropped == 1 && !send(ws, error_frame("rate_limited", "too many frames; slow down")).await {
+                                    return;
+                                }
+                                continue;
+                            }
+                            match self.handle(&t) {
+                                Handled::Nothing => {}
+                                Handled::Reply(m) => {
+                                    if !send(ws, m).await {
+                                        return;
+                                    }
+                                }
+                                Handled::Close(code, reason) => return close(ws, code, reason).await,
+                                Handled::Presence(p) => {
+                                    if let Who::Device { device_id, .. } = &self.who {
+                                        publish_presence(self.app, device_id, &p, true).await;
+                                    }
+                                }
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => self.conn.touch(&self.app.hub),
+                        Some(Ok(Message::Binary(_))) => return close(ws, CLOSE_PROTOCOL, "binary frames are not accepted").await,
+                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Err(e)) => {
+                            let text = e.to_string();
+                            if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long") {
+                                return close(ws, 1009, "frame too large").await;
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes whatever the mailbox holds. False when the socket must end.
+    async fn drain(&mut self, ws: &mut WebSocket) -> bool {
+        let batch = self.conn.take();
+        if let Some((code, reason)) = batch.close {
+            close(ws, code, reason).await;
+            return false;
+        }
+        let now = now_ms();
+        let sent_at_connect = self.sent_at_connect.take();
+        let mut delivered = Vec::new();
+        let write = async {
+            if batch.ping {
+                ws.feed(Message::Ping(Default::default())).await?;
+            }
+            for f in &batch.frames {
+                if f.seq.is_some_and(|s| s <= self.skip_seq_upto) {
+                    continue;
+                }
+                if let Some(meta) = &f.command {
+                    if meta.expires_at <= now
+                        || sent_at_connect
+                            .as_ref()
+                            .is_some_and(|s| s.contains(&meta.id))
+                    {
+                        continue;
+                    }
+                    delivered.push((meta.id.clone(), meta.created_at));
+                }
+                ws.feed(Message::Text(f.text.clone())).await?;
+            }
+            ws.flush().await
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return false,
+            Err(_) => {
+                metrics::counter!("safestream_rejects_total", "reason" => "slow_consumer")
+                    .increment(1);
+                return false;
+            }
+        }
+        self.record_delivery(delivered, now);
+        true
+    }
+
+    fn allow_frame(&self) -> bool {
+        self.limiter.check().is_ok()
+            && self
+                .app
+                .limits
+                .user_frames
+                .check_key(&self.identity)
+                .is_ok()
+    }
+
+    /// Handles one client frame (after auth); awaits nothing.
+    fn handle(&mut self, text: &str) -> Handled {
+        let f: ClientFrame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(_) => {
+                return Handled::Reply(error_frame(
+                    "bad_frame",
+                    "frames are JSON objects {\"event\", \"data\"}",
+                ))
+            }
+        };
+        match f.event.as_str() {
+            "auth" => Handled::Reply(error_frame("bad_frame", "already authenticated")),
+            "auth:refresh" => self.refresh(&f.data),
+            "device:status" => self.device_status(&f.data),
+            "heartbeat" => {
+                let min = self.app.cfg.heartbeat_secs;
+                match f.data.get("intervalSec").and_then(Value::as_u64) {
+                    Some(n) if n >= min && n <= 600 => {
+                        self.conn.set_interval(&self.app.hub, n * 1000);
+                        Handled::Reply(frame("heartbeat", json!({"intervalSec": n})))
+                    }
+                    _ => Handled::Reply(error_frame(
+                        "bad_frame",
+                        &format!("heartbeat.intervalSec must be an integer from {min} to 600"),
+                    )),
+                }
+            }
+            "ping" => Handled::Reply(frame("pong", f.data)),
+            _ => Handled::Reply(error_frame("bad_frame", "unknown event")),
+        }
+    }
+
+    fn refresh(&mut self, data: &Value) -> Handled {
+        let Some(token) = data.get("token").and_then(Value::as_str) else {
+            return Handled::Reply(error_frame("bad_frame", "auth:refresh needs data.token"));
+        };
+        let actor = match self.app.keys.verify(token) {
+            Ok(a) => a,
+            Err(e) => return Handled::Reply(error_frame("unauthorized", auth_close_reason(&e))),
+        };
+        match (&mut self.who, actor) {
+            (
+                Who::Parent { user_id, exp },
+                Actor::Parent {
+                    user_id: new_user,
+                    exp: new_exp,
+                    ..
+                },
+            ) if *user_id == new_user => {
+                *exp = new_exp;
+                self.conn.set_token_exp(new_exp);
+                Handled::Reply(frame(
+                    "auth:refreshed",
+                    json!({"expiresAt": rfc3339(new_exp.saturating_mul(1000))}),
+                ))
+            }
+            (
+                Who::Device { device_id, .. },
+                Actor::Device {
+                    device_id: new_dev, ..
+                },
+            ) if *device_id == new_dev => {
+                Handled::Reply(frame("auth:refreshed", json!({"expiresAt": null})))
+            }
+            _ => Handled::Close(CLOSE_FORBIDDEN, "auth:refresh for another identity"),
+        }
+    }
+
+    fn device_status(&mut self, data: &Value) -> Handled {
+        let Who::Device { device_id, .. } = &self.who else {
+            return Handled::Reply(error_frame(
+                "forbidden",
+                "only a device reports device:status",
+            ));
+        };
+        let active = match data.get("activeViewing") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Handled::Reply(error_frame("bad_frame", "activeViewing must be a boolean"))
+            }
+        };
+        let video = data.get("currentVideo").cloned().unwrap_or(Value::Null);
+        let ok_shape = matches!(video, Value::Null | Value::String(_) | Value::Object(_));
+        if !ok_shape || video.to_string().len() > MAX_VIDEO_BYTES {
+            return Handled::Reply(error_frame(
+                "bad_frame",
+                "currentVideo must be null, a string or an object of at most 2 KiB",
+            ));
+        }
+        match self
+            .app
+            .hub
+            .device_status(device_id, active, video, now_ms())
+        {
+            Some(p) => Handled::Presence(p),
+            None => Handled::Nothing,
+        }
+    }
+}
