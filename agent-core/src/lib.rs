@@ -101,6 +101,8 @@
 //! - `logging` — [`HostLogLayer`], forwarding `tracing` events to [`Platform::log`].
 //! - `time` — the wall-clock seam and an RFC 3339 parser.
 
+#![warn(missing_docs)]
+
 mod agent;
 mod api;
 mod backoff;

@@ -12,6 +12,8 @@
 //!
 //! Every wait is bounded; every process is killed on drop.
 
+#![warn(missing_docs)]
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -130,9 +132,12 @@ impl Lines {
 
 /// The relay process.
 pub struct Relay {
+    /// The port it listens on (kept across restarts).
     pub port: u16,
+    /// Its working directory and database.
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Its stdout and stderr lines.
     pub logs: Lines,
     extra_env: Vec<(String, String)>,
 }
@@ -242,8 +247,11 @@ impl Drop for Relay {
 /// A simulated device process (the `device` example).
 pub struct Device {
     child: Option<Child>,
+    /// Its stdout: one JSON object per line.
     pub out: Lines,
+    /// Its stderr: log lines.
     pub err: Lines,
+    /// Its state directory (kept across restarts).
     pub state_dir: PathBuf,
     args: Vec<String>,
 }
@@ -452,7 +460,10 @@ impl Client {
 }
 
 /// The backend (server key): registers children and devices.
-pub struct Backend(pub Client);
+pub struct Backend(
+    /// REST with the server key.
+    pub Client,
+);
 
 impl Backend {
     /// The backend of `relay`.
@@ -503,8 +514,11 @@ impl Backend {
 
 /// A parent (dashboard user).
 pub struct Parent {
+    /// The user id.
     pub user: String,
+    /// Its JWT.
     pub jwt: String,
+    /// REST as this parent.
     pub api: Client,
 }
 
