@@ -231,6 +231,20 @@ impl Relay {
         }
     }
 
+    /// Freezes (`SIGSTOP`, `true`) or thaws (`SIGCONT`, `false`) the relay: its sockets
+    /// stay open but nothing answers, like a relay behind a dead network path.
+    pub fn freeze(&mut self, frozen: bool) {
+        if let Some(c) = self.child.as_ref() {
+            let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+            if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+                // SAFETY: sending a signal to our own child process.
+                unsafe {
+                    libc::kill(pid, sig);
+                }
+            }
+        }
+    }
+
     /// Starts it again on the same port and database.
     pub async fn restart(&mut self) -> R<()> {
         self.kill();

@@ -328,3 +328,35 @@ async fn chaos_relay_and_agent_killed_no_duplicate_no_lost_ack() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pongs_keep_an_idle_agent_connected_and_a_frozen_relay_is_detected() {
+    bounded(Duration::from_secs(90), async {
+        // A 1 s relay heartbeat: the agent must answer pings (or be dropped after 2 s) and
+        // must notice silence after 2.5 s.
+        let mut relay = Relay::start_with(vec![("SAFESTREAM_HEARTBEAT_SECS", "1")]).await?;
+        let backend = Backend::new(&relay);
+        backend.child("kid", "u1").await?;
+        let (_d, token) = backend.device("kid", "tablet").await?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ws = relay.ws();
+        let dev = Device::start(
+            dir.path(),
+            &["--relay", ws.as_str(), "--token", token.as_str()],
+        )?;
+        dev.wait_state("connected", T).await?;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            dev.states(),
+            vec!["connecting", "connected"],
+            "idle agent was dropped"
+        );
+        relay.freeze(true);
+        dev.wait_state("disconnected", Duration::from_secs(8))
+            .await?;
+        relay.freeze(false);
+        dev.wait_state("connected", T).await?;
+        Ok(())
+    })
+    .await;
+}
