@@ -63,17 +63,26 @@ impl Visit for Line {
     }
 }
 
+thread_local! {
+    /// Set while the host's logger runs, so an event it emits itself is not sent back to it.
+    static IN_HOST_LOG: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl<S: Subscriber> Layer<S> for HostLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let level = level_of(event.metadata().level());
-        if level > self.max_level {
+        if level > self.max_level || IN_HOST_LOG.with(|f| f.get()) {
             return;
         }
         let mut line = Line::default();
         event.record(&mut line);
         line.message.push_str(&line.fields);
-        self.platform
-            .log(level, event.metadata().target().to_owned(), line.message);
+        IN_HOST_LOG.with(|f| f.set(true));
+        let target = event.metadata().target().to_owned();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.platform.log(level, target, line.message)
+        }));
+        IN_HOST_LOG.with(|f| f.set(false));
     }
 }
 
