@@ -89,9 +89,12 @@ impl HttpApi {
             .use_preconfigured_tls((*tls).clone())
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(45))
-            // No pooled idle connections: hyper's pool reaper would wake the process every
-            // idle-timeout period forever. Acks are rare; a fresh connection each is fine.
-            .pool_max_idle_per_host(0)
+            // One pooled connection, no idle timeout: with a timeout hyper runs a reaper
+            // that wakes the process every period forever. An idle connection the relay
+            // closes is dropped when the close arrives; a stale one fails the request,
+            // which the outbox retries.
+            .pool_idle_timeout(None)
+            .pool_max_idle_per_host(1)
             .user_agent(concat!("safestream-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
