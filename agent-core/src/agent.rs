@@ -249,6 +249,12 @@ impl Agent {
             outgoing_changed: Notify::new(),
             pairing: Mutex::new(None),
         });
+        // Known before `start` returns, so the host can decide to pair at once.
+        inner.set_state(if inner.current_token().is_some() {
+            ConnectionState::Connecting
+        } else {
+            ConnectionState::NotPaired
+        });
         let tasks = vec![
             runtime.spawn(connection::run(inner.clone())),
             runtime.spawn(outbox::run(inner.clone())),

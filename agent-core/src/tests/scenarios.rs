@@ -461,7 +461,11 @@ async fn pairing_stores_token_and_connects() {
     let mut h = Harness::new();
     h.token = None;
     let agent = h.start();
-    assert!(until(S, || agent.state() == ConnectionState::NotPaired).await);
+    assert_eq!(
+        agent.state(),
+        ConnectionState::NotPaired,
+        "known when start returns"
+    );
     assert_eq!(h.relay.connects(), 0);
     let code = agent.pair("Mia's tablet".into()).await.unwrap();
     assert_eq!(code.code, "K7QF-M2XD");
