@@ -1,12 +1,12 @@
-//! `agent-core` used as a library against the real relay: `sync_now` over HTTPS-style REST
-//! and the socket never run a command twice.
+//! `agent-core` used as a library against the real relay: `sync_now` and the socket never
+//! run a command twice; presence and restricted attempts reach the parent.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agent_core::{
     AckResult, AckStatus, Agent, AgentConfig, Command, CommandOutcome, ConnectionState,
-    MemoryTokenStore, Platform,
+    MemoryTokenStore, Platform, RestrictedAttempt,
 };
 use safestream_tests::*;
 
@@ -130,6 +130,64 @@ async fn sync_now_and_socket_run_each_command_once() {
             .await?;
         assert_eq!(host2.ran(), vec![id2]);
         agent.shutdown().await;
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(90), run).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(_) => panic!("timed out"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_restricted_attempts_reach_the_parent() {
+    let run = async {
+        let relay = Relay::start().await?;
+        let backend = Backend::new(&relay);
+        backend.child("kid", "u1").await?;
+        let (device_id, token) = backend.device("kid", "tablet").await?;
+        let parent = Parent::new(&relay, "u1");
+        let mut sock = parent.socket(&relay).await?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let host = Arc::new(Host::default());
+        let cfg = AgentConfig::new(relay.ws(), dir.path().to_string_lossy().into_owned());
+        let agent = Agent::start(
+            cfg,
+            host.clone(),
+            Arc::new(MemoryTokenStore::new(Some(token))),
+        )
+        .map_err(|e| e.to_string())?;
+        // Reported before the socket is up: sent once it is.
+        agent.report_status(true, Some(r#"{"videoId":"v42","title":"Cartoons"}"#.into()));
+        let st = sock
+            .wait("device:status", Duration::from_secs(20), |d| {
+                d["activeViewing"] == true && d["currentVideo"]["videoId"] == "v42"
+            })
+            .await?;
+        assert_eq!(st["deviceId"], device_id.as_str());
+        agent
+            .report_restricted_attempt(RestrictedAttempt {
+                url: Some("https://example.com/blocked".into()),
+                title: Some("Blocked video".into()),
+                reason: Some("age rating".into()),
+                metadata_json: Some(r#"{"rating":"18+"}"#.into()),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = sock
+            .wait("notification:new", Duration::from_secs(10), |d| {
+                d["type"] == "RESTRICTED_CONTENT"
+            })
+            .await?;
+        assert!(n["message"].is_string() || n["title"].is_string(), "{n}");
+        agent.shutdown().await;
+        assert_eq!(agent.state(), ConnectionState::Stopped);
+        let offline = sock
+            .wait("device:status", Duration::from_secs(10), |d| {
+                d["online"] == false
+            })
+            .await?;
+        assert_eq!(offline["deviceId"], device_id.as_str());
         Ok::<(), String>(())
     };
     match tokio::time::timeout(Duration::from_secs(90), run).await {
