@@ -374,7 +374,9 @@ impl Agent {
     /// Waits until the outbox is empty or `timeout` passed; returns whether it is empty.
     /// For a host that must finish its work before the platform suspends it.
     pub async fn wait_for_acks(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A huge timeout means "as long as it takes" (and must not overflow).
+        let far = Duration::from_secs(10 * 365 * 24 * 3600);
+        let deadline = tokio::time::Instant::now() + timeout.min(far);
         loop {
             let drained = self.inner.outbox_drained.notified();
             if lock(&self.inner.ledger).outbox_len() == 0 {

@@ -112,8 +112,8 @@ impl Endpoints {
                 }
             }
         }
-        if c.command_timeout_secs == 0 {
-            return Err(bad("command_timeout_secs must be > 0".into()));
+        if !(1..=604_800).contains(&c.command_timeout_secs) {
+            return Err(bad("command_timeout_secs must be 1–604800".into()));
         }
         if c.state_dir.is_empty() {
             return Err(bad("state_dir is empty".into()));
