@@ -135,12 +135,17 @@ impl Keys {
         pv.validate_exp = true;
         pv.validate_nbf = true;
         pv.required_spec_claims = HashSet::from(["exp".to_string()]);
+        // A configured iss/aud is required, not merely checked when present.
         match &cfg.jwt_audience {
-            Some(aud) => pv.set_audience(&[aud]),
+            Some(aud) => {
+                pv.set_audience(&[aud]);
+                pv.required_spec_claims.insert("aud".to_string());
+            }
             None => pv.validate_aud = false,
         }
         if let Some(iss) = &cfg.jwt_issuer {
             pv.set_issuer(&[iss]);
+            pv.required_spec_claims.insert("iss".to_string());
         }
 
         let mut dv = Validation::new(Algorithm::HS256);
@@ -390,6 +395,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(k.verify(&t), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let mut cfg = Config::parse_from(["relay"]);
+        cfg.jwt_issuer = Some("https://app.example".into());
+        cfg.jwt_audience = Some("safestream".into());
+        let k = Keys::new(
+            &cfg,
+            SECRET,
+            "server-key",
+            b"device-key-device-key-device-key",
+        )
+        .unwrap();
+        let good = json!({"sub": "u1", "exp": future(), "iss": "https://app.example", "aud": "safestream"});
+        assert!(k.verify(&hs(good, SECRET)).is_ok());
+        let wrong_iss = json!({"sub": "u1", "exp": future(), "iss": "https://evil.example", "aud": "safestream"});
+        assert_eq!(k.verify(&hs(wrong_iss, SECRET)), Err(AuthError::Invalid));
+        let wrong_aud =
+            json!({"sub": "u1", "exp": future(), "iss": "https://app.example", "aud": "other"});
+        assert_eq!(k.verify(&hs(wrong_aud, SECRET)), Err(AuthError::Invalid));
+        let missing = json!({"sub": "u1", "exp": future()});
+        assert_eq!(k.verify(&hs(missing, SECRET)), Err(AuthError::Invalid));
+        // Without configuration, iss/aud are not required (and a token carrying them passes).
+        let plain = keys();
+        let with = json!({"sub": "u1", "exp": future(), "iss": "x", "aud": "y"});
+        assert!(plain.verify(&hs(with, SECRET)).is_ok());
     }
 
     #[test]
