@@ -332,9 +332,9 @@ async fn chaos_relay_and_agent_killed_no_duplicate_no_lost_ack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pongs_keep_an_idle_agent_connected_and_a_frozen_relay_is_detected() {
     bounded(Duration::from_secs(90), async {
-        // A 1 s relay heartbeat: the agent must answer pings (or be dropped after 2 s) and
-        // must notice silence after 2.5 s.
-        let mut relay = Relay::start_with(vec![("SAFESTREAM_HEARTBEAT_SECS", "1")]).await?;
+        // A 2 s relay heartbeat: the agent must answer pings (or be dropped after 4 s) and
+        // must notice silence after 5 s.
+        let mut relay = Relay::start_with(vec![("SAFESTREAM_HEARTBEAT_SECS", "2")]).await?;
         let backend = Backend::new(&relay);
         backend.child("kid", "u1").await?;
         let (_d, token) = backend.device("kid", "tablet").await?;
