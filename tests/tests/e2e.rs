@@ -345,15 +345,22 @@ async fn pongs_keep_an_idle_agent_connected_and_a_frozen_relay_is_detected() {
             &["--relay", ws.as_str(), "--token", token.as_str()],
         )?;
         dev.wait_state("connected", T).await?;
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        tokio::time::sleep(Duration::from_secs(12)).await;
         assert_eq!(
             dev.states(),
             vec!["connecting", "connected"],
             "idle agent was dropped"
         );
         relay.freeze(true);
-        dev.wait_state("disconnected", Duration::from_secs(8))
+        let frozen = std::time::Instant::now();
+        dev.wait_state("disconnected", Duration::from_secs(15))
             .await?;
+        // 2.5 intervals after the last ping, which came at most one interval before.
+        let waited = frozen.elapsed();
+        assert!(
+            waited >= Duration::from_millis(2500),
+            "gave up too early: {waited:?}"
+        );
         relay.freeze(false);
         dev.wait_state("connected", T).await?;
         Ok(())
