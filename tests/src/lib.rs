@@ -140,6 +140,8 @@ pub struct Relay {
     /// Its stdout and stderr lines.
     pub logs: Lines,
     extra_env: Vec<(String, String)>,
+    /// The CA (PEM) that signed the relay's certificate when it serves TLS.
+    pub ca_pem: Option<String>,
 }
 
 impl Relay {
@@ -161,9 +163,128 @@ impl Relay {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            ca_pem: None,
         };
         relay.spawn().await?;
         Ok(relay)
+    }
+
+    /// Starts a relay serving HTTPS/WSS with a certificate for 127.0.0.1 signed by a
+    /// private CA made here with the `openssl` CLI (a self-hosted relay).
+    pub async fn start_tls() -> R<Relay> {
+        build_binaries();
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let d = dir.path();
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: Vec<Vec<&str>> = vec![
+            [
+                &["req", "-x509"][..],
+                &ec[..],
+                &[
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=SafeStream Test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                ][..],
+            ]
+            .concat(),
+            [
+                &["req"][..],
+                &ec[..],
+                &[
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "leaf.csr",
+                ][..],
+            ]
+            .concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                "cert.pem",
+                "-extfile",
+                "ext.cnf",
+            ],
+        ];
+        for args in steps {
+            let ok = Command::new("openssl")
+                .args(&args)
+                .current_dir(d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                return Err(format!(
+                    "openssl {args:?} failed (is the openssl CLI installed?)"
+                ));
+            }
+        }
+        let ca_pem = std::fs::read_to_string(d.join("ca.pem")).map_err(|e| e.to_string())?;
+        let mut relay = Relay {
+            port: free_port(),
+            extra_env: vec![
+                (
+                    "SAFESTREAM_TLS_CERT".into(),
+                    d.join("cert.pem").to_string_lossy().into_owned(),
+                ),
+                (
+                    "SAFESTREAM_TLS_KEY".into(),
+                    d.join("key.pem").to_string_lossy().into_owned(),
+                ),
+            ],
+            dir,
+            child: None,
+            logs: Lines::default(),
+            ca_pem: Some(ca_pem),
+        };
+        relay.spawn().await?;
+        Ok(relay)
+    }
+
+    /// An HTTP client that trusts the relay (its CA when it serves TLS).
+    pub fn http_client(&self, timeout: Duration) -> reqwest::Client {
+        let mut b = reqwest::Client::builder().timeout(timeout);
+        if let Some(pem) = &self.ca_pem {
+            if let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes()) {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        b.build().unwrap_or_default()
     }
 
     async fn spawn(&mut self) -> R<()> {
@@ -190,7 +311,7 @@ impl Relay {
         }
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::Client::new();
+        let client = self.http_client(Duration::from_secs(5));
         while Instant::now() < deadline {
             if let Ok(r) = client.get(format!("{}/readyz", self.http())).send().await {
                 if r.status().is_success() {
@@ -213,14 +334,20 @@ impl Relay {
         ))
     }
 
-    /// `http://127.0.0.1:port`
+    /// `http://127.0.0.1:port` (`https` with TLS)
     pub fn http(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let s = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{s}://127.0.0.1:{}", self.port)
     }
 
-    /// `ws://127.0.0.1:port`
+    /// `ws://127.0.0.1:port` (`wss` with TLS)
     pub fn ws(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        let s = if self.ca_pem.is_some() { "wss" } else { "ws" };
+        format!("{s}://127.0.0.1:{}", self.port)
     }
 
     /// SIGKILLs the relay.
@@ -434,10 +561,7 @@ impl Client {
         Self {
             base: relay.http(),
             bearer: bearer.to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(40))
-                .build()
-                .unwrap_or_default(),
+            http: relay.http_client(Duration::from_secs(40)),
         }
     }
 

@@ -367,3 +367,47 @@ async fn pongs_keep_an_idle_agent_connected_and_a_frozen_relay_is_detected() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_hosted_relay_over_tls_with_an_extra_ca() {
+    bounded(Duration::from_secs(90), async {
+        let relay = Relay::start_tls().await?;
+        let backend = Backend::new(&relay);
+        backend.child("kid", "u1").await?;
+        let (_d, token) = backend.device("kid", "tablet").await?;
+        let parent = Parent::new(&relay, "u1");
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, relay.ca_pem.clone().unwrap_or_default()).map_err(|e| e.to_string())?;
+        let wss = relay.ws();
+        let ca_arg = ca.to_string_lossy().into_owned();
+
+        // Without the CA the device refuses the relay's certificate.
+        let untrusting = Device::start(
+            &dir.path().join("untrusting"),
+            &["--relay", wss.as_str(), "--token", token.as_str()],
+        )?;
+        untrusting.wait_state("disconnected", T).await?;
+        assert!(!untrusting.states().contains(&"connected".to_owned()));
+
+        // With it: wss socket and https acks (reqwest) both trust it.
+        let dev = Device::start(
+            &dir.path().join("trusting"),
+            &[
+                "--relay",
+                wss.as_str(),
+                "--token",
+                token.as_str(),
+                "--ca-file",
+                ca_arg.as_str(),
+            ],
+        )?;
+        dev.wait_state("connected", T).await?;
+        let id = parent.command("kid", "PAUSE", 300).await?;
+        dev.wait_for("ack", T, is("ack", id.clone())).await?;
+        parent.wait_status(&id, "EXECUTED", T).await?;
+        assert!(!untrusting.states().contains(&"connected".to_owned()));
+        Ok(())
+    })
+    .await;
+}
