@@ -76,7 +76,9 @@ impl TokenStore for PlatformTokenStore {
 }
 
 /// The platform keystore through the `keyring` crate (feature `keyring-store`): Keychain
-/// on Apple platforms, Credential Manager on Windows, kernel keyutils on Linux.
+/// on iOS/macOS, Credential Manager on Windows. On other targets keyring has no persistent
+/// store with these features (its mock keeps the token in memory only), so
+/// [`default_token_store`] does not pick it there.
 #[cfg(feature = "keyring-store")]
 pub struct KeyringTokenStore(keyring::Entry);
 
@@ -110,10 +112,13 @@ impl TokenStore for KeyringTokenStore {
     }
 }
 
-/// The store to use by default: the keyring where the `keyring-store` feature provides
-/// one, else the host's callbacks.
+/// The store to use by default: the keyring on iOS, macOS and Windows when the
+/// `keyring-store` feature is on, else the host's callbacks ([`PlatformTokenStore`]).
 pub fn default_token_store(platform: Arc<dyn Platform>) -> Arc<dyn TokenStore> {
-    #[cfg(feature = "keyring-store")]
+    #[cfg(all(
+        feature = "keyring-store",
+        any(target_os = "ios", target_os = "macos", target_os = "windows")
+    ))]
     {
         if let Ok(store) = KeyringTokenStore::new("safestream", "device-token") {
             return Arc::new(store);
