@@ -259,6 +259,11 @@ impl Harness {
     }
 
     pub fn start(&self) -> Agent {
+        self.start_on(self.host.clone())
+    }
+
+    /// Starts an agent with another host implementation.
+    pub fn start_on(&self, platform: Arc<dyn Platform>) -> Agent {
         let endpoints = Endpoints::from_config(&self.config).unwrap();
         let deps = Deps {
             transport: Arc::new(self.relay.clone()),
@@ -269,7 +274,7 @@ impl Harness {
         Agent::start_with(
             self.config.clone(),
             endpoints,
-            self.host.clone(),
+            platform,
             Arc::new(MemoryTokenStore::new(self.token.clone())),
             deps,
         )

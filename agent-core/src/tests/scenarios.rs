@@ -502,3 +502,41 @@ async fn storage_failure_never_runs_unrecorded_commands() {
     run_for(S).await;
     assert_eq!(h.host.command_ids(), vec!["nf"]);
 }
+
+/// A host that completes every command inside `run_command`, synchronously.
+struct EagerHost {
+    agent: std::sync::OnceLock<std::sync::Weak<crate::Agent>>,
+    results: std::sync::Mutex<Vec<Result<(), AgentError>>>,
+}
+
+impl crate::Platform for EagerHost {
+    fn run_command(&self, command: crate::Command) {
+        if let Some(agent) = self.agent.get().and_then(std::sync::Weak::upgrade) {
+            let r = agent.complete_command(command.id, CommandOutcome::Executed);
+            self.results.lock().unwrap().push(r);
+        }
+    }
+    fn connection_state_changed(&self, _: ConnectionState) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn host_may_complete_inside_run_command() {
+    let h = Harness::new();
+    let host = std::sync::Arc::new(EagerHost {
+        agent: std::sync::OnceLock::new(),
+        results: Default::default(),
+    });
+    let agent = std::sync::Arc::new(h.start_on(host.clone()));
+    let _ = host.agent.set(std::sync::Arc::downgrade(&agent));
+    assert!(until(5 * S, || agent.state() == ConnectionState::Connected).await);
+    h.relay.push_json(command_frame("e1", "RESUME", 300));
+    assert!(
+        until(5 * S, || h.api.acks().len() == 1).await,
+        "no deadlock, ack posted"
+    );
+    assert_eq!(*host.results.lock().unwrap(), vec![Ok(())]);
+    assert_eq!(h.api.acks()[0].status, AckStatus::Executed);
+    // The timeout timer was disarmed: no second ack later.
+    run_for(Duration::from_secs(120)).await;
+    assert_eq!(h.api.acks().len(), 1);
+}
