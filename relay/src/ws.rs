@@ -242,7 +242,7 @@ async fn run(
             device_id,
             child_id,
         } => {
-            match app.store.device(&device_id).await {
+            match app.store.device_auth(&device_id).await {
                 Ok(Some(d)) if d.revoked => {
                     return close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await
                 }
@@ -491,11 +491,10 @@ impl<'a> Session<'a> {
         }
         let store = self.app.store.clone();
         let device_id = device_id.clone();
+        let ids: Vec<String> = items.into_iter().map(|(id, _)| id).collect();
         tokio::spawn(async move {
-            for (id, _) in items {
-                if let Err(e) = store.mark_delivered(&id, &device_id, now).await {
-                    tracing::warn!(error = %e, command_id = %id, "could not record delivery");
-                }
+            if let Err(e) = store.mark_delivered(ids, &device_id, now).await {
+                tracing::warn!(error = %e, "could not record delivery");
             }
         });
     }

@@ -161,10 +161,15 @@ pub async fn my_commands(
         .store
         .pending_for_device(device_id, child_id, now)
         .await?;
-    let mut list = Vec::with_capacity(pending.len());
-    for c in &pending {
-        app.store.mark_delivered(&c.id, device_id, now).await?;
-        list.push(c.device_frame_data());
+    let list: Vec<_> = pending.iter().map(|c| c.device_frame_data()).collect();
+    if !pending.is_empty() {
+        app.store
+            .mark_delivered(
+                pending.iter().map(|c| c.id.clone()).collect(),
+                device_id,
+                now,
+            )
+            .await?;
     }
     Ok(reply(StatusCode::OK, json!({"commands": list})))
 }

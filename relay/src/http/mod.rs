@@ -220,7 +220,7 @@ impl FromRequestParts<Arc<App>> for Caller {
 
 /// 401 unless the device exists, belongs to that child and is not revoked.
 pub async fn device_is_active(app: &App, device_id: &str, child_id: &str) -> Result<(), ApiError> {
-    match app.store.device(device_id).await? {
+    match app.store.device_auth(device_id).await? {
         Some(d) if d.revoked => Err(ApiError::unauthorized("device revoked")),
         Some(d) if d.child_id == child_id => Ok(()),
         _ => Err(ApiError::unauthorized("unknown device")),

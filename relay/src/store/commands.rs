@@ -1,15 +1,15 @@
 //! The command lifecycle: PENDING -> DELIVERED -> EXECUTED | FAILED, and -> EXPIRED.
 //!
-//! Every transition is one transaction that also logs `command:status` (or `command:sent`)
-//! for every guardian, so a parent that resumes sees each transition exactly once.
+//! Every transition is one write that also logs `command:status` (or `command:sent`) for
+//! every guardian, so a parent that resumes sees each transition exactly once.
 
 use std::sync::Arc;
 
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 use serde_json::Value;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
-use super::registry::guardians_in;
+use super::registry::{child_exists, guardians_of};
 use super::{Store, StoreError, StoreResult};
 use crate::bus::{room, BusMessage, CommandMeta, OutFrame};
 use crate::model::{Command, CommandStatus, Millis};
@@ -57,24 +57,29 @@ const COLS: &str =
     "id, child_id, device_id, command_type, payload, status, created_by, created_at, \
                     expires_at, delivered_at, executed_at, error, ack_device_id";
 
-fn command_from_row(r: &AnyRow) -> Result<Command, sqlx::Error> {
-    let status: String = r.try_get("status")?;
-    let payload: String = r.try_get("payload")?;
+fn command_from_row(r: &Row<'_>) -> rusqlite::Result<Command> {
+    let status: String = r.get(5)?;
+    let payload: String = r.get(4)?;
     Ok(Command {
-        id: r.try_get("id")?,
-        child_id: r.try_get("child_id")?,
-        device_id: r.try_get("device_id")?,
-        command_type: r.try_get("command_type")?,
+        id: r.get(0)?,
+        child_id: r.get(1)?,
+        device_id: r.get(2)?,
+        command_type: r.get(3)?,
         payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-        status: CommandStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?,
-        created_by: r.try_get("created_by")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        delivered_at: r.try_get("delivered_at")?,
-        executed_at: r.try_get("executed_at")?,
-        error: r.try_get("error")?,
-        ack_device_id: r.try_get("ack_device_id")?,
+        status: CommandStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                format!("status {status}").into(),
+            )
+        })?,
+        created_by: r.get(6)?,
+        created_at: r.get(7)?,
+        expires_at: r.get(8)?,
+        delivered_at: r.get(9)?,
+        executed_at: r.get(10)?,
+        error: r.get(11)?,
+        ack_device_id: r.get(12)?,
     })
 }
 
@@ -93,84 +98,74 @@ impl Store {
     /// Creates a command if `created_by` is a guardian of the child; logs `command:sent` for
     /// every guardian and sends `command:new` to the target devices.
     pub async fn create_command(&self, new: NewCommand, now: Millis) -> StoreResult<Command> {
-        let mut w = self.begin_write().await?;
-        let child = sqlx::query("SELECT 1 AS one FROM children WHERE id = $1")
-            .bind(&new.child_id)
-            .fetch_optional(&mut *w.tx)
+        let cmd = self
+            .write(move |w| {
+                if !child_exists(w.conn, &new.child_id)? {
+                    return Err(StoreError::NotFound("no such child".into()));
+                }
+                let guardians = guardians_of(w.conn, &new.child_id)?;
+                if !guardians.contains(&new.created_by) {
+                    return Err(StoreError::Forbidden("you are not a guardian of this child".into()));
+                }
+                if let Some(dev) = &new.device_id {
+                    let mut stmt =
+                        w.conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND child_id = ?2 AND revoked_at IS NULL")?;
+                    if !stmt.exists(params![dev, new.child_id])? {
+                        return Err(StoreError::NotFound("no such device for this child".into()));
+                    }
+                }
+                let cmd = Command {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    child_id: new.child_id,
+                    device_id: new.device_id,
+                    command_type: new.command_type,
+                    payload: new.payload,
+                    status: CommandStatus::Pending,
+                    created_by: new.created_by,
+                    created_at: now,
+                    expires_at: new.expires_at,
+                    delivered_at: None,
+                    executed_at: None,
+                    error: None,
+                    ack_device_id: None,
+                };
+                w.conn
+                    .prepare_cached(&format!(
+                        "INSERT INTO commands ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL)"
+                    ))?
+                    .execute(params![
+                        cmd.id,
+                        cmd.child_id,
+                        cmd.device_id,
+                        cmd.command_type,
+                        cmd.payload.to_string(),
+                        cmd.status.as_str(),
+                        cmd.created_by,
+                        cmd.created_at,
+                        cmd.expires_at
+                    ])?;
+                Self::log_event_for_all(w, &guardians, "command:sent", &cmd.sent_frame_data(), now)?;
+                let target = match &cmd.device_id {
+                    Some(d) => room::device(d),
+                    None => room::child(&cmd.child_id),
+                };
+                w.publish(BusMessage::deliver(target, device_frame(&cmd)));
+                Ok(cmd)
+            })
             .await?;
-        if child.is_none() {
-            return Err(StoreError::NotFound("no such child".into()));
-        }
-        let guardians = guardians_in(&mut w, &new.child_id).await?;
-        if !guardians.contains(&new.created_by) {
-            return Err(StoreError::Forbidden(
-                "you are not a guardian of this child".into(),
-            ));
-        }
-        if let Some(dev) = &new.device_id {
-            let row = sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1 AND child_id = $2 AND revoked_at IS NULL")
-                .bind(dev)
-                .bind(&new.child_id)
-                .fetch_optional(&mut *w.tx)
-                .await?;
-            if row.is_none() {
-                return Err(StoreError::NotFound("no such device for this child".into()));
-            }
-        }
-        let cmd = Command {
-            id: uuid::Uuid::new_v4().to_string(),
-            child_id: new.child_id,
-            device_id: new.device_id,
-            command_type: new.command_type,
-            payload: new.payload,
-            status: CommandStatus::Pending,
-            created_by: new.created_by,
-            created_at: now,
-            expires_at: new.expires_at,
-            delivered_at: None,
-            executed_at: None,
-            error: None,
-            ack_device_id: None,
-        };
-        sqlx::query(&format!(
-            "INSERT INTO commands ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, NULL)"
-        ))
-        .bind(&cmd.id)
-        .bind(&cmd.child_id)
-        .bind(&cmd.device_id)
-        .bind(&cmd.command_type)
-        .bind(cmd.payload.to_string())
-        .bind(cmd.status.as_str())
-        .bind(&cmd.created_by)
-        .bind(cmd.created_at)
-        .bind(cmd.expires_at)
-        .execute(&mut *w.tx)
-        .await?;
-        Self::log_event_for_all(
-            &mut w,
-            &guardians,
-            "command:sent",
-            &cmd.sent_frame_data(),
-            now,
-        )
-        .await?;
-        let target = match &cmd.device_id {
-            Some(d) => room::device(d),
-            None => room::child(&cmd.child_id),
-        };
-        w.publish(BusMessage::deliver(target, device_frame(&cmd)));
-        w.commit().await?;
         metrics::counter!("safestream_commands_total", "status" => "PENDING").increment(1);
         Ok(cmd)
     }
 
     /// One command.
     pub async fn command(&self, id: &str) -> StoreResult<Option<Command>> {
-        let row = sqlx::query(&format!("SELECT {COLS} FROM commands WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.as_ref().map(command_from_row).transpose()?)
+        let id = id.to_string();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLS} FROM commands WHERE id = ?1"))?;
+            Ok(stmt.query_row(params![id], command_from_row).optional()?)
+        })
+        .await
     }
 
     /// Commands a device should run: open, unexpired, for its child and either for every
@@ -181,49 +176,53 @@ impl Store {
         child_id: &str,
         now: Millis,
     ) -> StoreResult<Vec<Command>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM commands WHERE child_id = $1 AND (device_id IS NULL OR device_id = $2) \
-             AND status IN ('PENDING', 'DELIVERED') AND expires_at > $3 ORDER BY created_at, id LIMIT 500"
-        ))
-        .bind(child_id)
-        .bind(device_id)
-        .bind(now)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(command_from_row)
-            .collect::<Result<_, _>>()?)
+        let (device_id, child_id) = (device_id.to_string(), child_id.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLS} FROM commands WHERE child_id = ?1 AND (device_id IS NULL OR device_id = ?2) \
+                 AND status IN ('PENDING', 'DELIVERED') AND expires_at > ?3 ORDER BY created_at, id LIMIT 500"
+            ))?;
+            let rows = stmt.query_map(params![child_id, device_id, now], command_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 
-    /// Records that a command was written to `device_id`. Only the first delivery changes
+    /// Records that commands were written to `device_id`. Only a first delivery changes
     /// anything (PENDING -> DELIVERED, guardians told).
-    pub async fn mark_delivered(&self, id: &str, device_id: &str, now: Millis) -> StoreResult<()> {
-        let mut w = self.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE commands SET status = 'DELIVERED', delivered_at = $3, ack_device_id = $2 \
-             WHERE id = $1 AND status = 'PENDING' RETURNING {COLS}"
-        ))
-        .bind(id)
-        .bind(device_id)
-        .bind(now)
-        .fetch_optional(&mut *w.tx)
-        .await?;
-        if let Some(row) = row {
-            let cmd = command_from_row(&row)?;
-            let guardians = guardians_in(&mut w, &cmd.child_id).await?;
-            Self::log_event_for_all(
-                &mut w,
-                &guardians,
-                "command:status",
-                &cmd.status_frame_data(),
-                now,
-            )
+    pub async fn mark_delivered(
+        &self,
+        ids: Vec<String>,
+        device_id: &str,
+        now: Millis,
+    ) -> StoreResult<usize> {
+        let device_id = device_id.to_string();
+        let n = self
+            .write(move |w| {
+                let mut changed = 0;
+                for id in ids {
+                    let row = w
+                        .conn
+                        .prepare_cached(&format!(
+                            "UPDATE commands SET status = 'DELIVERED', delivered_at = ?3, ack_device_id = ?2 \
+                             WHERE id = ?1 AND status = 'PENDING' RETURNING {COLS}"
+                        ))?
+                        .query_row(params![id, device_id, now], command_from_row)
+                        .optional()?;
+                    if let Some(cmd) = row {
+                        let guardians = guardians_of(w.conn, &cmd.child_id)?;
+                        Self::log_event_for_all(w, &guardians, "command:status", &cmd.status_frame_data(), now)?;
+                        changed += 1;
+                    }
+                }
+                Ok(changed)
+            })
             .await?;
-            w.commit().await?;
-            metrics::counter!("safestream_commands_total", "status" => "DELIVERED").increment(1);
+        if n > 0 {
+            metrics::counter!("safestream_commands_total", "status" => "DELIVERED")
+                .increment(n as u64);
         }
-        Ok(())
+        Ok(n)
     }
 
     /// A device's acknowledgment. See `docs/protocol.md` for every case.
@@ -236,90 +235,73 @@ impl Store {
         error: Option<String>,
         now: Millis,
     ) -> StoreResult<AckOutcome> {
-        let mut w = self.begin_write().await?;
-        let row = sqlx::query(&format!("SELECT {COLS} FROM commands WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *w.tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("no such command".into()))?;
-        let cmd = command_from_row(&row)?;
-        if cmd.child_id != child_id {
-            return Err(StoreError::Forbidden(
-                "this command is not for your child".into(),
-            ));
+        let (id, device_id, child_id) =
+            (id.to_string(), device_id.to_string(), child_id.to_string());
+        let out = self
+            .write(move |w| {
+                let cmd = w
+                    .conn
+                    .prepare_cached(&format!("SELECT {COLS} FROM commands WHERE id = ?1"))?
+                    .query_row(params![id], command_from_row)
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound("no such command".into()))?;
+                if cmd.child_id != child_id {
+                    return Err(StoreError::Forbidden("this command is not for your child".into()));
+                }
+                if cmd.device_id.as_deref().is_some_and(|d| d != device_id) {
+                    return Err(StoreError::Forbidden("this command is for another device".into()));
+                }
+                let late = cmd.status == CommandStatus::Expired && cmd.delivered_at.is_some();
+                if !cmd.status.is_open() && !late {
+                    if cmd.status == status {
+                        return Ok(AckOutcome::Unchanged(cmd));
+                    }
+                    return Err(StoreError::Conflict(format!("the command is already {}", cmd.status.as_str())));
+                }
+                let cmd = w
+                    .conn
+                    .prepare_cached(&format!(
+                        "UPDATE commands SET status = ?2, executed_at = ?3, error = ?4, ack_device_id = ?5, \
+                         delivered_at = COALESCE(delivered_at, ?3) WHERE id = ?1 RETURNING {COLS}"
+                    ))?
+                    .query_row(params![id, status.as_str(), now, error, device_id], command_from_row)?;
+                let guardians = guardians_of(w.conn, &cmd.child_id)?;
+                Self::log_event_for_all(w, &guardians, "command:status", &cmd.status_frame_data(), now)?;
+                Ok(AckOutcome::Updated(cmd))
+            })
+            .await?;
+        if let AckOutcome::Updated(_) = &out {
+            metrics::counter!("safestream_commands_total", "status" => status.as_str())
+                .increment(1);
         }
-        if cmd.device_id.as_deref().is_some_and(|d| d != device_id) {
-            return Err(StoreError::Forbidden(
-                "this command is for another device".into(),
-            ));
-        }
-        let late = cmd.status == CommandStatus::Expired && cmd.delivered_at.is_some();
-        if !cmd.status.is_open() && !late {
-            if cmd.status == status {
-                return Ok(AckOutcome::Unchanged(cmd));
-            }
-            return Err(StoreError::Conflict(format!(
-                "the command is already {}",
-                cmd.status.as_str()
-            )));
-        }
-        let row = sqlx::query(&format!(
-            "UPDATE commands SET status = $2, executed_at = $3, error = $4, ack_device_id = $5, \
-             delivered_at = COALESCE(delivered_at, $3) WHERE id = $1 RETURNING {COLS}"
-        ))
-        .bind(id)
-        .bind(status.as_str())
-        .bind(now)
-        .bind(error)
-        .bind(device_id)
-        .fetch_one(&mut *w.tx)
-        .await?;
-        let cmd = command_from_row(&row)?;
-        let guardians = guardians_in(&mut w, &cmd.child_id).await?;
-        Self::log_event_for_all(
-            &mut w,
-            &guardians,
-            "command:status",
-            &cmd.status_frame_data(),
-            now,
-        )
-        .await?;
-        w.commit().await?;
-        metrics::counter!("safestream_commands_total", "status" => status.as_str()).increment(1);
-        Ok(AckOutcome::Updated(cmd))
+        Ok(out)
     }
 
-    /// Expires up to `limit` open commands whose time has come; guardians are told. Safe to
-    /// run on several nodes at once: each command is expired by exactly one of them.
+    /// Expires up to `limit` open commands whose time has come; guardians are told. Each
+    /// command is expired by exactly one writer (the status is re-checked by the UPDATE).
     pub async fn expire_due(&self, now: Millis, limit: i64) -> StoreResult<usize> {
-        let mut w = self.begin_write().await?;
-        let rows = sqlx::query(&format!(
-            "UPDATE commands SET status = 'EXPIRED', error = 'expired' \
-             WHERE status IN ('PENDING', 'DELIVERED') AND id IN \
-             (SELECT id FROM commands WHERE status IN ('PENDING', 'DELIVERED') AND expires_at <= $1 \
-              ORDER BY expires_at LIMIT $2) RETURNING {COLS}"
-        ))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *w.tx)
-        .await?;
-        let n = rows.len();
-        for row in rows {
-            let mut cmd = command_from_row(&row)?;
-            if cmd.delivered_at.is_none() {
-                cmd.ack_device_id = None;
-            }
-            let guardians = guardians_in(&mut w, &cmd.child_id).await?;
-            Self::log_event_for_all(
-                &mut w,
-                &guardians,
-                "command:status",
-                &cmd.status_frame_data(),
-                now,
-            )
+        let n = self
+            .write(move |w| {
+                let rows = w
+                    .conn
+                    .prepare_cached(&format!(
+                        "UPDATE commands SET status = 'EXPIRED', error = 'expired' \
+                         WHERE status IN ('PENDING', 'DELIVERED') AND id IN \
+                         (SELECT id FROM commands WHERE status IN ('PENDING', 'DELIVERED') AND expires_at <= ?1 \
+                          ORDER BY expires_at LIMIT ?2) RETURNING {COLS}"
+                    ))?
+                    .query_map(params![now, limit], command_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for mut cmd in rows.iter().cloned() {
+                    if cmd.delivered_at.is_none() {
+                        cmd.ack_device_id = None;
+                    }
+                    let guardians = guardians_of(w.conn, &cmd.child_id)?;
+                    Self::log_event_for_all(w, &guardians, "command:status", &cmd.status_frame_data(), now)?;
+                }
+                Ok(rows.len())
+            })
             .await?;
-        }
-        w.commit().await?;
         if n > 0 {
             metrics::counter!("safestream_commands_total", "status" => "EXPIRED")
                 .increment(n as u64);
@@ -334,39 +316,31 @@ impl Store {
         f: &CommandFilter,
     ) -> StoreResult<Vec<Command>> {
         let mut sql = format!(
-            "SELECT {COLS} FROM commands WHERE child_id IN (SELECT child_id FROM guardians WHERE user_id = $1)"
+            "SELECT {COLS} FROM commands WHERE child_id IN (SELECT child_id FROM guardians WHERE user_id = ?1)"
         );
-        let mut n = 1;
-        if f.child_id.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND child_id = ${n}"));
-        }
-        if f.status.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND status = ${n}"));
-        }
-        if f.before.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND created_at < ${n}"));
-        }
-        sql.push_str(&format!(
-            " ORDER BY created_at DESC, id DESC LIMIT ${}",
-            n + 1
-        ));
-        let mut q = sqlx::query(&sql).bind(user_id);
+        let mut args: Vec<SqlValue> = vec![SqlValue::Text(user_id.to_string())];
         if let Some(c) = &f.child_id {
-            q = q.bind(c);
+            args.push(SqlValue::Text(c.clone()));
+            sql.push_str(&format!(" AND child_id = ?{}", args.len()));
         }
         if let Some(s) = f.status {
-            q = q.bind(s.as_str());
+            args.push(SqlValue::Text(s.as_str().to_string()));
+            sql.push_str(&format!(" AND status = ?{}", args.len()));
         }
         if let Some(b) = f.before {
-            q = q.bind(b);
+            args.push(SqlValue::Integer(b));
+            sql.push_str(&format!(" AND created_at < ?{}", args.len()));
         }
-        let rows = q.bind(f.limit).fetch_all(&self.reader).await?;
-        Ok(rows
-            .iter()
-            .map(command_from_row)
-            .collect::<Result<_, _>>()?)
+        args.push(SqlValue::Integer(f.limit));
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT ?{}",
+            args.len()
+        ));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), command_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 }

@@ -1,20 +1,24 @@
-//! Durable state behind one seam: SQLite by default, PostgreSQL selected by URL.
+//! Durable state behind one seam: the [`Store`].
 //!
-//! The store speaks sqlx's `Any` driver, so every query is written once in the common subset
-//! of SQL both engines accept (`$n` placeholders, `RETURNING`, `ON CONFLICT`, partial
-//! indexes); only the schema files differ per engine (`relay/migrations/<engine>/`).
+//! The embedded engine is SQLite (rusqlite, bundled). All writes run on **one writer thread**
+//! as closures over a transaction: an async caller sends its closure, the thread runs it and
+//! answers — one thread hop per operation, whatever the number of statements. The thread
+//! commits in groups: it takes every job waiting (up to 256), runs each inside its own
+//! `SAVEPOINT` (a failing job rolls back alone), commits once, then publishes the bus
+//! messages the jobs produced, in order, and only then answers the callers. So:
 //!
-//! Writes go through one connection under [`Store`]'s write lock, and the bus messages a write
-//! produces are published before the lock is released. So on one node, events leave in the
-//! order their transactions committed, and parent resume positions (`events.seq`) grow in
-//! that order too.
+//! - a 2xx is answered after `COMMIT` (WAL; survives the process being killed);
+//! - nothing reaches a socket before the change it reports is committed;
+//! - events leave in commit order, and `events.seq` grows in that order.
 //!
-//! Every method that answers a client returns after `COMMIT`: a 2xx means the change is on
-//! disk (in the WAL) and survives the process being killed.
+//! Reads run on a small pool of reader threads with read-only connections (WAL readers do not
+//! block the writer). The SQL is written with `?N` placeholders in the subset PostgreSQL
+//! also accepts once `?N` becomes `$N` (`RETURNING`, `ON CONFLICT`, partial indexes), so a
+//! PostgreSQL engine can run the same statements behind this same API.
 //!
 //! # Layout
-//! - `mod.rs`: opening, migrations, errors, the event log (resume), meta keys.
-//! - `registry.rs`: children, guardians, devices.
+//! - `mod.rs`: threads, opening, migrations, errors, the event log (resume), meta keys.
+//! - `registry.rs`: children, guardians, devices (with an in-memory device cache).
 //! - `commands.rs`: the command lifecycle.
 //! - `notify.rs`: notifications, screen time, pairing.
 
@@ -22,19 +26,17 @@ mod commands;
 mod notify;
 mod registry;
 
-use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyConnection, AnyPool, Row};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 pub use commands::{device_frame, AckOutcome, CommandFilter, NewCommand};
 pub use notify::{NewNotification, Pairing, PairingStatus, ScreenTimeOutcome};
-pub use registry::{ChildPatch, ChildWriter};
+pub use registry::{ChildPatch, ChildWriter, DeviceAuth};
 
 use crate::bus::{room, Bus, BusMessage, OutFrame};
 use crate::model::Millis;
@@ -57,15 +59,19 @@ pub enum StoreError {
     /// It existed but has expired.
     #[error("{0}")]
     Gone(String),
-    /// The database failed; the transaction was rolled back.
+    /// The database failed; the operation was rolled back.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
 }
 
 /// Shorthand.
 pub type StoreResult<T> = Result<T, StoreError>;
-
-type Tx = sqlx::Transaction<'static, Any>;
 
 /// Which engine is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +92,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/sqlite/0001_init.sql"),
 }];
 
+/// Jobs taken into one transaction at most.
+const MAX_BATCH: usize = 256;
+/// Reader threads.
+const READERS: usize = 2;
+
 /// Options that are not part of the URL.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -93,12 +104,33 @@ pub struct StoreOptions {
     pub sqlite_sync: String,
 }
 
+/// A write in progress, handed to an operation's closure on the writer thread.
+pub struct W<'c> {
+    conn: &'c Connection,
+    out: Vec<BusMessage>,
+}
+
+impl W<'_> {
+    /// Queues a bus message, published after commit.
+    fn publish(&mut self, msg: BusMessage) {
+        self.out.push(msg);
+    }
+}
+
+struct Done {
+    failed: bool,
+    msgs: Vec<BusMessage>,
+    reply: Box<dyn FnOnce(Option<String>) + Send>,
+}
+
+type WriteJob = Box<dyn FnOnce(&Connection) -> Done + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
 /// The relay's durable state. Cheap to share (`Arc`).
 pub struct Store {
-    writer: AnyPool,
-    reader: AnyPool,
-    write_lock: Mutex<()>,
-    bus: Arc<dyn Bus>,
+    writer: mpsc::Sender<WriteJob>,
+    reader: mpsc::Sender<ReadJob>,
+    devices: Mutex<HashMap<String, DeviceAuth>>,
     engine: Engine,
 }
 
@@ -113,7 +145,7 @@ pub struct LoggedEvent {
     pub data: String,
 }
 
-/// Turns `SAFESTREAM_DB` into a sqlx URL and an engine.
+/// Turns `SAFESTREAM_DB` into an engine and a path.
 fn parse_db(db: &str) -> Result<(Engine, String), String> {
     if db.starts_with("postgres://") || db.starts_with("postgresql://") {
         return Err(
@@ -135,29 +167,56 @@ fn parse_db(db: &str) -> Result<(Engine, String), String> {
     Ok((Engine::Sqlite, path.to_string()))
 }
 
+fn open_conn(path: &str, write: bool, sync: &str) -> Result<Connection, String> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| format!("opening {path}: {e}"))?;
+    let pragmas = format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
+    );
+    conn.execute_batch(&pragmas)
+        .map_err(|e| format!("configuring {path}: {e}"))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
 impl Store {
-    /// Opens (creating if needed) the database and applies pending migrations.
+    /// Opens (creating if needed) the database, applies pending migrations and starts the
+    /// writer and reader threads.
     pub async fn open(db: &str, opts: &StoreOptions, bus: Arc<dyn Bus>) -> Result<Store, String> {
-        sqlx::any::install_default_drivers();
         let (engine, path) = parse_db(db)?;
         let sync = if opts.sqlite_sync == "full" {
             "FULL"
         } else {
             "NORMAL"
         };
-        let pragmas: &'static str = if sync == "FULL" {
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
-        } else {
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;"
-        };
-        let writer = connect_sqlite(&path, "rwc", 1, pragmas).await?;
-        migrate(&writer, SQLITE_MIGRATIONS).await?;
-        let reader = connect_sqlite(&path, "ro", 4, pragmas).await?;
+        let wconn = open_conn(&path, true, sync)?;
+        migrate(&wconn, SQLITE_MIGRATIONS)?;
+        let (wtx, wrx) = mpsc::channel::<WriteJob>(4096);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(wconn, wrx, bus))
+            .map_err(|e| e.to_string())?;
+        let (rtx, rrx) = mpsc::channel::<ReadJob>(4096);
+        let rrx = Arc::new(Mutex::new(rrx));
+        for i in 0..READERS {
+            let conn = open_conn(&path, false, sync)?;
+            let rrx = rrx.clone();
+            std::thread::Builder::new()
+                .name(format!("store-reader-{i}"))
+                .spawn(move || reader_loop(conn, rrx))
+                .map_err(|e| e.to_string())?;
+        }
         Ok(Store {
-            writer,
-            reader,
-            write_lock: Mutex::new(()),
-            bus,
+            writer: wtx,
+            reader: rtx,
+            devices: Mutex::new(HashMap::new()),
             engine,
         })
     }
@@ -167,31 +226,69 @@ impl Store {
         self.engine
     }
 
+    /// Runs `f` in the next write transaction; see the module doc.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let job: WriteJob = Box::new(move |conn: &Connection| {
+            let mut w = W {
+                conn,
+                out: Vec::new(),
+            };
+            let res = f(&mut w);
+            let failed = res.is_err();
+            let msgs = if failed { Vec::new() } else { w.out };
+            Done {
+                failed,
+                msgs,
+                reply: Box::new(move |commit_error: Option<String>| {
+                    let _ = tx.send(match commit_error {
+                        None => res,
+                        Some(e) => Err(StoreError::Db(e)),
+                    });
+                }),
+            }
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Db("the store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Db("the store writer stopped".into()))?
+    }
+
+    /// Runs `f` on a reader thread.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let job: ReadJob = Box::new(move |conn: &Connection| {
+            let _ = tx.send(f(conn));
+        });
+        self.reader
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Db("the store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Db("the store reader stopped".into()))?
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1")
-            .fetch_one(&self.reader)
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await
             .is_ok()
     }
 
-    /// Closes the pools (at shutdown).
+    /// Stops accepting work (threads end when their queues drain).
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
-    }
-
-    /// Starts a write: takes the write lock and opens a transaction. Dropping the result
-    /// without [`WriteTx::commit`] rolls back and publishes nothing.
-    async fn begin_write(&self) -> StoreResult<WriteTx<'_>> {
-        let guard = self.write_lock.lock().await;
-        let tx = self.writer.begin().await?;
-        Ok(WriteTx {
-            _guard: guard,
-            tx,
-            out: Vec::new(),
-            bus: &*self.bus,
-        })
+        // Dropping the senders ends the threads; an Arc<Store> may outlive shutdown in tests,
+        // so there is nothing to force here: queued work still completes.
     }
 
     /// The relay's device-token signing key, created on first use (shared by every node).
@@ -199,44 +296,36 @@ impl Store {
         let mut fresh = [0u8; 32];
         rand::Rng::fill(&mut rand::thread_rng(), &mut fresh);
         let fresh = base64::engine::general_purpose::STANDARD.encode(fresh);
-        let mut w = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('device_key', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(fresh)
-        .execute(&mut *w.tx)
-        .await?;
-        let v: String = sqlx::query("SELECT value FROM meta WHERE key = 'device_key'")
-            .fetch_one(&mut *w.tx)
-            .await?
-            .try_get("value")?;
-        w.commit().await?;
+        let v: String = self
+            .write(move |w| {
+                w.conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('device_key', ?1) ON CONFLICT (key) DO NOTHING",
+                    params![fresh],
+                )?;
+                Ok(w.conn.query_row("SELECT value FROM meta WHERE key = 'device_key'", [], |r| r.get(0))?)
+            })
+            .await?;
         base64::engine::general_purpose::STANDARD
             .decode(v)
-            .map_err(|e| StoreError::Db(sqlx::Error::Decode(Box::new(e))))
+            .map_err(|e| StoreError::Db(format!("device key: {e}")))
     }
 
     // ---- the parent event log (resume) ---------------------------------------------------
 
     /// Appends an event for `user_id` inside a write and queues its delivery.
-    async fn log_event(
-        w: &mut WriteTx<'_>,
+    fn log_event(
+        w: &mut W<'_>,
         user_id: &str,
         event: &str,
         data: &Value,
         now: Millis,
     ) -> StoreResult<i64> {
-        let seq: i64 = sqlx::query(
-            "INSERT INTO events (user_id, event, data, created_at) VALUES ($1, $2, $3, $4) RETURNING seq",
-        )
-        .bind(user_id)
-        .bind(event)
-        .bind(data.to_string())
-        .bind(now)
-        .fetch_one(&mut *w.tx)
-        .await?
-        .try_get("seq")?;
-        w.out.push(BusMessage::deliver(
+        let mut stmt = w
+            .conn
+            .prepare_cached("INSERT INTO events (user_id, event, data, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING seq")?;
+        let seq: i64 =
+            stmt.query_row(params![user_id, event, data.to_string(), now], |r| r.get(0))?;
+        w.publish(BusMessage::deliver(
             room::user(user_id),
             Arc::new(OutFrame::event(event, Some(seq), data)),
         ));
@@ -244,15 +333,15 @@ impl Store {
     }
 
     /// Logs one event for every user in `users`.
-    async fn log_event_for_all(
-        w: &mut WriteTx<'_>,
+    fn log_event_for_all(
+        w: &mut W<'_>,
         users: &[String],
         event: &str,
         data: &Value,
         now: Millis,
     ) -> StoreResult<()> {
         for u in users {
-            Self::log_event(w, u, event, data, now).await?;
+            Self::log_event(w, u, event, data, now)?;
         }
         Ok(())
     }
@@ -264,149 +353,152 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> StoreResult<Vec<LoggedEvent>> {
-        let rows = sqlx::query(
-            "SELECT seq, event, data FROM events WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(user_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT seq, event, data FROM events WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
+            let rows = stmt.query_map(params![user_id, after, limit], |r| {
                 Ok(LoggedEvent {
-                    seq: r.try_get("seq")?,
-                    event: r.try_get("event")?,
-                    data: r.try_get("data")?,
+                    seq: r.get(0)?,
+                    event: r.get(1)?,
+                    data: r.get(2)?,
                 })
-            })
-            .collect()
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 
     /// `(pruned_through, newest)`: every event at or below the first was deleted; the second
     /// is the newest position ever assigned (or the first if none is left).
     pub async fn event_positions(&self) -> StoreResult<(i64, i64)> {
-        let pruned = self
-            .meta_i64(&self.reader, "events_pruned_through")
-            .await?
-            .unwrap_or(0);
-        let newest: Option<i64> = sqlx::query("SELECT MAX(seq) AS m FROM events")
-            .fetch_one(&self.reader)
-            .await?
-            .try_get("m")?;
-        Ok((pruned, newest.unwrap_or(0).max(pruned)))
+        self.read(|c| {
+            let pruned: i64 = c
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'events_pruned_through'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let newest: i64 =
+                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            Ok((pruned, newest.max(pruned)))
+        })
+        .await
     }
 
     /// Deletes events created before `before`; returns how many.
     pub async fn prune_events(&self, before: Millis) -> StoreResult<u64> {
-        let mut w = self.begin_write().await?;
-        let max: Option<i64> =
-            sqlx::query("SELECT MAX(seq) AS m FROM events WHERE created_at < $1")
-                .bind(before)
-                .fetch_one(&mut *w.tx)
-                .await?
-                .try_get("m")?;
-        let Some(max) = max else { return Ok(0) };
-        let n = sqlx::query("DELETE FROM events WHERE seq <= $1")
-            .bind(max)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('events_pruned_through', $1) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(max.to_string())
-        .execute(&mut *w.tx)
-        .await?;
-        w.commit().await?;
-        Ok(n)
-    }
-
-    async fn meta_i64(&self, pool: &AnyPool, key: &str) -> StoreResult<Option<i64>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<String, _>("value")?.parse().ok(),
-            None => None,
+        self.write(move |w| {
+            let max: Option<i64> = w.conn.query_row(
+                "SELECT MAX(seq) FROM events WHERE created_at < ?1",
+                params![before],
+                |r| r.get(0),
+            )?;
+            let Some(max) = max else { return Ok(0) };
+            let n = w
+                .conn
+                .execute("DELETE FROM events WHERE seq <= ?1", params![max])?;
+            w.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('events_pruned_through', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![max.to_string()],
+            )?;
+            Ok(n as u64)
         })
-    }
-}
-
-/// An open write transaction holding the store's write lock; see [`Store::begin_write`].
-struct WriteTx<'a> {
-    _guard: tokio::sync::MutexGuard<'a, ()>,
-    tx: Tx,
-    out: Vec<BusMessage>,
-    bus: &'a dyn Bus,
-}
-
-impl WriteTx<'_> {
-    /// Queues a bus message, published after commit.
-    fn publish(&mut self, msg: BusMessage) {
-        self.out.push(msg);
-    }
-
-    /// Commits, then publishes the queued messages in order, then releases the lock.
-    async fn commit(self) -> StoreResult<()> {
-        let WriteTx {
-            _guard,
-            tx,
-            out,
-            bus,
-        } = self;
-        tx.commit().await?;
-        for msg in out {
-            bus.publish(msg);
-        }
-        Ok(())
-    }
-}
-
-async fn connect_sqlite(
-    path: &str,
-    mode: &str,
-    max: u32,
-    pragmas: &'static str,
-) -> Result<AnyPool, String> {
-    let url = format!("sqlite://{path}?mode={mode}");
-    let opts = AnyConnectOptions::from_str(&url).map_err(|e| format!("SAFESTREAM_DB: {e}"))?;
-    AnyPoolOptions::new()
-        .max_connections(max)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .acquire_timeout(Duration::from_secs(10))
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                sqlx::Executor::execute(conn, pragmas).await?;
-                Ok(())
-            })
-        })
-        .connect_with(opts)
         .await
-        .map_err(|e| format!("opening {path}: {e}"))
+    }
 }
 
-async fn migrate(pool: &AnyPool, migrations: &[Migration]) -> Result<(), String> {
-    let err = |e: sqlx::Error| format!("migrating the database: {e}");
-    let mut conn = pool.acquire().await.map_err(err)?;
-    let conn: &mut AnyConnection = &mut conn;
-    sqlx::raw_sql(
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, bus: Arc<dyn Bus>) {
+    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut dones = Vec::with_capacity(batch.len());
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begun {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "store: BEGIN failed");
+            for job in batch.drain(..) {
+                let done = job_failed_before_run(job, &conn);
+                (done.reply)(Some(msg.clone()));
+            }
+            continue;
+        }
+        for job in batch.drain(..) {
+            let _ = conn.execute_batch("SAVEPOINT job");
+            let done = job(&conn);
+            if done.failed {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            } else {
+                let _ = conn.execute_batch("RELEASE job");
+            }
+            dones.push(done);
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for d in dones {
+                    for m in d.msgs {
+                        bus.publish(m);
+                    }
+                    (d.reply)(None);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "store: COMMIT failed; the batch was rolled back");
+                let _ = conn.execute_batch("ROLLBACK");
+                for d in dones {
+                    (d.reply)(Some(msg.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// When the transaction cannot even begin, a job still has to answer: run it inside a
+/// savepoint that is always rolled back, and report the error.
+fn job_failed_before_run(job: WriteJob, conn: &Connection) -> Done {
+    let _ = conn.execute_batch("SAVEPOINT doomed");
+    let done = job(conn);
+    let _ = conn.execute_batch("ROLLBACK TO doomed; RELEASE doomed");
+    done
+}
+
+fn reader_loop(conn: Connection, rx: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {
+    loop {
+        let job = {
+            let mut guard = rx.lock().unwrap_or_else(|e| e.into_inner());
+            guard.blocking_recv()
+        };
+        match job {
+            Some(job) => job(&conn),
+            None => return,
+        }
+    }
+}
+
+fn migrate(conn: &Connection, migrations: &[Migration]) -> Result<(), String> {
+    let err = |e: rusqlite::Error| format!("migrating the database: {e}");
+    conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
     )
-    .execute(&mut *conn)
-    .await
     .map_err(err)?;
-    let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_migrations")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(err)?
-        .try_get("v")
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(err)?;
-    let current = current.unwrap_or(0);
     let newest = migrations.last().map(|m| m.version).unwrap_or(0);
     if current > newest {
         return Err(format!(
@@ -415,18 +507,20 @@ async fn migrate(pool: &AnyPool, migrations: &[Migration]) -> Result<(), String>
         ));
     }
     for m in migrations.iter().filter(|m| m.version > current) {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(err)?;
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(err)?;
-        sqlx::query(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-        )
-        .bind(m.version)
-        .bind(m.name)
-        .bind(crate::model::now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let applied = conn.execute_batch(m.sql).and_then(|_| {
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![m.version, m.name, crate::model::now_ms()],
+            )
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(err)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err(e));
+            }
+        }
         tracing::info!(version = m.version, name = m.name, "applied migration");
     }
     Ok(())
@@ -443,5 +537,55 @@ mod tests {
         assert_eq!(parse_db("sqlite:x.db?mode=rwc").unwrap().1, "x.db");
         assert!(parse_db(":memory:").is_err());
         assert!(parse_db("postgres://u@h/db").is_err());
+    }
+
+    struct NullBus;
+    impl Bus for NullBus {
+        fn publish(&self, _: BusMessage) {}
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_rolls_back_alone_in_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let opts = StoreOptions {
+            sqlite_sync: "normal".into(),
+        };
+        let store = Arc::new(
+            Store::open(db.to_str().unwrap(), &opts, Arc::new(NullBus))
+                .await
+                .unwrap(),
+        );
+        let mut tasks = vec![];
+        for i in 0..50 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.write(move |w| {
+                    w.conn.execute(
+                        "INSERT INTO meta (key, value) VALUES (?1, 'x')",
+                        params![format!("k{i}")],
+                    )?;
+                    if i % 2 == 1 {
+                        return Err(StoreError::Conflict("odd".into()));
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap().is_ok(), i % 2 == 0);
+        }
+        let n: i64 = store
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT COUNT(*) FROM meta WHERE key LIKE 'k%'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 25, "only the successful jobs' writes remain");
     }
 }

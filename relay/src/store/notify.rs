@@ -1,11 +1,10 @@
 //! Notifications, screen time, and pairing.
 
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
-use super::registry::{guardians_in, insert_device};
-use super::{Store, StoreError, StoreResult, WriteTx};
+use super::registry::{child_exists, device_from_row, guardians_of, insert_device, DEVICE_COLS};
+use super::{Store, StoreError, StoreResult, W};
 use crate::model::{day_in, Device, Millis, Notification};
 
 /// A notification to create.
@@ -96,37 +95,42 @@ const NOTIF_COLS: &str = "id, user_id, type, title, message, metadata, created_a
 const PAIR_COLS: &str =
     "id, code, secret_hash, device_name, status, claimed_by, child_id, device_id, expires_at";
 
-fn notification_from_row(r: &AnyRow) -> Result<Notification, sqlx::Error> {
-    let metadata: String = r.try_get("metadata")?;
+fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
+    let metadata: String = r.get(5)?;
     Ok(Notification {
-        id: r.try_get("id")?,
-        user_id: r.try_get("user_id")?,
-        kind: r.try_get("type")?,
-        title: r.try_get("title")?,
-        message: r.try_get("message")?,
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        kind: r.get(2)?,
+        title: r.get(3)?,
+        message: r.get(4)?,
         metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
-        created_at: r.try_get("created_at")?,
-        read: r.try_get::<Option<i64>, _>("read_at")?.is_some(),
+        created_at: r.get(6)?,
+        read: r.get::<_, Option<i64>>(7)?.is_some(),
     })
 }
 
-fn pairing_from_row(r: &AnyRow) -> Result<Pairing, sqlx::Error> {
+fn pairing_from_row(r: &Row<'_>) -> rusqlite::Result<Pairing> {
     Ok(Pairing {
-        id: r.try_get("id")?,
-        code: r.try_get("code")?,
-        secret_hash: r.try_get("secret_hash")?,
-        device_name: r.try_get("device_name")?,
-        status: PairingStatus::parse(&r.try_get::<String, _>("status")?),
-        claimed_by: r.try_get("claimed_by")?,
-        child_id: r.try_get("child_id")?,
-        device_id: r.try_get("device_id")?,
-        expires_at: r.try_get("expires_at")?,
+        id: r.get(0)?,
+        code: r.get(1)?,
+        secret_hash: r.get(2)?,
+        device_name: r.get(3)?,
+        status: PairingStatus::parse(&r.get::<_, String>(4)?),
+        claimed_by: r.get(5)?,
+        child_id: r.get(6)?,
+        device_id: r.get(7)?,
+        expires_at: r.get(8)?,
     })
+}
+
+fn load_pairing(c: &Connection, id: &str) -> StoreResult<Option<Pairing>> {
+    let mut stmt = c.prepare_cached(&format!("SELECT {PAIR_COLS} FROM pairings WHERE id = ?1"))?;
+    Ok(stmt.query_row(params![id], pairing_from_row).optional()?)
 }
 
 /// Inserts a notification and logs `notification:new` for its user.
-async fn insert_notification(
-    w: &mut WriteTx<'_>,
+fn insert_notification(
+    w: &mut W<'_>,
     n: NewNotification,
     now: Millis,
 ) -> StoreResult<Notification> {
@@ -140,21 +144,34 @@ async fn insert_notification(
         created_at: now,
         read: false,
     };
-    sqlx::query(&format!(
-        "INSERT INTO notifications ({NOTIF_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
-    ))
-    .bind(&notif.id)
-    .bind(&notif.user_id)
-    .bind(&notif.kind)
-    .bind(&notif.title)
-    .bind(&notif.message)
-    .bind(notif.metadata.to_string())
-    .bind(now)
-    .execute(&mut *w.tx)
-    .await?;
+    w.conn
+        .prepare_cached(&format!(
+            "INSERT INTO notifications ({NOTIF_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)"
+        ))?
+        .execute(params![
+            notif.id,
+            notif.user_id,
+            notif.kind,
+            notif.title,
+            notif.message,
+            notif.metadata.to_string(),
+            now
+        ])?;
     let data = serde_json::to_value(&notif).unwrap_or(Value::Null);
-    Store::log_event(w, &notif.user_id, "notification:new", &data, now).await?;
+    Store::log_event(w, &notif.user_id, "notification:new", &data, now)?;
     Ok(notif)
+}
+
+/// The claimer's pairing, unexpired.
+fn claimed_pairing(c: &Connection, id: &str, user_id: &str, now: Millis) -> StoreResult<Pairing> {
+    let p = load_pairing(c, id)?.ok_or_else(|| StoreError::NotFound("no such pairing".into()))?;
+    if p.claimed_by.as_deref() != Some(user_id) {
+        return Err(StoreError::NotFound("no such pairing".into()));
+    }
+    if p.expires_at <= now {
+        return Err(StoreError::Gone("the pairing expired".into()));
+    }
+    Ok(p)
 }
 
 impl Store {
@@ -164,13 +181,10 @@ impl Store {
         n: NewNotification,
         now: Millis,
     ) -> StoreResult<Notification> {
-        let mut w = self.begin_write().await?;
-        let notif = insert_notification(&mut w, n, now).await?;
-        w.commit().await?;
-        Ok(notif)
+        self.write(move |w| insert_notification(w, n, now)).await
     }
 
-    /// Creates the same notification for every guardian of a child.
+    /// Creates the same notification for every guardian of a child; returns how many.
     pub async fn notify_guardians(
         &self,
         child_id: &str,
@@ -180,20 +194,27 @@ impl Store {
         metadata: Value,
         now: Millis,
     ) -> StoreResult<usize> {
-        let mut w = self.begin_write().await?;
-        let guardians = guardians_in(&mut w, child_id).await?;
-        for g in &guardians {
-            let n = NewNotification {
-                user_id: g.clone(),
-                kind: kind.into(),
-                title: title.into(),
-                message: message.into(),
-                metadata: metadata.clone(),
-            };
-            insert_notification(&mut w, n, now).await?;
-        }
-        w.commit().await?;
-        Ok(guardians.len())
+        let (child_id, kind, title, message) = (
+            child_id.to_string(),
+            kind.to_string(),
+            title.to_string(),
+            message.to_string(),
+        );
+        self.write(move |w| {
+            let guardians = guardians_of(w.conn, &child_id)?;
+            for g in &guardians {
+                let n = NewNotification {
+                    user_id: g.clone(),
+                    kind: kind.clone(),
+                    title: title.clone(),
+                    message: message.clone(),
+                    metadata: metadata.clone(),
+                };
+                insert_notification(w, n, now)?;
+            }
+            Ok(guardians.len())
+        })
+        .await
     }
 
     /// A user's notifications, newest first; `before` is the id that ended the previous page.
@@ -203,41 +224,34 @@ impl Store {
         limit: i64,
         before: Option<&str>,
     ) -> StoreResult<Vec<Notification>> {
-        let rows = match before {
-            Some(b) => {
-                let anchor = sqlx::query("SELECT created_at FROM notifications WHERE id = $1 AND user_id = $2")
-                    .bind(b)
-                    .bind(user_id)
-                    .fetch_optional(&self.reader)
-                    .await?
-                    .ok_or_else(|| StoreError::BadRequest("before: no such notification".into()))?;
-                let at: i64 = anchor.try_get("created_at")?;
-                sqlx::query(&format!(
-                    "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = $1 \
-                     AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
-                ))
-                .bind(user_id)
-                .bind(at)
-                .bind(b)
-                .bind(limit)
-                .fetch_all(&self.reader)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
-                ))
-                .bind(user_id)
-                .bind(limit)
-                .fetch_all(&self.reader)
-                .await?
-            }
-        };
-        Ok(rows
-            .iter()
-            .map(notification_from_row)
-            .collect::<Result<_, _>>()?)
+        let (user_id, before) = (user_id.to_string(), before.map(str::to_string));
+        self.read(move |c| {
+            let rows = match before {
+                Some(b) => {
+                    let at: i64 = c
+                        .prepare_cached("SELECT created_at FROM notifications WHERE id = ?1 AND user_id = ?2")?
+                        .query_row(params![b, user_id], |r| r.get(0))
+                        .optional()?
+                        .ok_or_else(|| StoreError::BadRequest("before: no such notification".into()))?;
+                    let mut stmt = c.prepare_cached(&format!(
+                        "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = ?1 \
+                         AND (created_at < ?2 OR (created_at = ?2 AND id < ?3)) \
+                         ORDER BY created_at DESC, id DESC LIMIT ?4"
+                    ))?;
+                    let rows = stmt.query_map(params![user_id, at, b, limit], notification_from_row)?;
+                    rows.collect::<Result<Vec<_>, _>>()?
+                }
+                None => {
+                    let mut stmt = c.prepare_cached(&format!(
+                        "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2"
+                    ))?;
+                    let rows = stmt.query_map(params![user_id, limit], notification_from_row)?;
+                    rows.collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            Ok(rows)
+        })
+        .await
     }
 
     /// Marks a notification read; `NotFound` unless it is the user's.
@@ -247,19 +261,17 @@ impl Store {
         id: &str,
         now: Millis,
     ) -> StoreResult<Notification> {
-        let mut w = self.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE notifications SET read_at = COALESCE(read_at, $3) WHERE id = $1 AND user_id = $2 RETURNING {NOTIF_COLS}"
-        ))
-        .bind(id)
-        .bind(user_id)
-        .bind(now)
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound("no such notification".into()))?;
-        let n = notification_from_row(&row)?;
-        w.commit().await?;
-        Ok(n)
+        let (user_id, id) = (user_id.to_string(), id.to_string());
+        self.write(move |w| {
+            w.conn
+                .prepare_cached(&format!(
+                    "UPDATE notifications SET read_at = COALESCE(read_at, ?3) WHERE id = ?1 AND user_id = ?2 RETURNING {NOTIF_COLS}"
+                ))?
+                .query_row(params![id, user_id, now], notification_from_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound("no such notification".into()))
+        })
+        .await
     }
 
     /// Records today's minutes for a child; raises the day's alert once.
@@ -269,102 +281,82 @@ impl Store {
         minutes: i64,
         now: Millis,
     ) -> StoreResult<ScreenTimeOutcome> {
-        let mut w = self.begin_write().await?;
-        let row =
-            sqlx::query("SELECT name, daily_limit_minutes, timezone FROM children WHERE id = $1")
-                .bind(child_id)
-                .fetch_optional(&mut *w.tx)
-                .await?
+        let child_id = child_id.to_string();
+        self.write(move |w| {
+            let (name, limit, tz): (String, Option<i64>, String) = w
+                .conn
+                .prepare_cached("SELECT name, daily_limit_minutes, timezone FROM children WHERE id = ?1")?
+                .query_row(params![child_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?
                 .ok_or_else(|| StoreError::NotFound("no such child".into()))?;
-        let name: String = row.try_get("name")?;
-        let limit: Option<i64> = row.try_get("daily_limit_minutes")?;
-        let tz: String = row.try_get("timezone")?;
-        let day = day_in(&tz, now);
-        sqlx::query(
-            "INSERT INTO screen_time (child_id, day, minutes_used, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (child_id, day) DO UPDATE SET minutes_used = excluded.minutes_used, updated_at = excluded.updated_at",
-        )
-        .bind(child_id)
-        .bind(&day)
-        .bind(minutes)
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await?;
-        let mut alert = false;
-        if let Some(l) = limit {
-            if minutes >= l {
-                alert = sqlx::query(
-                    "UPDATE screen_time SET alerted_at = $3 WHERE child_id = $1 AND day = $2 AND alerted_at IS NULL",
-                )
-                .bind(child_id)
-                .bind(&day)
-                .bind(now)
-                .execute(&mut *w.tx)
-                .await?
-                .rows_affected()
-                    == 1;
+            let day = day_in(&tz, now);
+            w.conn
+                .prepare_cached(
+                    "INSERT INTO screen_time (child_id, day, minutes_used, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (child_id, day) DO UPDATE SET minutes_used = excluded.minutes_used, updated_at = excluded.updated_at",
+                )?
+                .execute(params![child_id, day, minutes, now])?;
+            let mut alert = false;
+            if let Some(l) = limit {
+                if minutes >= l {
+                    alert = w
+                        .conn
+                        .prepare_cached(
+                            "UPDATE screen_time SET alerted_at = ?3 WHERE child_id = ?1 AND day = ?2 AND alerted_at IS NULL",
+                        )?
+                        .execute(params![child_id, day, now])?
+                        == 1;
+                }
             }
-        }
-        if alert {
-            let limit = limit.unwrap_or(0);
-            let guardians = guardians_in(&mut w, child_id).await?;
-            let data = json!({"childId": child_id, "childName": name, "minutesUsed": minutes, "limit": limit});
-            Self::log_event_for_all(&mut w, &guardians, "screentime:alert", &data, now).await?;
-            for g in guardians {
-                let n = NewNotification {
-                    user_id: g,
-                    kind: "SCREEN_TIME_LIMIT".into(),
-                    title: format!("{name} reached today's screen-time limit"),
-                    message: format!("{name} has used {minutes} of {limit} minutes today."),
-                    metadata: json!({"childId": child_id, "day": day, "minutesUsed": minutes, "limit": limit}),
-                };
-                insert_notification(&mut w, n, now).await?;
+            if alert {
+                let limit = limit.unwrap_or(0);
+                let guardians = guardians_of(w.conn, &child_id)?;
+                let data = json!({"childId": child_id, "childName": name, "minutesUsed": minutes, "limit": limit});
+                Self::log_event_for_all(w, &guardians, "screentime:alert", &data, now)?;
+                for g in guardians {
+                    let n = NewNotification {
+                        user_id: g,
+                        kind: "SCREEN_TIME_LIMIT".into(),
+                        title: format!("{name} reached today's screen-time limit"),
+                        message: format!("{name} has used {minutes} of {limit} minutes today."),
+                        metadata: json!({"childId": child_id, "day": day, "minutesUsed": minutes, "limit": limit}),
+                    };
+                    insert_notification(w, n, now)?;
+                }
             }
-        }
-        w.commit().await?;
-        Ok(ScreenTimeOutcome {
-            day,
-            minutes_used: minutes,
-            limit,
-            alert,
+            Ok(ScreenTimeOutcome {
+                day,
+                minutes_used: minutes,
+                limit,
+                alert,
+            })
         })
+        .await
     }
 
     // ---- pairing ------------------------------------------------------------------------
 
     /// Stores a new pairing request. `Conflict` if the code is taken (the caller retries).
     pub async fn create_pairing(&self, p: &Pairing, now: Millis) -> StoreResult<()> {
-        let mut w = self.begin_write().await?;
-        let taken = sqlx::query("SELECT 1 AS one FROM pairings WHERE code = $1")
-            .bind(&p.code)
-            .fetch_optional(&mut *w.tx)
-            .await?;
-        if taken.is_some() {
-            return Err(StoreError::Conflict("code taken".into()));
-        }
-        sqlx::query(
-            "INSERT INTO pairings (id, code, secret_hash, device_name, status, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, 'PENDING', $5, $6)",
-        )
-        .bind(&p.id)
-        .bind(&p.code)
-        .bind(&p.secret_hash)
-        .bind(&p.device_name)
-        .bind(now)
-        .bind(p.expires_at)
-        .execute(&mut *w.tx)
-        .await?;
-        w.commit().await?;
-        Ok(())
+        let p = p.clone();
+        self.write(move |w| {
+            if w.conn.prepare_cached("SELECT 1 FROM pairings WHERE code = ?1")?.exists(params![p.code])? {
+                return Err(StoreError::Conflict("code taken".into()));
+            }
+            w.conn.execute(
+                "INSERT INTO pairings (id, code, secret_hash, device_name, status, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5, ?6)",
+                params![p.id, p.code, p.secret_hash, p.device_name, now, p.expires_at],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// One pairing by id.
     pub async fn pairing(&self, id: &str) -> StoreResult<Option<Pairing>> {
-        let row = sqlx::query(&format!("SELECT {PAIR_COLS} FROM pairings WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.as_ref().map(pairing_from_row).transpose()?)
+        let id = id.to_string();
+        self.read(move |c| load_pairing(c, &id)).await
     }
 
     /// A parent enters a code: the pairing becomes theirs and they get a DEVICE_PAIRING
@@ -375,41 +367,33 @@ impl Store {
         user_id: &str,
         now: Millis,
     ) -> StoreResult<Pairing> {
-        let mut w = self.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "SELECT {PAIR_COLS} FROM pairings WHERE code = $1 AND expires_at > $2"
-        ))
-        .bind(code)
-        .bind(now)
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound("no such pairing code, or it expired".into()))?;
-        let mut p = pairing_from_row(&row)?;
-        match (&p.status, &p.claimed_by) {
-            (PairingStatus::Pending, _) => {}
-            (PairingStatus::Claimed, Some(u)) if u == user_id => return Ok(p),
-            _ => return Err(StoreError::Conflict("this code was already used".into())),
-        }
-        sqlx::query("UPDATE pairings SET status = 'CLAIMED', claimed_by = $2 WHERE id = $1")
-            .bind(&p.id)
-            .bind(user_id)
-            .execute(&mut *w.tx)
-            .await?;
-        p.status = PairingStatus::Claimed;
-        p.claimed_by = Some(user_id.to_string());
-        let n = NewNotification {
-            user_id: user_id.to_string(),
-            kind: "DEVICE_PAIRING".into(),
-            title: "A device wants to pair".into(),
-            message: format!(
-                "\"{}\" asks to be paired. Approve it for one of your children.",
-                p.device_name
-            ),
-            metadata: json!({"pairingId": p.id, "deviceName": p.device_name, "expiresAt": crate::model::rfc3339(p.expires_at)}),
-        };
-        insert_notification(&mut w, n, now).await?;
-        w.commit().await?;
-        Ok(p)
+        let (code, user_id) = (code.to_string(), user_id.to_string());
+        self.write(move |w| {
+            let mut p = w
+                .conn
+                .prepare_cached(&format!("SELECT {PAIR_COLS} FROM pairings WHERE code = ?1 AND expires_at > ?2"))?
+                .query_row(params![code, now], pairing_from_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound("no such pairing code, or it expired".into()))?;
+            match (&p.status, &p.claimed_by) {
+                (PairingStatus::Pending, _) => {}
+                (PairingStatus::Claimed, Some(u)) if *u == user_id => return Ok(p),
+                _ => return Err(StoreError::Conflict("this code was already used".into())),
+            }
+            w.conn.execute("UPDATE pairings SET status = 'CLAIMED', claimed_by = ?2 WHERE id = ?1", params![p.id, user_id])?;
+            p.status = PairingStatus::Claimed;
+            p.claimed_by = Some(user_id.clone());
+            let n = NewNotification {
+                user_id,
+                kind: "DEVICE_PAIRING".into(),
+                title: "A device wants to pair".into(),
+                message: format!("\"{}\" asks to be paired. Approve it for one of your children.", p.device_name),
+                metadata: json!({"pairingId": p.id, "deviceName": p.device_name, "expiresAt": crate::model::rfc3339(p.expires_at)}),
+            };
+            insert_notification(w, n, now)?;
+            Ok(p)
+        })
+        .await
     }
 
     /// The claiming parent approves a pairing for one of their children: a device is
@@ -422,114 +406,80 @@ impl Store {
         name: Option<String>,
         now: Millis,
     ) -> StoreResult<Device> {
-        let mut w = self.begin_write().await?;
-        let p = self.locked_pairing(&mut w, id, user_id, now).await?;
-        if p.status == PairingStatus::Approved {
-            if p.child_id.as_deref() == Some(child_id) {
-                let row = sqlx::query("SELECT id, child_id, name, created_at, revoked_at, last_seen FROM devices WHERE id = $1")
-                    .bind(p.device_id.unwrap_or_default())
-                    .fetch_one(&mut *w.tx)
-                    .await?;
-                return Ok(super::registry::device_from_row(&row)?);
-            }
-            return Err(StoreError::Conflict(
-                "this pairing was already approved".into(),
-            ));
-        }
-        if p.status != PairingStatus::Claimed {
-            return Err(StoreError::Conflict(format!(
-                "the pairing is {}",
-                p.status.as_str()
-            )));
-        }
-        let guardians = guardians_in(&mut w, child_id).await?;
-        if guardians.is_empty() {
-            let exists = sqlx::query("SELECT 1 AS one FROM children WHERE id = $1")
-                .bind(child_id)
-                .fetch_optional(&mut *w.tx)
-                .await?
-                .is_some();
-            if !exists {
-                return Err(StoreError::NotFound("no such child".into()));
-            }
-        }
-        if !guardians.iter().any(|g| g == user_id) {
-            return Err(StoreError::Forbidden(
-                "you are not a guardian of this child".into(),
-            ));
-        }
-        let name = name.unwrap_or_else(|| p.device_name.clone());
-        let device = insert_device(&mut w, child_id, &name, now).await?;
-        sqlx::query(
-            "UPDATE pairings SET status = 'APPROVED', child_id = $2, device_id = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(child_id)
-        .bind(&device.id)
-        .execute(&mut *w.tx)
-        .await?;
-        for g in guardians {
-            let n = NewNotification {
-                user_id: g,
-                kind: "DEVICE_PAIRING".into(),
-                title: "New device paired".into(),
-                message: format!("\"{name}\" was paired."),
-                metadata: json!({"pairingId": id, "deviceId": device.id, "childId": child_id, "deviceName": name}),
-            };
-            insert_notification(&mut w, n, now).await?;
-        }
-        w.commit().await?;
-        Ok(device)
+        let (id, user_id, child_id) = (id.to_string(), user_id.to_string(), child_id.to_string());
+        let d = self
+            .write(move |w| {
+                let p = claimed_pairing(w.conn, &id, &user_id, now)?;
+                if p.status == PairingStatus::Approved {
+                    if p.child_id.as_deref() == Some(child_id.as_str()) {
+                        let dev = p.device_id.unwrap_or_default();
+                        return Ok(w.conn.query_row(
+                            &format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"),
+                            params![dev],
+                            device_from_row,
+                        )?);
+                    }
+                    return Err(StoreError::Conflict("this pairing was already approved".into()));
+                }
+                if p.status != PairingStatus::Claimed {
+                    return Err(StoreError::Conflict(format!("the pairing is {}", p.status.as_str())));
+                }
+                if !child_exists(w.conn, &child_id)? {
+                    return Err(StoreError::NotFound("no such child".into()));
+                }
+                let guardians = guardians_of(w.conn, &child_id)?;
+                if !guardians.contains(&user_id) {
+                    return Err(StoreError::Forbidden("you are not a guardian of this child".into()));
+                }
+                let name = name.unwrap_or_else(|| p.device_name.clone());
+                let device = insert_device(w, &child_id, &name, now)?;
+                w.conn.execute(
+                    "UPDATE pairings SET status = 'APPROVED', child_id = ?2, device_id = ?3 WHERE id = ?1",
+                    params![id, child_id, device.id],
+                )?;
+                for g in guardians {
+                    let n = NewNotification {
+                        user_id: g,
+                        kind: "DEVICE_PAIRING".into(),
+                        title: "New device paired".into(),
+                        message: format!("\"{name}\" was paired."),
+                        metadata: json!({"pairingId": id, "deviceId": device.id, "childId": child_id, "deviceName": name}),
+                    };
+                    insert_notification(w, n, now)?;
+                }
+                Ok(device)
+            })
+            .await?;
+        Ok(d)
     }
 
     /// The claiming parent refuses a pairing.
     pub async fn reject_pairing(&self, id: &str, user_id: &str, now: Millis) -> StoreResult<()> {
-        let mut w = self.begin_write().await?;
-        let p = self.locked_pairing(&mut w, id, user_id, now).await?;
-        if p.status == PairingStatus::Approved {
-            return Err(StoreError::Conflict(
-                "this pairing was already approved".into(),
-            ));
-        }
-        sqlx::query("UPDATE pairings SET status = 'REJECTED' WHERE id = $1")
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
-        w.commit().await?;
-        Ok(())
-    }
-
-    async fn locked_pairing(
-        &self,
-        w: &mut WriteTx<'_>,
-        id: &str,
-        user_id: &str,
-        now: Millis,
-    ) -> StoreResult<Pairing> {
-        let row = sqlx::query(&format!("SELECT {PAIR_COLS} FROM pairings WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *w.tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("no such pairing".into()))?;
-        let p = pairing_from_row(&row)?;
-        if p.claimed_by.as_deref() != Some(user_id) {
-            return Err(StoreError::NotFound("no such pairing".into()));
-        }
-        if p.expires_at <= now {
-            return Err(StoreError::Gone("the pairing expired".into()));
-        }
-        Ok(p)
+        let (id, user_id) = (id.to_string(), user_id.to_string());
+        self.write(move |w| {
+            let p = claimed_pairing(w.conn, &id, &user_id, now)?;
+            if p.status == PairingStatus::Approved {
+                return Err(StoreError::Conflict(
+                    "this pairing was already approved".into(),
+                ));
+            }
+            w.conn.execute(
+                "UPDATE pairings SET status = 'REJECTED' WHERE id = ?1",
+                params![id],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes pairings that expired before `before`.
     pub async fn prune_pairings(&self, before: Millis) -> StoreResult<u64> {
-        let mut w = self.begin_write().await?;
-        let n = sqlx::query("DELETE FROM pairings WHERE expires_at < $1")
-            .bind(before)
-            .execute(&mut *w.tx)
-            .await?
-            .rows_affected();
-        w.commit().await?;
-        Ok(n)
+        self.write(move |w| {
+            Ok(w.conn.execute(
+                "DELETE FROM pairings WHERE expires_at < ?1",
+                params![before],
+            )? as u64)
+        })
+        .await
     }
 }

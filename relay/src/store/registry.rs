@@ -1,10 +1,16 @@
 //! Children, their guardians, and devices.
+//!
+//! Device authentication (`device_auth`) runs on every device request and socket, so it is
+//! served from an in-memory cache that the store keeps exact: devices are never deleted,
+//! only revoked, and revocation goes through [`Store::revoke_device`], which updates it.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{Store, StoreError, StoreResult, WriteTx};
+use super::{Store, StoreError, StoreResult, W};
 use crate::model::{Child, Device, Millis};
+
+/// Most devices kept in the authentication cache before it is cleared.
+const DEVICE_CACHE_MAX: usize = 200_000;
 
 /// Fields of `PUT /api/children/{id}`; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
@@ -28,29 +34,88 @@ pub enum ChildWriter {
     Parent(String),
 }
 
-const CHILD_COLS: &str = "id, name, daily_limit_minutes, timezone, created_at, updated_at";
-const DEVICE_COLS: &str = "id, child_id, name, created_at, revoked_at, last_seen";
+/// What authenticating a device needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuth {
+    /// The child it belongs to.
+    pub child_id: String,
+    /// Revoked devices are refused everywhere.
+    pub revoked: bool,
+}
 
-fn child_from_row(r: &AnyRow, guardians: Vec<String>) -> Result<Child, sqlx::Error> {
+const CHILD_COLS: &str = "id, name, daily_limit_minutes, timezone, created_at, updated_at";
+pub(super) const DEVICE_COLS: &str = "id, child_id, name, created_at, revoked_at, last_seen";
+
+fn child_from_row(r: &Row<'_>) -> rusqlite::Result<Child> {
     Ok(Child {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        daily_limit_minutes: r.try_get("daily_limit_minutes")?,
-        timezone: r.try_get("timezone")?,
-        guardians,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
+        id: r.get(0)?,
+        name: r.get(1)?,
+        daily_limit_minutes: r.get(2)?,
+        timezone: r.get(3)?,
+        guardians: Vec::new(),
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
     })
 }
 
-pub(super) fn device_from_row(r: &AnyRow) -> Result<Device, sqlx::Error> {
+pub(super) fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
-        id: r.try_get("id")?,
-        child_id: r.try_get("child_id")?,
-        name: r.try_get("name")?,
-        created_at: r.try_get("created_at")?,
-        revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
-        last_seen: r.try_get("last_seen")?,
+        id: r.get(0)?,
+        child_id: r.get(1)?,
+        name: r.get(2)?,
+        created_at: r.get(3)?,
+        revoked: r.get::<_, Option<i64>>(4)?.is_some(),
+        last_seen: r.get(5)?,
+    })
+}
+
+/// The guardians of a child, sorted.
+pub(super) fn guardians_of(c: &Connection, child_id: &str) -> StoreResult<Vec<String>> {
+    let mut stmt =
+        c.prepare_cached("SELECT user_id FROM guardians WHERE child_id = ?1 ORDER BY user_id")?;
+    let rows = stmt.query_map(params![child_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<Vec<String>, _>>()?)
+}
+
+pub(super) fn child_exists(c: &Connection, id: &str) -> StoreResult<bool> {
+    let mut stmt = c.prepare_cached("SELECT 1 FROM children WHERE id = ?1")?;
+    Ok(stmt.exists(params![id])?)
+}
+
+fn load_child(c: &Connection, id: &str) -> StoreResult<Option<Child>> {
+    let mut stmt = c.prepare_cached(&format!("SELECT {CHILD_COLS} FROM children WHERE id = ?1"))?;
+    let child = stmt.query_row(params![id], child_from_row).optional()?;
+    match child {
+        Some(mut ch) => {
+            ch.guardians = guardians_of(c, id)?;
+            Ok(Some(ch))
+        }
+        None => Ok(None),
+    }
+}
+
+pub(super) fn insert_device(
+    w: &mut W<'_>,
+    child_id: &str,
+    name: &str,
+    now: Millis,
+) -> StoreResult<Device> {
+    if !child_exists(w.conn, child_id)? {
+        return Err(StoreError::NotFound("no such child".into()));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    w.conn
+        .prepare_cached(
+            "INSERT INTO devices (id, child_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![id, child_id, name, now])?;
+    Ok(Device {
+        id,
+        child_id: child_id.to_string(),
+        name: name.to_string(),
+        created_at: now,
+        revoked: false,
+        last_seen: None,
     })
 }
 
@@ -63,149 +128,123 @@ impl Store {
         patch: ChildPatch,
         now: Millis,
     ) -> StoreResult<(Child, bool)> {
-        let mut w = self.begin_write().await?;
-        let existing = sqlx::query(&format!("SELECT {CHILD_COLS} FROM children WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *w.tx)
-            .await?;
-        let guardians = guardians_in(&mut w, id).await?;
-        if let ChildWriter::Parent(user) = &writer {
-            if patch.guardians.is_some() {
-                return Err(StoreError::Forbidden(
-                    "only the backend may set guardians".into(),
-                ));
-            }
-            if existing.is_some() && !guardians.contains(user) {
-                return Err(StoreError::Forbidden(
-                    "you are not a guardian of this child".into(),
-                ));
-            }
-        }
-        let created = existing.is_none();
-        if created {
-            let name = patch.name.clone().ok_or_else(|| {
-                StoreError::BadRequest("name is required to create a child".into())
-            })?;
-            sqlx::query(&format!(
-                "INSERT INTO children ({CHILD_COLS}) VALUES ($1, $2, $3, $4, $5, $5)"
-            ))
-            .bind(id)
-            .bind(name)
-            .bind(patch.daily_limit_minutes.flatten())
-            .bind(patch.timezone.clone().unwrap_or_else(|| "UTC".into()))
-            .bind(now)
-            .execute(&mut *w.tx)
-            .await?;
+        let id = id.to_string();
+        self.write(move |w| {
+            let existing = child_exists(w.conn, &id)?;
+            let guardians = guardians_of(w.conn, &id)?;
             if let ChildWriter::Parent(user) = &writer {
-                add_guardian(&mut w, id, user).await?;
+                if patch.guardians.is_some() {
+                    return Err(StoreError::Forbidden(
+                        "only the backend may set guardians".into(),
+                    ));
+                }
+                if existing && !guardians.contains(user) {
+                    return Err(StoreError::Forbidden(
+                        "you are not a guardian of this child".into(),
+                    ));
+                }
             }
-        } else {
-            let mut sets = vec![];
-            let mut n = 1;
-            if patch.name.is_some() {
-                n += 1;
-                sets.push(format!("name = ${n}"));
+            if !existing {
+                let name = patch.name.clone().ok_or_else(|| {
+                    StoreError::BadRequest("name is required to create a child".into())
+                })?;
+                w.conn.execute(
+                    &format!("INSERT INTO children ({CHILD_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"),
+                    params![
+                        id,
+                        name,
+                        patch.daily_limit_minutes.flatten(),
+                        patch.timezone.clone().unwrap_or_else(|| "UTC".into()),
+                        now
+                    ],
+                )?;
+                if let ChildWriter::Parent(user) = &writer {
+                    add_guardian(w.conn, &id, user)?;
+                }
+            } else {
+                if let Some(name) = &patch.name {
+                    w.conn.execute(
+                        "UPDATE children SET name = ?2 WHERE id = ?1",
+                        params![id, name],
+                    )?;
+                }
+                if let Some(limit) = patch.daily_limit_minutes {
+                    w.conn.execute(
+                        "UPDATE children SET daily_limit_minutes = ?2 WHERE id = ?1",
+                        params![id, limit],
+                    )?;
+                }
+                if let Some(tz) = &patch.timezone {
+                    w.conn.execute(
+                        "UPDATE children SET timezone = ?2 WHERE id = ?1",
+                        params![id, tz],
+                    )?;
+                }
+                w.conn.execute(
+                    "UPDATE children SET updated_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
             }
-            if patch.daily_limit_minutes.is_some() {
-                n += 1;
-                sets.push(format!("daily_limit_minutes = ${n}"));
+            if let Some(list) = &patch.guardians {
+                w.conn
+                    .execute("DELETE FROM guardians WHERE child_id = ?1", params![id])?;
+                for user in list {
+                    add_guardian(w.conn, &id, user)?;
+                }
             }
-            if patch.timezone.is_some() {
-                n += 1;
-                sets.push(format!("timezone = ${n}"));
-            }
-            sets.push(format!("updated_at = ${}", n + 1));
-            let sql = format!("UPDATE children SET {} WHERE id = $1", sets.join(", "));
-            let mut q = sqlx::query(&sql).bind(id);
-            if let Some(name) = patch.name.clone() {
-                q = q.bind(name);
-            }
-            if let Some(limit) = patch.daily_limit_minutes {
-                q = q.bind(limit);
-            }
-            if let Some(tz) = patch.timezone.clone() {
-                q = q.bind(tz);
-            }
-            q.bind(now).execute(&mut *w.tx).await?;
-        }
-        if let Some(list) = &patch.guardians {
-            sqlx::query("DELETE FROM guardians WHERE child_id = $1")
-                .bind(id)
-                .execute(&mut *w.tx)
-                .await?;
-            for user in list {
-                add_guardian(&mut w, id, user).await?;
-            }
-        }
-        let row = sqlx::query(&format!("SELECT {CHILD_COLS} FROM children WHERE id = $1"))
-            .bind(id)
-            .fetch_one(&mut *w.tx)
-            .await?;
-        let guardians = guardians_in(&mut w, id).await?;
-        let child = child_from_row(&row, guardians)?;
-        w.commit().await?;
-        Ok((child, created))
+            let child =
+                load_child(w.conn, &id)?.ok_or_else(|| StoreError::Db("child vanished".into()))?;
+            Ok((child, !existing))
+        })
+        .await
     }
 
     /// A child with its guardians.
     pub async fn child(&self, id: &str) -> StoreResult<Option<Child>> {
-        let row = sqlx::query(&format!("SELECT {CHILD_COLS} FROM children WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        match row {
-            Some(r) => {
-                let g = self.guardians(id).await?;
-                Ok(Some(child_from_row(&r, g)?))
-            }
-            None => Ok(None),
-        }
+        let id = id.to_string();
+        self.read(move |c| load_child(c, &id)).await
     }
 
     /// The children a user is guardian of.
     pub async fn children_of(&self, user_id: &str) -> StoreResult<Vec<Child>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {CHILD_COLS} FROM children WHERE id IN (SELECT child_id FROM guardians WHERE user_id = $1) ORDER BY id"
-        ))
-        .bind(user_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id: String = r.try_get("id")?;
-            let g = self.guardians(&id).await?;
-            out.push(child_from_row(&r, g)?);
-        }
-        Ok(out)
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {CHILD_COLS} FROM children WHERE id IN (SELECT child_id FROM guardians WHERE user_id = ?1) ORDER BY id"
+            ))?;
+            let mut out = stmt.query_map(params![user_id], child_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            for ch in &mut out {
+                ch.guardians = guardians_of(c, &ch.id)?;
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// The guardians of a child (empty if none or no such child).
     pub async fn guardians(&self, child_id: &str) -> StoreResult<Vec<String>> {
-        guardians_of(&self.reader, child_id).await
+        let child_id = child_id.to_string();
+        self.read(move |c| guardians_of(c, &child_id)).await
     }
 
-    /// Whether `user_id` is a guardian of `child_id`; `Err(NotFound)` if no such child.
+    /// Ok if `user_id` is a guardian of `child_id`; `NotFound` if no such child, else `Forbidden`.
     pub async fn check_guardian(&self, user_id: &str, child_id: &str) -> StoreResult<()> {
-        let exists = sqlx::query("SELECT 1 AS one FROM children WHERE id = $1")
-            .bind(child_id)
-            .fetch_optional(&self.reader)
-            .await?
-            .is_some();
-        if !exists {
-            return Err(StoreError::NotFound("no such child".into()));
-        }
-        let g = sqlx::query("SELECT 1 AS one FROM guardians WHERE child_id = $1 AND user_id = $2")
-            .bind(child_id)
-            .bind(user_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        if g.is_some() {
-            Ok(())
-        } else {
-            Err(StoreError::Forbidden(
-                "you are not a guardian of this child".into(),
-            ))
-        }
+        let (user_id, child_id) = (user_id.to_string(), child_id.to_string());
+        self.read(move |c| {
+            if !child_exists(c, &child_id)? {
+                return Err(StoreError::NotFound("no such child".into()));
+            }
+            let mut stmt =
+                c.prepare_cached("SELECT 1 FROM guardians WHERE child_id = ?1 AND user_id = ?2")?;
+            if stmt.exists(params![child_id, user_id])? {
+                Ok(())
+            } else {
+                Err(StoreError::Forbidden(
+                    "you are not a guardian of this child".into(),
+                ))
+            }
+        })
+        .await
     }
 
     /// Registers a device for a child.
@@ -215,125 +254,142 @@ impl Store {
         name: &str,
         now: Millis,
     ) -> StoreResult<Device> {
-        let mut w = self.begin_write().await?;
-        let d = insert_device(&mut w, child_id, name, now).await?;
-        w.commit().await?;
+        let (child_id, name) = (child_id.to_string(), name.to_string());
+        let d = self
+            .write(move |w| insert_device(w, &child_id, &name, now))
+            .await?;
+        self.cache_device(
+            &d.id,
+            DeviceAuth {
+                child_id: d.child_id.clone(),
+                revoked: false,
+            },
+        );
         Ok(d)
+    }
+
+    fn cache_device(&self, id: &str, auth: DeviceAuth) {
+        let mut cache = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= DEVICE_CACHE_MAX && !cache.contains_key(id) {
+            cache.clear();
+        }
+        cache.insert(id.to_string(), auth);
+    }
+
+    /// What authenticating device `id` needs: its child and whether it is revoked.
+    pub async fn device_auth(&self, id: &str) -> StoreResult<Option<DeviceAuth>> {
+        if let Some(a) = self
+            .devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return Ok(Some(a.clone()));
+        }
+        let d = self.device(id).await?;
+        Ok(d.map(|d| {
+            let auth = DeviceAuth {
+                child_id: d.child_id,
+                revoked: d.revoked,
+            };
+            self.cache_device(id, auth.clone());
+            auth
+        }))
+    }
+
+    /// Forgets a cached device (another node revoked it).
+    pub fn forget_device(&self, id: &str) {
+        self.devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     /// One device.
     pub async fn device(&self, id: &str) -> StoreResult<Option<Device>> {
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.as_ref().map(device_from_row).transpose()?)
+        let id = id.to_string();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"))?;
+            Ok(stmt.query_row(params![id], device_from_row).optional()?)
+        })
+        .await
     }
 
     /// The devices of a child, oldest first.
     pub async fn devices_of(&self, child_id: &str) -> StoreResult<Vec<Device>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {DEVICE_COLS} FROM devices WHERE child_id = $1 ORDER BY created_at, id"
-        ))
-        .bind(child_id)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.iter().map(device_from_row).collect::<Result<_, _>>()?)
+        let child_id = child_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {DEVICE_COLS} FROM devices WHERE child_id = ?1 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map(params![child_id], device_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 
     /// Revokes a device (idempotent) and tells every node to close its sockets.
     pub async fn revoke_device(&self, id: &str, now: Millis) -> StoreResult<Device> {
-        let mut w = self.begin_write().await?;
-        sqlx::query("UPDATE devices SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .bind(now)
-            .execute(&mut *w.tx)
+        // Refuse the device from this moment, before the write even commits.
+        if let Some(a) = self
+            .devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(id)
+        {
+            a.revoked = true;
+        }
+        let id = id.to_string();
+        let d = self
+            .write(move |w| {
+                w.conn.execute(
+                    "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                    params![id, now],
+                )?;
+                let d = w
+                    .conn
+                    .query_row(
+                        &format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"),
+                        params![id],
+                        device_from_row,
+                    )
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound("no such device".into()))?;
+                w.publish(crate::bus::BusMessage::RevokeDevice {
+                    device_id: d.id.clone(),
+                });
+                Ok(d)
+            })
             .await?;
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *w.tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("no such device".into()))?;
-        let d = device_from_row(&row)?;
-        w.publish(crate::bus::BusMessage::RevokeDevice {
-            device_id: d.id.clone(),
-        });
-        w.commit().await?;
+        self.cache_device(
+            &d.id,
+            DeviceAuth {
+                child_id: d.child_id.clone(),
+                revoked: true,
+            },
+        );
         Ok(d)
     }
 
     /// Records when a device was last seen (when its last socket ended).
     pub async fn set_last_seen(&self, device_id: &str, at: Millis) -> StoreResult<()> {
-        let mut w = self.begin_write().await?;
-        sqlx::query("UPDATE devices SET last_seen = $2 WHERE id = $1")
-            .bind(device_id)
-            .bind(at)
-            .execute(&mut *w.tx)
-            .await?;
-        w.commit().await?;
-        Ok(())
+        let device_id = device_id.to_string();
+        self.write(move |w| {
+            w.conn.execute(
+                "UPDATE devices SET last_seen = ?2 WHERE id = ?1",
+                params![device_id, at],
+            )?;
+            Ok(())
+        })
+        .await
     }
 }
 
-pub(super) async fn guardians_of(pool: &AnyPool, child_id: &str) -> StoreResult<Vec<String>> {
-    let rows = sqlx::query("SELECT user_id FROM guardians WHERE child_id = $1 ORDER BY user_id")
-        .bind(child_id)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get::<String, _>("user_id"))
-        .collect::<Result<_, _>>()?)
-}
-
-pub(super) async fn guardians_in(w: &mut WriteTx<'_>, child_id: &str) -> StoreResult<Vec<String>> {
-    let rows = sqlx::query("SELECT user_id FROM guardians WHERE child_id = $1 ORDER BY user_id")
-        .bind(child_id)
-        .fetch_all(&mut *w.tx)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get::<String, _>("user_id"))
-        .collect::<Result<_, _>>()?)
-}
-
-async fn add_guardian(w: &mut WriteTx<'_>, child_id: &str, user_id: &str) -> StoreResult<()> {
-    sqlx::query("INSERT INTO guardians (child_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(child_id)
-        .bind(user_id)
-        .execute(&mut *w.tx)
-        .await?;
+fn add_guardian(c: &Connection, child_id: &str, user_id: &str) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO guardians (child_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![child_id, user_id])?;
     Ok(())
-}
-
-pub(super) async fn insert_device(
-    w: &mut WriteTx<'_>,
-    child_id: &str,
-    name: &str,
-    now: Millis,
-) -> StoreResult<Device> {
-    let exists = sqlx::query("SELECT 1 AS one FROM children WHERE id = $1")
-        .bind(child_id)
-        .fetch_optional(&mut *w.tx)
-        .await?
-        .is_some();
-    if !exists {
-        return Err(StoreError::NotFound("no such child".into()));
-    }
-    let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query("INSERT INTO devices (id, child_id, name, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&id)
-        .bind(child_id)
-        .bind(name)
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await?;
-    Ok(Device {
-        id,
-        child_id: child_id.to_string(),
-        name: name.to_string(),
-        created_at: now,
-        revoked: false,
-        last_seen: None,
-    })
 }

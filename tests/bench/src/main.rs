@@ -1,0 +1,613 @@
+//! `relay-bench`: starts `safestream-relay` (release build, fresh database) and measures it from
+//! this process over loopback. Prints one Markdown table per phase.
+//!
+//! ```text
+//! cargo build --release -p relay -p relay-bench
+//! target/release/relay-bench --phases idle,roundtrip,fanout,storm
+//! ```
+//!
+//! Phases: `idle` (memory and CPU per idle device socket), `roundtrip` (open-loop command
+//! round trips at fixed rates), `fanout` (one publish to a room of N sockets), `storm`
+//! (N devices with pending commands reconnecting after the relay is SIGKILLed and restarted).
+//! The relay and this load generator share the machine; both CPUs are reported.
+
+mod load;
+mod proc;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use load::{connect, each, http, new_device, parent_token, put_child, RateMeter, Samples};
+use proc::{RelayProc, SERVER_KEY};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "relay-bench",
+    about = "Benchmark safestream-relay from another process over loopback"
+)]
+struct Args {
+    /// Phases to run, comma-separated: idle, roundtrip, fanout, storm.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "idle,roundtrip,fanout,storm"
+    )]
+    phases: Vec<String>,
+    /// Idle socket counts.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,19000")]
+    idle_sizes: Vec<usize>,
+    /// Seconds of idleness measured (the relay's heartbeat is 25 s).
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// Device counts for round trips.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    rt_devices: Vec<usize>,
+    /// Offered command rates per second.
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,5000")]
+    rates: Vec<u64>,
+    /// Seconds per offered rate.
+    #[arg(long, default_value_t = 10)]
+    rt_secs: u64,
+    /// Room size for fan-out.
+    #[arg(long, default_value_t = 10000)]
+    fanout_size: usize,
+    /// Publishes to the room.
+    #[arg(long, default_value_t = 20)]
+    fanout_rounds: usize,
+    /// Devices in the reconnect storm.
+    #[arg(long, default_value_t = 10000)]
+    storm_devices: usize,
+    /// The relay binary (default: next to this one).
+    #[arg(long)]
+    relay_bin: Option<PathBuf>,
+}
+
+fn relay_bin(args: &Args) -> PathBuf {
+    if let Some(p) = &args.relay_bin {
+        return p.clone();
+    }
+    let me = std::env::current_exe().expect("current exe");
+    let p = me.with_file_name("safestream-relay");
+    assert!(
+        p.exists(),
+        "{} not found: cargo build --release -p relay",
+        p.display()
+    );
+    p
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+struct Fresh {
+    relay: RelayProc,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fresh(args: &Args, env: &[(&str, &str)]) -> Fresh {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = free_addr();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let relay = RelayProc::start(&relay_bin(args), &addr, &dir.path().join("bench.db"), &env).await;
+    Fresh {
+        base: format!("http://{}", relay.addr),
+        relay,
+        _dir: dir,
+    }
+}
+
+fn me_cpu() -> f64 {
+    proc::cpu_secs("self")
+}
+
+/// Creates `n` devices in children of `per_child`, guardians `p<j % parents>`; returns tokens.
+async fn setup_devices(base: &str, n: usize, per_child: usize, parents: usize) -> Vec<String> {
+    let h = http();
+    let children = n.div_ceil(per_child);
+    each(children, 64, |c| {
+        let h = h.clone();
+        async move {
+            put_child(
+                &h,
+                base,
+                &format!("c{c}"),
+                &[format!("p{}", c % parents.max(1))],
+            )
+            .await;
+        }
+    })
+    .await;
+    each(n, 64, |i| {
+        let h = h.clone();
+        async move { new_device(&h, base, &format!("c{}", i / per_child)).await }
+    })
+    .await
+}
+
+async fn connect_all(addr: &str, tokens: &[String]) -> Vec<load::Ws> {
+    let out = each(tokens.len(), 256, |i| {
+        let t = tokens[i].clone();
+        async move { connect(addr, i, &t).await }
+    })
+    .await;
+    out.into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|e| panic!("socket {i}: {e}")))
+        .collect()
+}
+
+/// Keeps reading a socket (so pings are answered) and calls `on_text` for each text frame.
+fn reader(mut ws: load::Ws, closed: Arc<AtomicU64>, on_text: impl Fn(&str) + Send + 'static) {
+    tokio::spawn(async move {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Text(t)) => on_text(&t),
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        closed.fetch_add(1, Ordering::Relaxed);
+    });
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    eprintln!("relay: {}", relay_bin(&args).display());
+    println!("# relay-bench\n");
+    println!(
+        "machine: {} cores; open-file limit per process: {}\n",
+        num_cpus(),
+        nofile()
+    );
+    for p in args.phases.clone() {
+        match p.as_str() {
+            "idle" => idle(&args).await,
+            "roundtrip" => roundtrip(&args).await,
+            "fanout" => fanout(&args).await,
+            "storm" => storm(&args).await,
+            other => eprintln!("unknown phase {other}"),
+        }
+    }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn nofile() -> String {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(3)
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+async fn idle(args: &Args) {
+    println!(
+        "## idle device sockets (heartbeat 25 s, idle window {} s)\n",
+        args.idle_secs
+    );
+    println!("| sockets | relay RSS before → after (MiB) | RSS per socket (KiB) | relay CPU per connect (ms) | connect wall (s) | relay CPU idle (% of a core) | bench CPU connect / idle (s) | dropped |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &n in &args.idle_sizes {
+        let f = fresh(args, &[]).await;
+        let tokens = setup_devices(&f.base, n, 100, 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (rss0, cpu0, me0) = (f.relay.rss(), f.relay.cpu(), me_cpu());
+        let t0 = Instant::now();
+        let socks = connect_all(&f.relay.addr, &tokens).await;
+        let wall = t0.elapsed().as_secs_f64();
+        let closed = Arc::new(AtomicU64::new(0));
+        for ws in socks {
+            reader(ws, closed.clone(), |_| {});
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (rss1, cpu1, me1) = (f.relay.rss(), f.relay.cpu(), me_cpu());
+        tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+        let (cpu2, me2) = (f.relay.cpu(), me_cpu());
+        println!(
+            "| {n} | {:.1} → {:.1} | {:.2} | {:.3} | {:.1} | {:.2} | {:.1} / {:.1} | {} |",
+            rss0 as f64 / 1024.0,
+            rss1 as f64 / 1024.0,
+            (rss1.saturating_sub(rss0)) as f64 / n as f64,
+            (cpu1 - cpu0) * 1000.0 / n as f64,
+            wall,
+            (cpu2 - cpu1) * 100.0 / args.idle_secs as f64,
+            me1 - me0,
+            me2 - me1,
+            closed.load(Ordering::Relaxed),
+        );
+        let mut relay = f.relay;
+        relay.kill().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!();
+}
+
+/// One offered-rate run of the round-trip phase.
+struct Run {
+    id: u64,
+    start: Instant,
+    rate: u64,
+    ids: Mutex<std::collections::HashMap<String, u64>>,
+    to_device: Samples,
+    to_parent: Samples,
+    errors: AtomicU64,
+    done: AtomicU64,
+}
+
+impl Run {
+    fn sched(&self, k: u64) -> Instant {
+        self.start + Duration::from_micros(k * 1_000_000 / self.rate)
+    }
+}
+
+async fn roundtrip(args: &Args) {
+    println!("## command round trip (open loop; latency from the scheduled send time)\n");
+    println!("| devices | offered /s | achieved /s | POST → device p50 / p99 / max (ms) | → parent `command:status` p50 / p99 / max (ms) | errors | relay CPU per command (ms) | bench CPU (% of a core) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &d in &args.rt_devices {
+        let parents = (d / 10).max(1);
+        let f = fresh(args, &[]).await;
+        let tokens = setup_devices(&f.base, d, 1, parents).await;
+        let h = http();
+        let current: Arc<Mutex<Option<Arc<Run>>>> = Arc::new(Mutex::new(None));
+        let closed = Arc::new(AtomicU64::new(0));
+        let parent_tokens: Vec<String> = (0..parents)
+            .map(|j| parent_token(&format!("p{j}")))
+            .collect();
+        for ws in connect_all(&f.relay.addr, &parent_tokens).await {
+            let cur = current.clone();
+            reader(ws, closed.clone(), move |t| {
+                if !t.contains("command:status") || !t.contains("EXECUTED") {
+                    return;
+                }
+                let Some(run) = cur.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+                    return;
+                };
+                let v: Value = serde_json::from_str(t).unwrap_or(Value::Null);
+                let id = v["data"]["commandId"].as_str().unwrap_or("");
+                let k = run
+                    .ids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(id)
+                    .copied();
+                if let Some(k) = k {
+                    run.to_parent
+                        .push(run.sched(k).elapsed().as_micros() as u64);
+                    run.done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for (i, ws) in connect_all(&f.relay.addr, &tokens)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let cur = current.clone();
+            let h = h.clone();
+            let base = f.base.clone();
+            let token = tokens[i].clone();
+            reader(ws, closed.clone(), move |t| {
+                if !t.contains("command:new") {
+                    return;
+                }
+                let Some(run) = cur.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+                    return;
+                };
+                let v: Value = serde_json::from_str(t).unwrap_or(Value::Null);
+                if v["data"]["payload"]["run"].as_u64() != Some(run.id) {
+                    return;
+                }
+                let k = v["data"]["payload"]["n"].as_u64().unwrap_or(0);
+                run.to_device
+                    .push(run.sched(k).elapsed().as_micros() as u64);
+                let id = v["data"]["id"].as_str().unwrap_or("").to_string();
+                let (h, base, token) = (h.clone(), base.clone(), token.clone());
+                tokio::spawn(async move {
+                    let ok = h
+                        .patch(format!("{base}/api/dashboard/remote-control/{id}"))
+                        .bearer_auth(token)
+                        .json(&json!({"status": "EXECUTED"}))
+                        .send()
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false);
+                    if !ok {
+                        run.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            });
+        }
+        for (run_id, &rate) in args.rates.iter().enumerate() {
+            let total = rate * args.rt_secs;
+            let run = Arc::new(Run {
+                id: run_id as u64 + 1,
+                start: Instant::now() + Duration::from_millis(200),
+                rate,
+                ids: Mutex::new(Default::default()),
+                to_device: Samples::default(),
+                to_parent: Samples::default(),
+                errors: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+            });
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(run.clone());
+            let (cpu0, me0) = (f.relay.cpu(), me_cpu());
+            for k in 0..total {
+                tokio::time::sleep_until(run.sched(k).into()).await;
+                let child = (k as usize) % d;
+                let token = parent_tokens[child % parents].clone();
+                let (h, base, run) = (h.clone(), f.base.clone(), run.clone());
+                tokio::spawn(async move {
+                    let body = json!({"childId": format!("c{child}"), "commandType": "PAUSE", "payload": {"n": k, "run": run.id}});
+                    let r = h
+                        .post(format!("{base}/api/dashboard/remote-control"))
+                        .bearer_auth(token)
+                        .json(&body)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().as_u16() == 201 => {
+                            let v: Value = r.json().await.unwrap_or(Value::Null);
+                            if let Some(id) = v["command"]["id"].as_str() {
+                                run.ids
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(id.to_string(), k);
+                            }
+                        }
+                        _ => {
+                            run.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while run.done.load(Ordering::Relaxed) + run.errors.load(Ordering::Relaxed) < total
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let wall = run.start.elapsed().as_secs_f64();
+            let (cpu1, me1) = (f.relay.cpu(), me_cpu());
+            let (_, d50, d99, dmax) = run.to_device.summary();
+            let (n, p50, p99, pmax) = run.to_parent.summary();
+            let lost = total - run.done.load(Ordering::Relaxed);
+            println!(
+                "| {d} | {rate} | {:.0} | {d50:.1} / {d99:.1} / {dmax:.1} | {p50:.1} / {p99:.1} / {pmax:.1} | {} (not completed: {lost}) | {:.3} | {:.0} |",
+                n as f64 / wall,
+                run.errors.load(Ordering::Relaxed),
+                (cpu1 - cpu0) * 1000.0 / total as f64,
+                (me1 - me0) * 100.0 / wall,
+            );
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut relay = f.relay;
+        relay.kill().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!();
+}
+
+async fn fanout(args: &Args) {
+    let n = args.fanout_size;
+    println!(
+        "## fan-out: one publish to a room of {n} sockets, {} times\n",
+        args.fanout_rounds
+    );
+    let f = fresh(args, &[]).await;
+    let tokens = setup_devices(&f.base, n, n, 1).await;
+    let got = Arc::new(AtomicU64::new(0));
+    let closed = Arc::new(AtomicU64::new(0));
+    for ws in connect_all(&f.relay.addr, &tokens).await {
+        let got = got.clone();
+        reader(ws, closed.clone(), move |t| {
+            if t.contains("bench:fan") {
+                got.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let h = http();
+    let mut times = vec![];
+    let (cpu0, me0) = (f.relay.cpu(), me_cpu());
+    let t_all = Instant::now();
+    for round in 0..args.fanout_rounds {
+        let target = (round as u64 + 1) * n as u64;
+        let t0 = Instant::now();
+        let r = h
+            .post(format!("{}/api/publish", f.base))
+            .bearer_auth(SERVER_KEY)
+            .json(&json!({"room": "child:c0", "event": "bench:fan", "data": {"round": round}}))
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(r.status().as_u16(), 202);
+        while got.load(Ordering::Relaxed) < target && t0.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    let wall = t_all.elapsed().as_secs_f64();
+    let (cpu1, me1) = (f.relay.cpu(), me_cpu());
+    let delivered = got.load(Ordering::Relaxed);
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!("| room | publishes | delivered | delivered msgs/s | time until all received, median / max (ms) | relay CPU per delivered message (µs) | bench CPU (s) | dropped sockets |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {n} | {} | {delivered} | {:.0} | {:.1} / {:.1} | {:.2} | {:.1} | {} |\n",
+        args.fanout_rounds,
+        delivered as f64 / wall,
+        times[times.len() / 2],
+        times[times.len() - 1],
+        (cpu1 - cpu0) * 1e6 / delivered.max(1) as f64,
+        me1 - me0,
+        closed.load(Ordering::Relaxed)
+    );
+    let mut relay = f.relay;
+    relay.kill().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn storm(args: &Args) {
+    let n = args.storm_devices;
+    println!("## reconnect storm: {n} devices with a pending command each, relay SIGKILLed and restarted\n");
+    let parents = (n / 10).max(1);
+    let f = fresh(args, &[]).await;
+    let tokens = Arc::new(setup_devices(&f.base, n, 1, parents).await);
+    let addr = f.relay.addr.clone();
+    let received: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+    let received_after: Arc<Vec<AtomicBool>> =
+        Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+    let restarted = Arc::new(AtomicBool::new(false));
+    let handshakes = RateMeter::new();
+    let back = Arc::new(AtomicU64::new(0));
+    // Devices: connect, read; on close reconnect with full-jitter backoff (100 ms .. 2 s).
+    let first = connect_all(&addr, &tokens).await;
+    for (i, ws) in first.into_iter().enumerate() {
+        let (tokens, addr) = (tokens.clone(), addr.clone());
+        let (received, received_after, restarted, handshakes, back) = (
+            received.clone(),
+            received_after.clone(),
+            restarted.clone(),
+            handshakes.clone(),
+            back.clone(),
+        );
+        tokio::spawn(async move {
+            let mut ws = Some(ws);
+            let mut attempt = 0u32;
+            loop {
+                let mut sock = match ws.take() {
+                    Some(s) => s,
+                    None => {
+                        let cap = (100u64 << attempt.min(5)).min(2000);
+                        let jitter = (i as u64 * 7919 + attempt as u64 * 104_729) % cap.max(1);
+                        tokio::time::sleep(Duration::from_millis(jitter)).await;
+                        match connect(&addr, i, &tokens[i]).await {
+                            Ok(s) => {
+                                attempt = 0;
+                                handshakes.hit();
+                                if restarted.load(Ordering::Relaxed) {
+                                    back.fetch_add(1, Ordering::Relaxed);
+                                }
+                                s
+                            }
+                            Err(_) => {
+                                attempt += 1;
+                                continue;
+                            }
+                        }
+                    }
+                };
+                while let Some(m) = sock.next().await {
+                    match m {
+                        Ok(Message::Text(t)) if t.contains("command:new") => {
+                            if restarted.load(Ordering::Relaxed) {
+                                received_after[i].store(true, Ordering::Relaxed);
+                            } else {
+                                received[i].store(true, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(Message::Close(_)) | Err(_) => break,
+                        _ => {}
+                    }
+                }
+                let _ = sock.close(None).await;
+            }
+        });
+    }
+    // One command per device, delivered but never acknowledged: still pending.
+    let h = http();
+    let base = f.base.clone();
+    each(n, 64, |i| {
+        let (h, base) = (h.clone(), base.clone());
+        async move {
+            let token = parent_token(&format!("p{}", i % parents));
+            let r = h
+                .post(format!("{base}/api/dashboard/remote-control"))
+                .bearer_auth(token)
+                .json(&json!({"childId": format!("c{i}"), "commandType": "LOCK_DEVICE", "expiresInSeconds": 3600}))
+                .send()
+                .await
+                .expect("POST command");
+            assert_eq!(r.status().as_u16(), 201);
+        }
+    })
+    .await;
+    let t = Instant::now();
+    while received
+        .iter()
+        .filter(|b| b.load(Ordering::Relaxed))
+        .count()
+        < n
+        && t.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = received
+        .iter()
+        .filter(|b| b.load(Ordering::Relaxed))
+        .count();
+    let mut relay = f.relay;
+    restarted.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    relay.kill_and_restart().await;
+    let restart_s = t0.elapsed().as_secs_f64();
+    let cpu0 = relay.cpu();
+    let mut all_back = None;
+    let mut all_cmds = None;
+    while t0.elapsed() < Duration::from_secs(120) && (all_back.is_none() || all_cmds.is_none()) {
+        if all_back.is_none() && back.load(Ordering::Relaxed) >= n as u64 {
+            all_back = Some(t0.elapsed().as_secs_f64());
+        }
+        if all_cmds.is_none() && received_after.iter().all(|b| b.load(Ordering::Relaxed)) {
+            all_cmds = Some(t0.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lost = received_after
+        .iter()
+        .filter(|b| !b.load(Ordering::Relaxed))
+        .count();
+    let cpu1 = relay.cpu();
+    println!("| devices | delivered before kill | relay back up (s) | all reconnected (s) | all commands re-delivered (s) | peak handshakes/s | relay CPU during storm (s) | commands lost |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let fmt = |o: Option<f64>| {
+        o.map(|v| format!("{v:.2}"))
+            .unwrap_or_else(|| "not within 120 s".into())
+    };
+    println!(
+        "| {n} | {before} | {restart_s:.2} | {} | {} | {} | {:.2} | {lost} |\n",
+        fmt(all_back),
+        fmt(all_cmds),
+        handshakes.peak_per_sec(),
+        cpu1 - cpu0
+    );
+    relay.kill().await;
+}
