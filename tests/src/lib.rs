@@ -587,12 +587,19 @@ impl Client {
     }
 
     /// Like `call` but requires a 2xx.
+    /// A 429 (the test itself polling faster than the relay's per-user rate) is retried
+    /// for up to 10 s.
     pub async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> R<Value> {
-        let (status, v) = self.call(method, path, body).await?;
-        if (200..300).contains(&status) {
-            Ok(v)
-        } else {
-            Err(format!("{path}: {status} {v}"))
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, v) = self.call(method.clone(), path, body.clone()).await?;
+            if (200..300).contains(&status) {
+                return Ok(v);
+            }
+            if status != 429 || Instant::now() >= deadline {
+                return Err(format!("{path}: {status} {v}"));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }

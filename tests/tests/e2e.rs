@@ -268,14 +268,20 @@ async fn pairing_gives_the_device_a_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_relay_and_agent_killed_no_duplicate_no_lost_ack() {
-    bounded(Duration::from_secs(240), async {
+    bounded(Duration::from_secs(900), async {
         let mut w = world().await?;
         let mut dev = w.device(&["--exec-delay-ms", "50"])?;
         dev.wait_state("connected", T).await?;
         let types = ["PAUSE", "RESUME", "LOCK_DEVICE", "UNLOCK_DEVICE", "SHOW_MESSAGE"];
         let mut ids = vec![];
+        // `E2E_CHAOS_COMMANDS` (default 60) scales the run: six rounds, a kill after each.
+        let per_round = std::env::var("E2E_CHAOS_COMMANDS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(60)
+            .div_ceil(6);
         for round in 0..6 {
-            for i in 0..10 {
+            for i in 0..per_round {
                 ids.push(w.parent.command(&w.child, types[i % types.len()], 600).await?);
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }
