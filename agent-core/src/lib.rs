@@ -1,1 +1,135 @@
-//! SafeStream agent core (placeholder until the agent-core issue lands).
+//! SafeStream agent core: the library inside the child's app that keeps one WebSocket open
+//! to the relay, runs remote commands exactly once through host callbacks, and posts
+//! durable acknowledgments.
+//!
+//! The host (a mobile app through `bindings`, or plain Rust) implements [`Platform`],
+//! starts an [`Agent`] on its tokio runtime, runs the commands it is given and reports back
+//! with [`Agent::complete_command`] from any thread. The agent knows nothing of uniffi:
+//! its public surface is owned types, `Arc`s and `Send + Sync` callback traits.
+//!
+//! # Guarantees
+//!
+//! - **Exactly-once execution.** Command ids are remembered across restarts (bounded,
+//!   persisted). A command is recorded as *started* on disk before the host sees it; one
+//!   cut short by the process's death is acked FAILED `"interrupted"` and never run again.
+//!   Delivery over the socket and over [`Agent::sync_now`] never runs a command twice.
+//! - **Never an expired command**: it is neither run nor acked (the relay expires it).
+//! - **Durable acks**: written to an outbox (temp file, fsync, rename) before the first
+//!   attempt, retried with capped backoff on network errors, 5xx and 429 until answered.
+//! - **Battery**: no timer ticks between heartbeats; one liveness deadline re-armed lazily;
+//!   a longer heartbeat in the background ([`Agent::set_background`]).
+//! - **No reconnect storm with a revoked token**: close 4401/4403 stops the agent in
+//!   [`ConnectionState::Unauthorized`] until a new token is set.
+//!
+//! See `docs/agent.md` for the backoff schedule, state files and heartbeat rules.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::{Arc, OnceLock};
+//! use agent_core::{
+//!     Agent, AgentConfig, Command, CommandOutcome, ConnectionState, LogLevel,
+//!     MemoryTokenStore, Platform,
+//! };
+//!
+//! /// The host: here it "runs" every command at once on another thread.
+//! struct Host {
+//!     agent: OnceLock<Arc<Agent>>,
+//! }
+//!
+//! impl Platform for Host {
+//!     fn run_command(&self, command: Command) {
+//!         let agent = self.agent.get().cloned();
+//!         std::thread::spawn(move || {
+//!             println!("running {:?} {}", command.command_type, command.payload_json);
+//!             if let Some(agent) = agent {
+//!                 let _ = agent.complete_command(command.id, CommandOutcome::Executed);
+//!             }
+//!         });
+//!     }
+//!     fn connection_state_changed(&self, state: ConnectionState) {
+//!         println!("state: {}", state.as_str());
+//!     }
+//!     fn log(&self, level: LogLevel, target: String, message: String) {
+//!         eprintln!("{level:?} {target}: {message}");
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), agent_core::AgentError> {
+//!     let host = Arc::new(Host { agent: OnceLock::new() });
+//!     agent_core::init_host_logging(host.clone(), LogLevel::Info);
+//!
+//!     let mut config = AgentConfig::new("wss://relay.example.com", "/data/safestream");
+//!     config.command_timeout_secs = 60;
+//!     // A real app uses `default_token_store(host.clone())` (keyring or host keystore).
+//!     let tokens = Arc::new(MemoryTokenStore::new(None));
+//!     let agent = Arc::new(Agent::start(config, host.clone(), tokens)?);
+//!     let _ = host.agent.set(agent.clone());
+//!
+//!     if agent.state() == ConnectionState::NotPaired {
+//!         let code = agent.pair("Mia's tablet".into()).await?;
+//!         println!("enter {} in the parent app", code.code);
+//!         let device = agent.wait_for_pairing().await?; // stores the token, connects
+//!         println!("paired as {}", device.device_id);
+//!     }
+//!     agent.report_status(true, Some(r#"{"videoId":"v1","title":"Cartoons"}"#.into()));
+//!     agent.set_background(true); // app went to the background: longer heartbeat
+//!     agent.network_available(); // the OS says the network is back: reconnect now
+//!     let _ = agent.sync_now().await; // woken by a push message
+//!     agent.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Layout
+//!
+//! - `agent` — [`Agent`], the public handle, and the state its tasks share.
+//! - `config` — [`AgentConfig`] and the socket/API URLs derived from it.
+//! - `platform` — the [`Platform`] trait the host implements and its small types.
+//! - `command` — [`Command`], [`CommandOutcome`] and validation of `command:new`.
+//! - `commands` — exactly-once: dedup, expiry, started-before-run, completion, timeouts.
+//! - `ledger` — the persisted command ledger and ack outbox (one bounded state file).
+//! - `outbox` — the task posting acks with retry.
+//! - `connection` — the task keeping the socket: auth, liveness deadline, backoff.
+//! - `protocol` — WebSocket frames in and out.
+//! - `backoff` — capped full-jitter backoff.
+//! - `transport` — the socket seam and its tokio-tungstenite + rustls (ring) implementation.
+//! - `api` — the HTTP seam and its reqwest implementation.
+//! - `storage` — crash-safe files (temp, fsync, rename) and an in-memory store for tests.
+//! - `token` — [`TokenStore`]: keyring (feature `keyring-store`), host callbacks, memory.
+//! - `logging` — [`HostLogLayer`], forwarding `tracing` events to [`Platform::log`].
+//! - `time` — the wall-clock seam and an RFC 3339 parser.
+
+#![warn(missing_docs)]
+
+mod agent;
+mod api;
+mod backoff;
+mod command;
+mod commands;
+mod config;
+mod connection;
+mod error;
+mod ledger;
+mod logging;
+mod outbox;
+mod platform;
+mod protocol;
+mod storage;
+mod time;
+mod token;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+pub use agent::{Agent, PairedDevice, PairingCode, RestrictedAttempt};
+pub use command::{AckStatus, Command, CommandOutcome, CommandType};
+pub use config::AgentConfig;
+pub use error::AgentError;
+pub use logging::{init_host_logging, HostLogLayer};
+pub use platform::{AckResult, ConnectionState, LogLevel, Platform};
+#[cfg(feature = "keyring-store")]
+pub use token::KeyringTokenStore;
+pub use token::{default_token_store, MemoryTokenStore, PlatformTokenStore, TokenStore};

@@ -1,0 +1,584 @@
+//! [`Agent`]: the public handle, and the shared state its tasks work on.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::api::{Api, HttpApi, HttpError};
+use crate::backoff::{self, Backoff};
+use crate::command::CommandOutcome;
+use crate::config::{AgentConfig, Endpoints};
+use crate::error::AgentError;
+use crate::ledger::Ledger;
+use crate::platform::{ConnectionState, Platform};
+use crate::storage::{FileStorage, Storage};
+use crate::time::{Clock, SystemClock};
+use crate::token::{Secret, TokenStore};
+use crate::transport::{tls_config, Transport, WsTransport};
+use crate::{connection, outbox};
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a host callback, containing a panic in it.
+pub(crate) fn guard<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            tracing::error!(callback = what, "host callback panicked");
+            None
+        }
+    }
+}
+
+/// A pairing code to show to the parent (see [`Agent::pair`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairingCode {
+    /// The relay's pairing id.
+    pub pairing_id: String,
+    /// The code the parent types (`K7QF-M2XD`).
+    pub code: String,
+    /// When the code expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// The device record pairing produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairedDevice {
+    /// This device's id.
+    pub device_id: String,
+    /// The child it belongs to.
+    pub child_id: String,
+}
+
+/// A restricted-content attempt, reported with [`Agent::report_restricted_attempt`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestrictedAttempt {
+    /// The URL that was blocked.
+    pub url: Option<String>,
+    /// Its title.
+    pub title: Option<String>,
+    /// Why it was blocked.
+    pub reason: Option<String>,
+    /// Extra data, a JSON object as text.
+    pub metadata_json: Option<String>,
+}
+
+/// What the connection task sends besides the auth frame. Latest-wins, so it is bounded
+/// by construction.
+#[derive(Default)]
+pub(crate) struct Outgoing {
+    pub status: Option<String>,
+    pub status_dirty: bool,
+    pub background: bool,
+    pub heartbeat_dirty: bool,
+    pub refresh: Option<Secret>,
+}
+
+/// The seams, real or fake.
+pub(crate) struct Deps {
+    pub transport: Arc<dyn Transport>,
+    pub api: Arc<dyn Api>,
+    pub storage: Arc<dyn Storage>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// State shared by the agent's two tasks (connection, outbox) and the public API.
+pub(crate) struct Inner {
+    pub cfg: AgentConfig,
+    pub endpoints: Endpoints,
+    pub platform: Arc<dyn Platform>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub token: Mutex<Option<Secret>>,
+    pub transport: Arc<dyn Transport>,
+    pub api: Arc<dyn Api>,
+    pub clock: Arc<dyn Clock>,
+    pub ledger: Mutex<Ledger>,
+    pub timers: Mutex<HashMap<String, AbortHandle>>,
+    pub runtime: tokio::runtime::Handle,
+    pub state: Mutex<ConnectionState>,
+    pub stop_tx: watch::Sender<bool>,
+    /// A new token was set (or cleared).
+    pub token_changed: Notify,
+    /// The host said the network is back.
+    pub network_hint: Notify,
+    /// The outbox has something new, or should retry now.
+    pub outbox_wake: Notify,
+    /// An ack left the outbox.
+    pub outbox_drained: Notify,
+    pub outgoing: Mutex<Outgoing>,
+    pub outgoing_changed: Notify,
+    pairing: Mutex<Option<(String, Secret)>>,
+}
+
+impl Inner {
+    pub(crate) fn current_token(&self) -> Option<Secret> {
+        lock(&self.token).clone()
+    }
+
+    pub(crate) fn set_state(&self, s: ConnectionState) {
+        {
+            let mut cur = lock(&self.state);
+            if *cur == s {
+                return;
+            }
+            *cur = s;
+        }
+        tracing::info!(state = s.as_str(), "connection state");
+        guard("connection_state_changed", || {
+            self.platform.connection_state_changed(s)
+        });
+    }
+
+    /// Makes every queued ack due now and wakes the outbox.
+    pub(crate) fn retry_acks_now(&self) {
+        lock(&self.ledger).retry_all_now();
+        self.outbox_wake.notify_one();
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        *self.stop_tx.borrow()
+    }
+}
+
+/// Resolves once `stop` says the agent stopped.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn valid_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 8192 && t.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn map_http(e: HttpError) -> AgentError {
+    match e {
+        HttpError::Network(reason) | HttpError::Decode(reason) => AgentError::Network { reason },
+        HttpError::Status { status: 401, .. } => AgentError::Unauthorized,
+        HttpError::Status { status, code, .. } => AgentError::Http { status, code },
+    }
+}
+
+fn clip(s: Option<String>, max_chars: usize) -> Option<String> {
+    s.map(|s| s.chars().take(max_chars).collect())
+}
+
+/// The on-device agent. Create it with [`Agent::start`]; every method takes `&self` and
+/// may be called from any thread. Dropping it stops it.
+pub struct Agent {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Agent {
+    /// Starts the agent on the current tokio runtime (call it inside the runtime, e.g.
+    /// after `runtime.enter()`): loads the state (acking FAILED "interrupted" any command
+    /// the previous process started but never finished), then connects if a token is
+    /// stored. Fails only on a bad config or an unusable state directory.
+    pub fn start(
+        config: AgentConfig,
+        platform: Arc<dyn Platform>,
+        token_store: Arc<dyn TokenStore>,
+    ) -> Result<Agent, AgentError> {
+        let endpoints = Endpoints::from_config(&config)?;
+        let tls = tls_config(config.extra_ca_pem.as_deref())?;
+        let api = HttpApi::new(&endpoints.api, tls.clone())
+            .map_err(|reason| AgentError::Config { reason })?;
+        let storage = FileStorage::open(&config.state_dir).map_err(|e| AgentError::Storage {
+            reason: e.to_string(),
+        })?;
+        let deps = Deps {
+            transport: Arc::new(WsTransport::new(tls)),
+            api: Arc::new(api),
+            storage: Arc::new(storage),
+            clock: Arc::new(SystemClock),
+        };
+        Self::start_with(config, endpoints, platform, token_store, deps)
+    }
+
+    pub(crate) fn start_with(
+        cfg: AgentConfig,
+        endpoints: Endpoints,
+        platform: Arc<dyn Platform>,
+        tokens: Arc<dyn TokenStore>,
+        deps: Deps,
+    ) -> Result<Agent, AgentError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AgentError::NoRuntime)?;
+        let (ledger, interrupted) =
+            Ledger::load(deps.storage, deps.clock.now_unix_ms()).map_err(|e| {
+                AgentError::Storage {
+                    reason: e.to_string(),
+                }
+            })?;
+        for id in &interrupted {
+            tracing::warn!(id = %id, "command cut short by the app's death; acking FAILED interrupted");
+        }
+        let token = tokens
+            .load()
+            .map_err(|reason| AgentError::Storage { reason })?
+            .filter(|t| valid_token(t))
+            .map(Secret);
+        let (stop_tx, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            cfg,
+            endpoints,
+            platform,
+            tokens,
+            token: Mutex::new(token),
+            transport: deps.transport,
+            api: deps.api,
+            clock: deps.clock,
+            ledger: Mutex::new(ledger),
+            timers: Mutex::new(HashMap::new()),
+            runtime: runtime.clone(),
+            state: Mutex::new(ConnectionState::Stopped),
+            stop_tx,
+            token_changed: Notify::new(),
+            network_hint: Notify::new(),
+            outbox_wake: Notify::new(),
+            outbox_drained: Notify::new(),
+            outgoing: Mutex::new(Outgoing::default()),
+            outgoing_changed: Notify::new(),
+            pairing: Mutex::new(None),
+        });
+        // Known before `start` returns, so the host can decide to pair at once.
+        inner.set_state(if inner.current_token().is_some() {
+            ConnectionState::Connecting
+        } else {
+            ConnectionState::NotPaired
+        });
+        let tasks = vec![
+            runtime.spawn(connection::run(inner.clone())),
+            runtime.spawn(outbox::run(inner.clone())),
+        ];
+        tracing::info!(socket = %inner.endpoints.socket, "agent started");
+        Ok(Agent {
+            inner,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// Stops the agent: closes the socket cleanly, stops retrying acks (they stay in the
+    /// outbox for the next start) and stops command timers. Returns at once; see
+    /// [`Agent::shutdown`] to wait.
+    pub fn stop(&self) {
+        if self.inner.stop_tx.send_replace(true) {
+            return;
+        }
+        for (_, t) in lock(&self.inner.timers).drain() {
+            t.abort();
+        }
+        tracing::info!("agent stopping");
+    }
+
+    /// Stops the agent and waits (at most 5 s) for its tasks to end.
+    pub async fn shutdown(&self) {
+        self.stop();
+        let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
+        for t in tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        *lock(&self.inner.state)
+    }
+
+    /// Finishes a command the host was given by [`Platform::run_command`]. The ack is
+    /// written to the outbox before this returns and posted as soon as possible (even
+    /// after a restart). Errors with [`AgentError::UnknownCommand`] when `id` is not
+    /// running (already finished, timed out, or never given).
+    pub fn complete_command(&self, id: String, outcome: CommandOutcome) -> Result<(), AgentError> {
+        self.inner.finish_command(&id, outcome)
+    }
+
+    /// Reports live presence: whether the child is watching and what (`current_video` is
+    /// sent as an object when it is a JSON object, else as a string; max 2 KiB). Sent at
+    /// once when connected, and again after every reconnect.
+    pub fn report_status(&self, active_viewing: bool, current_video: Option<String>) {
+        let frame = crate::protocol::device_status(active_viewing, current_video.as_deref());
+        {
+            let mut o = lock(&self.inner.outgoing);
+            o.status = Some(frame);
+            o.status_dirty = true;
+        }
+        self.inner.outgoing_changed.notify_one();
+    }
+
+    /// Reports a restricted-content attempt (`POST /api/devices/me/restricted-attempts`).
+    /// Not queued: an error is returned to the caller.
+    pub async fn report_restricted_attempt(
+        &self,
+        attempt: RestrictedAttempt,
+    ) -> Result<(), AgentError> {
+        let token = self.inner.current_token().ok_or(AgentError::Unauthorized)?;
+        let mut body = json!({});
+        for (k, v) in [
+            ("url", attempt.url),
+            ("title", attempt.title),
+            ("reason", attempt.reason),
+        ] {
+            if let Some(v) = clip(v, 2000) {
+                body[k] = Value::String(v);
+            }
+        }
+        if let Some(m) = attempt.metadata_json {
+            match serde_json::from_str::<Value>(&m) {
+                Ok(v @ Value::Object(_)) => body["metadata"] = v,
+                _ => {
+                    return Err(AgentError::Config {
+                        reason: "metadata_json is not a JSON object".into(),
+                    })
+                }
+            }
+        }
+        self.inner
+            .api
+            .restricted_attempt(&token.0, body)
+            .await
+            .map_err(map_http)
+    }
+
+    /// Fetches pending commands over HTTPS (`GET /api/devices/me/commands`) and runs the
+    /// new ones, for a host woken by a push message while the socket is down. A command
+    /// that also arrives on the socket still runs once. Returns how many were handed to
+    /// the host. Acks go through the outbox; see [`Agent::wait_for_acks`].
+    pub async fn sync_now(&self) -> Result<u32, AgentError> {
+        let token = self.inner.current_token().ok_or(AgentError::Unauthorized)?;
+        let items = self
+            .inner
+            .api
+            .pending_commands(&token.0)
+            .await
+            .map_err(map_http)?;
+        let ran = self.inner.handle_commands(&items, "sync");
+        self.inner.retry_acks_now();
+        Ok(ran)
+    }
+
+    /// Waits until the outbox is empty or `timeout` passed; returns whether it is empty.
+    /// For a host that must finish its work before the platform suspends it.
+    pub async fn wait_for_acks(&self, timeout: Duration) -> bool {
+        // A huge timeout means "as long as it takes" (and must not overflow).
+        let far = Duration::from_secs(10 * 365 * 24 * 3600);
+        let deadline = tokio::time::Instant::now() + timeout.min(far);
+        loop {
+            let drained = self.inner.outbox_drained.notified();
+            if lock(&self.inner.ledger).outbox_len() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return lock(&self.inner.ledger).outbox_len() == 0;
+            }
+        }
+    }
+
+    /// Hint from the host: the network is available again. Reconnects at once (no backoff
+    /// wait) and retries queued acks now.
+    pub fn network_available(&self) {
+        tracing::debug!("network available hint");
+        self.inner.network_hint.notify_one();
+        self.inner.retry_acks_now();
+    }
+
+    /// Hint from the host: the app went to the background (`true`) or came back (`false`).
+    /// In the background the agent asks the relay for a longer heartbeat
+    /// ([`AgentConfig::background_heartbeat_secs`]) with a `heartbeat` frame.
+    pub fn set_background(&self, background: bool) {
+        {
+            let mut o = lock(&self.inner.outgoing);
+            if o.background == background {
+                return;
+            }
+            o.background = background;
+            o.heartbeat_dirty = true;
+        }
+        tracing::debug!(background, "app state hint");
+        self.inner.outgoing_changed.notify_one();
+    }
+
+    /// Stores a device token (e.g. issued by the backend) and (re)connects with it.
+    pub fn set_token(&self, token: String) -> Result<(), AgentError> {
+        self.inner.set_token(token)
+    }
+
+    /// Replaces the token of the open socket with `auth:refresh` (same device only; the
+    /// relay closes with 4403 otherwise), and stores it for the next connections.
+    pub fn refresh_token(&self, token: String) -> Result<(), AgentError> {
+        if !valid_token(&token) {
+            return Err(AgentError::Config {
+                reason: "token is malformed".into(),
+            });
+        }
+        self.inner
+            .tokens
+            .save(&token)
+            .map_err(|reason| AgentError::Storage { reason })?;
+        *lock(&self.inner.token) = Some(Secret(token.clone()));
+        lock(&self.inner.outgoing).refresh = Some(Secret(token));
+        self.inner.outgoing_changed.notify_one();
+        Ok(())
+    }
+
+    /// Deletes the stored token and disconnects (state [`ConnectionState::NotPaired`]).
+    pub fn clear_token(&self) -> Result<(), AgentError> {
+        self.inner
+            .tokens
+            .clear()
+            .map_err(|reason| AgentError::Storage { reason })?;
+        *lock(&self.inner.token) = None;
+        self.inner.token_changed.notify_one();
+        Ok(())
+    }
+
+    /// Starts pairing (design section 6): asks the relay for a code to show to the parent.
+    /// Then call [`Agent::wait_for_pairing`]. The pairing secret stays inside the agent.
+    pub async fn pair(&self, device_name: String) -> Result<PairingCode, AgentError> {
+        let name = device_name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(AgentError::Config {
+                reason: "device name must be 1–100 characters".into(),
+            });
+        }
+        let v = self.inner.api.pairing_start(name).await.map_err(map_http)?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && s.len() <= 4096)
+                .map(str::to_owned)
+        };
+        let (Some(pairing_id), Some(code), Some(secret)) =
+            (field("pairingId"), field("code"), field("secret"))
+        else {
+            return Err(AgentError::Network {
+                reason: "unexpected pairing answer".into(),
+            });
+        };
+        if !crate::command::valid_id(&pairing_id) {
+            return Err(AgentError::Network {
+                reason: "unexpected pairing id".into(),
+            });
+        }
+        *lock(&self.inner.pairing) = Some((pairing_id.clone(), Secret(secret)));
+        tracing::info!(pairing_id = %pairing_id, "pairing started");
+        Ok(PairingCode {
+            pairing_id,
+            code,
+            expires_at: field("expiresAt").unwrap_or_default(),
+        })
+    }
+
+    /// Waits (long polls) until the parent approves the pairing started by [`Agent::pair`],
+    /// then stores the device token and connects. Errors with [`AgentError::Pairing`] when
+    /// it is rejected or expires.
+    pub async fn wait_for_pairing(&self) -> Result<PairedDevice, AgentError> {
+        let (id, secret) =
+            lock(&self.inner.pairing)
+                .clone()
+                .ok_or_else(|| AgentError::Pairing {
+                    reason: "not started".into(),
+                })?;
+        let mut stop = self.inner.stop_tx.subscribe();
+        let mut backoff = Backoff::new(backoff::ACK);
+        loop {
+            let started = tokio::time::Instant::now();
+            let res = tokio::select! {
+                r = self.inner.api.pairing_poll(&id, &secret.0) => r,
+                () = stopped(&mut stop) => return Err(AgentError::Stopped),
+            };
+            let pause = match res {
+                Ok(v) => match v.get("status").and_then(Value::as_str).unwrap_or("") {
+                    "APPROVED" => {
+                        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+                        let (Some(token), Some(device_id), Some(child_id)) =
+                            (s("token"), s("deviceId"), s("childId"))
+                        else {
+                            return Err(AgentError::Network {
+                                reason: "approved pairing without token".into(),
+                            });
+                        };
+                        self.inner.set_token(token)?;
+                        *lock(&self.inner.pairing) = None;
+                        tracing::info!(device_id = %device_id, "paired");
+                        return Ok(PairedDevice {
+                            device_id,
+                            child_id,
+                        });
+                    }
+                    "REJECTED" => {
+                        *lock(&self.inner.pairing) = None;
+                        return Err(AgentError::Pairing {
+                            reason: "rejected".into(),
+                        });
+                    }
+                    _ => {
+                        backoff.reset();
+                        // A relay that answers at once instead of holding the poll must
+                        // not make us spin.
+                        if started.elapsed() < Duration::from_secs(1) {
+                            Duration::from_secs(2)
+                        } else {
+                            Duration::ZERO
+                        }
+                    }
+                },
+                Err(HttpError::Status { status: 410, .. })
+                | Err(HttpError::Status { status: 404, .. }) => {
+                    *lock(&self.inner.pairing) = None;
+                    return Err(AgentError::Pairing {
+                        reason: "expired".into(),
+                    });
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = ?e, "pairing poll failed; retrying");
+                    backoff.next_delay()
+                }
+                Err(e) => return Err(map_http(e)),
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = stopped(&mut stop) => return Err(AgentError::Stopped),
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn set_token(&self, token: String) -> Result<(), AgentError> {
+        if !valid_token(&token) {
+            return Err(AgentError::Config {
+                reason: "token is malformed".into(),
+            });
+        }
+        self.tokens
+            .save(&token)
+            .map_err(|reason| AgentError::Storage { reason })?;
+        *lock(&self.token) = Some(Secret(token));
+        self.token_changed.notify_one();
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,149 @@
+//! WebSocket frames: parsing what the relay sends, building what the agent sends.
+
+use serde_json::{json, Value};
+
+/// Largest `currentVideo` the relay accepts in `device:status`.
+pub(crate) const MAX_CURRENT_VIDEO_BYTES: usize = 2048;
+
+/// A frame from the relay, as far as the agent cares.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Inbound {
+    /// `ready`, with the relay's heartbeat interval when it gave a sane one.
+    Ready { heartbeat_sec: Option<u64> },
+    /// `command:new` with its data.
+    CommandNew(Value),
+    /// `error` with its code.
+    Error { code: String },
+    /// Anything else (pong, auth:refreshed, published events, unknown events).
+    Other(String),
+    /// Not a JSON object with a string `event`.
+    Malformed,
+}
+
+/// Parses one text frame. Never fails: garbage is [`Inbound::Malformed`].
+pub(crate) fn parse(text: &str) -> Inbound {
+    let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(text) else {
+        return Inbound::Malformed;
+    };
+    let Some(Value::String(event)) = obj.remove("event") else {
+        return Inbound::Malformed;
+    };
+    let data = obj.remove("data").unwrap_or(Value::Null);
+    match event.as_str() {
+        "ready" => Inbound::Ready {
+            heartbeat_sec: data
+                .get("heartbeatSec")
+                .and_then(Value::as_u64)
+                .filter(|s| (1..=3600).contains(s)),
+        },
+        "command:new" => Inbound::CommandNew(data),
+        "error" => Inbound::Error {
+            code: data
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(64)
+                .collect(),
+        },
+        _ => Inbound::Other(event.chars().take(64).collect()),
+    }
+}
+
+/// The first frame: `{"event":"auth","data":{"token":...}}`.
+pub(crate) fn auth(token: &str) -> String {
+    json!({"event": "auth", "data": {"token": token}}).to_string()
+}
+
+/// `auth:refresh` with a new token for the same device.
+pub(crate) fn auth_refresh(token: &str) -> String {
+    json!({"event": "auth:refresh", "data": {"token": token}}).to_string()
+}
+
+/// `heartbeat` asking the relay to ping every `interval_sec` seconds.
+pub(crate) fn heartbeat(interval_sec: u32) -> String {
+    json!({"event": "heartbeat", "data": {"intervalSec": interval_sec.clamp(25, 600)}}).to_string()
+}
+
+/// `device:status`. `current_video` is sent as a JSON object when it is one, else as a
+/// string; anything over 2 KiB is cut (strings) or dropped (objects).
+pub(crate) fn device_status(active_viewing: bool, current_video: Option<&str>) -> String {
+    let video = match current_video {
+        None => Value::Null,
+        Some(s) => match serde_json::from_str::<Value>(s) {
+            Ok(v @ Value::Object(_)) if s.len() <= MAX_CURRENT_VIDEO_BYTES => v,
+            Ok(Value::Object(_)) => {
+                tracing::warn!("currentVideo object over 2 KiB; sent as null");
+                Value::Null
+            }
+            _ => {
+                let mut end = s.len().min(MAX_CURRENT_VIDEO_BYTES - 16);
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Value::String(s[..end].to_owned())
+            }
+        },
+    };
+    json!({"event": "device:status", "data": {"activeViewing": active_viewing, "currentVideo": video}})
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_frames_and_survives_garbage() {
+        assert_eq!(
+            parse(r#"{"event":"ready","data":{"role":"device","heartbeatSec":25}}"#),
+            Inbound::Ready {
+                heartbeat_sec: Some(25)
+            }
+        );
+        assert_eq!(
+            parse(r#"{"event":"ready","data":{"heartbeatSec":-1}}"#),
+            Inbound::Ready {
+                heartbeat_sec: None
+            }
+        );
+        assert!(matches!(
+            parse(r#"{"event":"command:new","data":{"id":"x"}}"#),
+            Inbound::CommandNew(_)
+        ));
+        assert_eq!(
+            parse(r#"{"event":"error","data":{"code":"bad_frame"}}"#),
+            Inbound::Error {
+                code: "bad_frame".into()
+            }
+        );
+        for junk in [
+            "",
+            "null",
+            "[]",
+            "{",
+            r#"{"event":5}"#,
+            "\u{0}",
+            &"[".repeat(10_000),
+        ] {
+            assert_eq!(parse(junk), Inbound::Malformed, "{junk:.20}");
+        }
+        assert_eq!(
+            parse(r#"{"event":"pong","data":1}"#),
+            Inbound::Other("pong".into())
+        );
+    }
+
+    #[test]
+    fn builds_status_frames() {
+        let v: Value = serde_json::from_str(&device_status(true, Some(r#"{"id":"v1"}"#))).unwrap();
+        assert_eq!(v["data"]["currentVideo"]["id"], "v1");
+        let v: Value = serde_json::from_str(&device_status(false, Some("Cartoons"))).unwrap();
+        assert_eq!(v["data"]["currentVideo"], "Cartoons");
+        let long = "é".repeat(5000);
+        let v: Value = serde_json::from_str(&device_status(true, Some(&long))).unwrap();
+        assert!(v["data"]["currentVideo"].as_str().unwrap().len() <= MAX_CURRENT_VIDEO_BYTES);
+        let v: Value = serde_json::from_str(&heartbeat(5)).unwrap();
+        assert_eq!(v["data"]["intervalSec"], 25);
+    }
+}

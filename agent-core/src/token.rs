@@ -1,0 +1,155 @@
+//! Where the device token lives: the [`TokenStore`] trait and its stores.
+//!
+//! The token is a bearer credential: it is never logged (its `Debug` is redacted), never
+//! put in a URL, and only leaves the process in the socket's first frame and in
+//! `Authorization` headers.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::platform::Platform;
+
+/// A secure place for the device token.
+pub trait TokenStore: Send + Sync {
+    /// The stored token, if any.
+    fn load(&self) -> Result<Option<String>, String>;
+    /// Stores `token`, replacing any previous one.
+    fn save(&self, token: &str) -> Result<(), String>;
+    /// Deletes the token.
+    fn clear(&self) -> Result<(), String>;
+}
+
+/// A token held in memory only (tests, the simulated device).
+#[derive(Default)]
+pub struct MemoryTokenStore(Mutex<Option<String>>);
+
+impl MemoryTokenStore {
+    /// A store holding `token`.
+    pub fn new(token: Option<String>) -> Self {
+        Self(Mutex::new(token))
+    }
+}
+
+impl fmt::Debug for MemoryTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MemoryTokenStore(<redacted>)")
+    }
+}
+
+impl TokenStore for MemoryTokenStore {
+    fn load(&self) -> Result<Option<String>, String> {
+        Ok(self.0.lock().map_err(|_| "poisoned".to_owned())?.clone())
+    }
+    fn save(&self, token: &str) -> Result<(), String> {
+        *self.0.lock().map_err(|_| "poisoned".to_owned())? = Some(token.to_owned());
+        Ok(())
+    }
+    fn clear(&self) -> Result<(), String> {
+        *self.0.lock().map_err(|_| "poisoned".to_owned())? = None;
+        Ok(())
+    }
+}
+
+/// The host's own secure store, through [`Platform::load_token`] and
+/// [`Platform::save_token`] (Android Keystore-backed storage, for instance).
+pub struct PlatformTokenStore(Arc<dyn Platform>);
+
+impl PlatformTokenStore {
+    /// A store that delegates to `platform`.
+    pub fn new(platform: Arc<dyn Platform>) -> Self {
+        Self(platform)
+    }
+}
+
+impl TokenStore for PlatformTokenStore {
+    fn load(&self) -> Result<Option<String>, String> {
+        Ok(self.0.load_token())
+    }
+    fn save(&self, token: &str) -> Result<(), String> {
+        self.0.save_token(Some(token.to_owned()));
+        Ok(())
+    }
+    fn clear(&self) -> Result<(), String> {
+        self.0.save_token(None);
+        Ok(())
+    }
+}
+
+/// The platform keystore through the `keyring` crate (feature `keyring-store`): Keychain
+/// on iOS/macOS, Credential Manager on Windows. On other targets keyring has no persistent
+/// store with these features (its mock keeps the token in memory only), so
+/// [`default_token_store`] does not pick it there.
+#[cfg(feature = "keyring-store")]
+pub struct KeyringTokenStore(keyring::Entry);
+
+#[cfg(feature = "keyring-store")]
+impl KeyringTokenStore {
+    /// The entry `service`/`account` (e.g. `"safestream"`, `"device-token"`).
+    pub fn new(service: &str, account: &str) -> Result<Self, String> {
+        keyring::Entry::new(service, account)
+            .map(Self)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(feature = "keyring-store")]
+impl TokenStore for KeyringTokenStore {
+    fn load(&self) -> Result<Option<String>, String> {
+        match self.0.get_password() {
+            Ok(t) => Ok(Some(t)),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    fn save(&self, token: &str) -> Result<(), String> {
+        self.0.set_password(token).map_err(|e| e.to_string())
+    }
+    fn clear(&self) -> Result<(), String> {
+        match self.0.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The store to use by default: the keyring on iOS, macOS and Windows when the
+/// `keyring-store` feature is on, else the host's callbacks ([`PlatformTokenStore`]).
+pub fn default_token_store(platform: Arc<dyn Platform>) -> Arc<dyn TokenStore> {
+    #[cfg(all(
+        feature = "keyring-store",
+        any(target_os = "ios", target_os = "macos", target_os = "windows")
+    ))]
+    {
+        if let Ok(store) = KeyringTokenStore::new("safestream", "device-token") {
+            return Arc::new(store);
+        }
+    }
+    Arc::new(PlatformTokenStore::new(platform))
+}
+
+/// A token in memory, redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_round_trips_and_redacts() {
+        let s = MemoryTokenStore::new(None);
+        assert_eq!(s.load().unwrap(), None);
+        s.save("tok-123").unwrap();
+        assert_eq!(s.load().unwrap().as_deref(), Some("tok-123"));
+        assert!(!format!("{s:?}").contains("tok-123"));
+        assert!(!format!("{:?}", Secret("tok-123".into())).contains("tok-123"));
+        s.clear().unwrap();
+        assert_eq!(s.load().unwrap(), None);
+    }
+}
