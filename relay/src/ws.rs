@@ -96,12 +96,12 @@ pub async fn upgrade(
         None => None,
     };
     let max = app.cfg.max_frame_bytes;
-    ws.read_buffer_size(512)
+    ws.read_buffer_size(256)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| Box::pin(run(app, socket, header_token, last_seq)))
+        .on_upgrade(move |socket| Box::pin(run(app, Box::new(socket), header_token, last_seq)))
 }
 
 /// The client's frame shape.
@@ -124,22 +124,33 @@ fn frame(event: &str, data: Value) -> Message {
     ))
 }
 
-async fn send(ws: &mut WebSocket, msg: Message) -> bool {
-    matches!(
-        tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await,
-        Ok(Ok(()))
-    )
+/// A boxed future: call sites keep only a pointer in their state machines, which keeps the
+/// per-socket task small (these run rarely; the box is freed when they finish).
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Sends one message (10 s at most); false if the socket is gone.
+fn send(ws: &mut WebSocket, msg: Message) -> Boxed<'_, bool> {
+    Box::pin(async move {
+        matches!(
+            tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await,
+            Ok(Ok(()))
+        )
+    })
 }
 
-async fn close(ws: &mut WebSocket, code: u16, reason: &'static str) {
-    if code != crate::hub::CLOSE_GOING_AWAY {
-        metrics::counter!("safestream_rejects_total", "reason" => close_label(code)).increment(1);
-    }
-    let msg = Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }));
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.send(msg)).await;
+/// Sends a close frame (2 s at most) and counts the refusal.
+fn close<'a>(ws: &'a mut WebSocket, code: u16, reason: &'static str) -> Boxed<'a, ()> {
+    Box::pin(async move {
+        if code != crate::hub::CLOSE_GOING_AWAY {
+            metrics::counter!("safestream_rejects_total", "reason" => close_label(code))
+                .increment(1);
+        }
+        let msg = Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        }));
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.send(msg)).await;
+    })
 }
 
 fn close_label(code: u16) -> &'static str {
@@ -205,117 +216,153 @@ async fn read_auth(
     Ok((token.to_string(), last_seq))
 }
 
+/// One socket's life. Each phase is a separately boxed future so that the long-lived part
+/// (the session loop) does not carry the layout of the short-lived ones: this keeps the
+/// memory of an idle socket small.
 async fn run(
     app: Arc<App>,
-    mut ws: WebSocket,
+    mut ws: Box<WebSocket>,
     header_token: Option<String>,
     query_last_seq: Option<i64>,
 ) {
-    let auth = match header_token {
-        Some(t) => Ok((t, query_last_seq)),
-        None => read_auth(&mut ws, app.cfg.handshake_timeout()).await,
+    let Some((actor, last_seq)) =
+        Box::pin(authenticate(&app, &mut ws, header_token, query_last_seq)).await
+    else {
+        return;
     };
-    let (token, last_seq) = match auth {
-        Ok(x) => x,
-        Err((0, _)) => return,
-        Err((code, reason)) => return close(&mut ws, code, reason).await,
-    };
-    let actor = match app.keys.verify(&token) {
-        Ok(a) => a,
-        Err(e) => return close(&mut ws, CLOSE_UNAUTHORIZED, auth_close_reason(&e)).await,
-    };
-    drop(token);
     match actor {
         Actor::Parent {
             user_id,
             is_admin,
             exp,
-        } => {
-            let identity = room::user(&user_id);
-            if !app
-                .hub
-                .acquire_identity(&identity, app.cfg.max_conn_per_user)
-            {
-                return close(
-                    &mut ws,
-                    CLOSE_RATE_LIMITED,
-                    "too many sockets for this user",
-                )
-                .await;
-            }
-            let mut rooms = vec![identity.clone()];
-            if is_admin {
-                rooms.push(room::ADMINS.to_string());
-            }
-            let conn = app.hub.register(Role::Parent, &rooms);
-            conn.set_token_exp(exp);
-            let who = Who::Parent { user_id, exp };
-            let mut s = Session::new(&app, conn.clone(), who, identity.clone());
-            if s.parent_start(&mut ws, last_seq).await {
-                s.run(&mut ws).await;
-            }
-            app.hub.unregister(&conn, &rooms);
-            app.hub.release_identity(&identity);
-        }
+        } => Box::pin(parent_session(app, ws, user_id, is_admin, exp, last_seq)).await,
         Actor::Device {
             device_id,
             child_id,
-        } => {
-            match app.store.device_auth(&device_id).await {
-                Ok(Some(d)) if d.revoked => {
-                    return close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await
-                }
-                Ok(Some(d)) if d.child_id == child_id => {}
-                Ok(_) => return close(&mut ws, CLOSE_UNAUTHORIZED, "unknown device").await,
-                Err(e) => {
-                    tracing::error!(error = %e, "device lookup failed");
-                    return close(&mut ws, 1011, "internal error").await;
-                }
-            }
-            let identity = room::device(&device_id);
-            if !app
-                .hub
-                .acquire_identity(&identity, app.cfg.max_conn_per_device)
-            {
-                return close(
-                    &mut ws,
-                    CLOSE_RATE_LIMITED,
-                    "too many sockets for this device",
-                )
-                .await;
-            }
-            let rooms = vec![identity.clone(), room::child(&child_id)];
-            let conn = app.hub.register(Role::Device, &rooms);
-            let who = Who::Device {
-                device_id: device_id.clone(),
-                child_id: child_id.clone(),
-            };
-            let mut s = Session::new(&app, conn.clone(), who, identity.clone());
-            // A revocation that committed between the check above and `register` found no
-            // socket to close: look again now that this one is reachable.
-            let revoked =
-                !matches!(app.store.device_auth(&device_id).await, Ok(Some(d)) if !d.revoked);
-            if revoked {
-                close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await;
-            } else {
-                if let Some(p) = app.hub.device_up(&device_id, &child_id, now_ms()) {
-                    publish_presence(&app, &device_id, &p, true).await;
-                }
-                if s.device_start(&mut ws).await {
-                    s.run(&mut ws).await;
-                }
-            }
-            app.hub.unregister(&conn, &rooms);
-            app.hub.release_identity(&identity);
-            let now = now_ms();
-            if let Some(p) = app.hub.device_down(&device_id, now) {
-                publish_presence(&app, &device_id, &p, false).await;
-                if let Err(e) = app.store.set_last_seen(&device_id, now).await {
-                    tracing::warn!(error = %e, "could not record last_seen");
-                }
-            }
-        }
+        } => Box::pin(device_session(app, ws, device_id, child_id)).await,
         Actor::Backend => close(&mut ws, CLOSE_UNAUTHORIZED, "invalid token").await,
+    }
+}
+
+/// Reads the credential (header or first frame) and verifies it; closes the socket and
+/// returns `None` when it is refused.
+async fn authenticate(
+    app: &App,
+    ws: &mut WebSocket,
+    header_token: Option<String>,
+    query_last_seq: Option<i64>,
+) -> Option<(Actor, Option<i64>)> {
+    let auth = match header_token {
+        Some(t) => Ok((t, query_last_seq)),
+        None => read_auth(ws, app.cfg.handshake_timeout()).await,
+    };
+    let (token, last_seq) = match auth {
+        Ok(x) => x,
+        Err((0, _)) => return None,
+        Err((code, reason)) => {
+            close(ws, code, reason).await;
+            return None;
+        }
+    };
+    match app.keys.verify(&token) {
+        Ok(a) => Some((a, last_seq)),
+        Err(e) => {
+            close(ws, CLOSE_UNAUTHORIZED, auth_close_reason(&e)).await;
+            None
+        }
+    }
+}
+
+async fn parent_session(
+    app: Arc<App>,
+    mut ws: Box<WebSocket>,
+    user_id: String,
+    is_admin: bool,
+    exp: i64,
+    last_seq: Option<i64>,
+) {
+    let identity = room::user(&user_id);
+    if !app
+        .hub
+        .acquire_identity(&identity, app.cfg.max_conn_per_user)
+    {
+        return close(
+            &mut ws,
+            CLOSE_RATE_LIMITED,
+            "too many sockets for this user",
+        )
+        .await;
+    }
+    let mut rooms = vec![identity.clone()];
+    if is_admin {
+        rooms.push(room::ADMINS.to_string());
+    }
+    let conn = app.hub.register(Role::Parent, &rooms);
+    conn.set_token_exp(exp);
+    let who = Who::Parent { user_id, exp };
+    let mut s = Session::new(&app, conn.clone(), who, identity.clone());
+    if Box::pin(s.parent_start(&mut ws, last_seq)).await {
+        s.run(&mut ws).await;
+    }
+    app.hub.unregister(&conn, &rooms);
+    app.hub.release_identity(&identity);
+}
+
+async fn device_session(
+    app: Arc<App>,
+    mut ws: Box<WebSocket>,
+    device_id: String,
+    child_id: String,
+) {
+    match app.store.device_auth(&device_id).await {
+        Ok(Some(d)) if d.revoked => return close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await,
+        Ok(Some(d)) if d.child_id == child_id => {}
+        Ok(_) => return close(&mut ws, CLOSE_UNAUTHORIZED, "unknown device").await,
+        Err(e) => {
+            tracing::error!(error = %e, "device lookup failed");
+            return close(&mut ws, 1011, "internal error").await;
+        }
+    }
+    let identity = room::device(&device_id);
+    if !app
+        .hub
+        .acquire_identity(&identity, app.cfg.max_conn_per_device)
+    {
+        return close(
+            &mut ws,
+            CLOSE_RATE_LIMITED,
+            "too many sockets for this device",
+        )
+        .await;
+    }
+    let rooms = vec![identity.clone(), room::child(&child_id)];
+    let conn = app.hub.register(Role::Device, &rooms);
+    let who = Who::Device {
+        device_id: device_id.clone(),
+        child_id: child_id.clone(),
+    };
+    let mut s = Session::new(&app, conn.clone(), who, identity.clone());
+    // A revocation that committed between the check above and `register` found no socket
+    // to close: look again now that this one is reachable.
+    let revoked = !matches!(app.store.device_auth(&device_id).await, Ok(Some(d)) if !d.revoked);
+    if revoked {
+        close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await;
+    } else {
+        if let Some(p) = app.hub.device_up(&device_id, &child_id, now_ms()) {
+            Box::pin(publish_presence(&app, &device_id, &p, true)).await;
+        }
+        if Box::pin(s.device_start(&mut ws)).await {
+            s.run(&mut ws).await;
+        }
+    }
+    app.hub.unregister(&conn, &rooms);
+    app.hub.release_identity(&identity);
+    let now = now_ms();
+    if let Some(p) = app.hub.device_down(&device_id, now) {
+        Box::pin(publish_presence(&app, &device_id, &p, false)).await;
+        if let Err(e) = app.store.set_last_seen(&device_id, now).await {
+            tracing::warn!(error = %e, "could not record last_seen");
+        }
     }
 }
 
@@ -566,7 +613,7 @@ impl<'a> Session<'a> {
             tokio::select! {
                 biased;
                 _ = self.conn.notified() => {
-                    if !self.drain(ws).await {
+                    if !Box::pin(self.drain(ws)).await {
                         return;
                     }
                 }
@@ -608,7 +655,7 @@ impl<'a> Session<'a> {
                                 Handled::Close(code, reason) => return close(ws, code, reason).await,
                                 Handled::Presence(p) => {
                                     if let Who::Device { device_id, .. } = &self.who {
-                                        publish_presence(self.app, device_id, &p, true).await;
+                                        Box::pin(publish_presence(self.app, device_id, &p, true)).await;
                                     }
                                 }
                             }

@@ -67,6 +67,9 @@ struct Args {
     /// The relay binary (default: next to this one).
     #[arg(long)]
     relay_bin: Option<PathBuf>,
+    /// Extra environment for the relay, `KEY=VALUE` (repeatable).
+    #[arg(long = "relay-env")]
+    relay_env: Vec<String>,
 }
 
 fn relay_bin(args: &Args) -> PathBuf {
@@ -97,10 +100,15 @@ struct Fresh {
 async fn fresh(args: &Args, env: &[(&str, &str)]) -> Fresh {
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = free_addr();
-    let env: Vec<(String, String)> = env
+    let mut env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    for kv in &args.relay_env {
+        if let Some((k, v)) = kv.split_once('=') {
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
     let relay = RelayProc::start(&relay_bin(args), &addr, &dir.path().join("bench.db"), &env).await;
     Fresh {
         base: format!("http://{}", relay.addr),
