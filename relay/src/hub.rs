@@ -344,8 +344,17 @@ impl Hub {
 
     // ---- presence -------------------------------------------------------------------
 
-    /// A device socket opened. Returns its presence if this is its first socket here.
-    pub fn device_up(&self, device_id: &str, child_id: &str, now: Millis) -> Option<Presence> {
+    /// A device socket opened, unless the device already has `max` sockets here (`Err`).
+    /// Returns its presence if this is its first socket here. The presence entry doubles as
+    /// the per-device connection count (no second map, no second key per device).
+    #[allow(clippy::result_unit_err)]
+    pub fn device_up(
+        &self,
+        device_id: &str,
+        child_id: &str,
+        now: Millis,
+        max: usize,
+    ) -> Result<Option<Presence>, ()> {
         let mut e = self
             .presence
             .entry(device_id.to_string())
@@ -356,9 +365,12 @@ impl Hub {
                 current_video: Value::Null,
                 last_seen: now,
             });
+        if e.sockets as usize >= max {
+            return Err(());
+        }
         e.sockets += 1;
         e.last_seen = now;
-        (e.sockets == 1).then(|| e.clone())
+        Ok((e.sockets == 1).then(|| e.clone()))
     }
 
     /// A device socket closed. Returns its presence if it was its last socket here.
@@ -477,8 +489,12 @@ mod tests {
     #[test]
     fn presence_counts_sockets() {
         let hub = Hub::new(4, 25_000);
-        assert!(hub.device_up("d", "c", 1).is_some());
-        assert!(hub.device_up("d", "c", 2).is_none());
+        assert!(hub.device_up("d", "c", 1, 2).unwrap().is_some());
+        assert!(hub.device_up("d", "c", 2, 2).unwrap().is_none());
+        assert!(
+            hub.device_up("d", "c", 2, 2).is_err(),
+            "a third socket is over the limit"
+        );
         assert!(hub.device_status("d", true, Value::from("v1"), 3).is_some());
         assert!(hub.device_down("d", 4).is_none());
         let p = hub.device_down("d", 5).unwrap();

@@ -7,15 +7,24 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, ORIGIN};
-use axum::http::HeaderMap;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{
+    AUTHORIZATION, CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
 
 use crate::app::{per_second, App};
 use crate::auth::{bearer, Actor, AuthError};
@@ -27,6 +36,18 @@ use crate::hub::{
     CLOSE_UNAUTHORIZED,
 };
 use crate::model::{now_ms, rfc3339};
+
+/// A server-side socket: tokio-tungstenite straight over hyper's upgraded connection (no
+/// wrapper task, no extra buffers: see `upgrade`).
+type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+fn header_has_token(headers: &HeaderMap, name: axum::http::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
 
 /// How long one write (or flush) to a socket may take before the reader is called slow.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,21 +69,28 @@ const MAX_VIDEO_BYTES: usize = 2048;
 /// `GET /api/socket`: checks the origin and upgrades.
 pub async fn upgrade(
     State(app): State<Arc<App>>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-    headers: HeaderMap,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
+    mut req: Request,
 ) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(e) => {
-            let mut err = ApiError::bad_request(format!(
-                "a WebSocket upgrade is required here: {}",
-                e.body_text()
-            ));
-            err.status = e.status();
-            return err.into_response();
-        }
+    let headers = req.headers();
+    if !header_has_token(headers, CONNECTION, "upgrade")
+        || !header_has_token(headers, UPGRADE, "websocket")
+    {
+        let mut err = ApiError::bad_request("a WebSocket upgrade is required here");
+        err.status = StatusCode::UPGRADE_REQUIRED;
+        err.code = "upgrade_required";
+        return err.into_response();
+    }
+    if headers.get(SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        let mut resp = ApiError::bad_request("Sec-WebSocket-Version must be 13").into_response();
+        resp.headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return resp;
+    }
+    let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
+        return ApiError::bad_request("Sec-WebSocket-Key is missing").into_response();
     };
+    let accept = derive_accept_key(key.as_bytes());
     if app.is_shutting_down() {
         return ApiError::unavailable("shutting down").into_response();
     }
@@ -95,13 +123,35 @@ pub async fn upgrade(
         },
         None => None,
     };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return ApiError::bad_request("this connection cannot be upgraded").into_response();
+    };
     let max = app.cfg.max_frame_bytes;
-    ws.read_buffer_size(256)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(256)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| Box::pin(run(app, Box::new(socket), header_token, last_seq)))
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    // One task per socket, holding this future directly (no wrapper, no extra box).
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config))
+                .await;
+        run(app, Box::new(ws), header_token, last_seq).await
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
 }
 
 /// The client's frame shape.
@@ -146,7 +196,7 @@ fn close<'a>(ws: &'a mut WebSocket, code: u16, reason: &'static str) -> Boxed<'a
                 .increment(1);
         }
         let msg = Message::Close(Some(CloseFrame {
-            code,
+            code: CloseCode::from(code),
             reason: Utf8Bytes::from_static(reason),
         }));
         let _ = tokio::time::timeout(Duration::from_secs(2), ws.send(msg)).await;
@@ -182,9 +232,9 @@ async fn read_auth(
 ) -> Result<(String, Option<i64>), (u16, &'static str)> {
     let first = tokio::time::timeout(timeout, async {
         loop {
-            match ws.recv().await {
+            match ws.next().await {
                 Some(Ok(Message::Text(t))) => return Ok(t),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Binary(_))) => {
                     return Err((CLOSE_PROTOCOL, "binary frames are not accepted"))
                 }
@@ -323,32 +373,33 @@ async fn device_session(
             return close(&mut ws, 1011, "internal error").await;
         }
     }
+    let max = app.cfg.max_conn_per_device;
+    let first = match app.hub.device_up(&device_id, &child_id, now_ms(), max) {
+        Ok(first) => first,
+        Err(()) => {
+            return close(
+                &mut ws,
+                CLOSE_RATE_LIMITED,
+                "too many sockets for this device",
+            )
+            .await
+        }
+    };
     let identity = room::device(&device_id);
-    if !app
-        .hub
-        .acquire_identity(&identity, app.cfg.max_conn_per_device)
-    {
-        return close(
-            &mut ws,
-            CLOSE_RATE_LIMITED,
-            "too many sockets for this device",
-        )
-        .await;
-    }
     let rooms = vec![identity.clone(), room::child(&child_id)];
     let conn = app.hub.register(Role::Device, &rooms);
     let who = Who::Device {
         device_id: device_id.clone(),
         child_id: child_id.clone(),
     };
-    let mut s = Session::new(&app, conn.clone(), who, identity.clone());
+    let mut s = Session::new(&app, conn.clone(), who, identity);
     // A revocation that committed between the check above and `register` found no socket
     // to close: look again now that this one is reachable.
     let revoked = !matches!(app.store.device_auth(&device_id).await, Ok(Some(d)) if !d.revoked);
     if revoked {
         close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await;
     } else {
-        if let Some(p) = app.hub.device_up(&device_id, &child_id, now_ms()) {
+        if let Some(p) = first {
             Box::pin(publish_presence(&app, &device_id, &p, true)).await;
         }
         if Box::pin(s.device_start(&mut ws)).await {
@@ -356,7 +407,6 @@ async fn device_session(
         }
     }
     app.hub.unregister(&conn, &rooms);
-    app.hub.release_identity(&identity);
     let now = now_ms();
     if let Some(p) = app.hub.device_down(&device_id, now) {
         Box::pin(publish_presence(&app, &device_id, &p, false)).await;
@@ -617,7 +667,7 @@ impl<'a> Session<'a> {
                         return;
                     }
                 }
-                msg = ws.recv() => {
+                msg = ws.next() => {
                     match msg {
                         Some(Ok(Message::Text(t))) => {
                             self.conn.touch(&self.app.hub);
@@ -663,13 +713,11 @@ impl<'a> Session<'a> {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => self.conn.touch(&self.app.hub),
                         Some(Ok(Message::Binary(_))) => return close(ws, CLOSE_PROTOCOL, "binary frames are not accepted").await,
                         Some(Ok(Message::Close(_))) | None => return,
-                        Some(Err(e)) => {
-                            let text = e.to_string();
-                            if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long") {
-                                return close(ws, 1009, "frame too large").await;
-                            }
-                            return;
+                        Some(Ok(Message::Frame(_))) => {}
+                        Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
+                            return close(ws, 1009, "frame too large").await;
                         }
+                        Some(Err(_)) => return,
                     }
                 }
             }
