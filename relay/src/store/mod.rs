@@ -11,8 +11,9 @@
 //! - nothing reaches a socket before the change it reports is committed;
 //! - events leave in commit order, and `events.seq` grows in that order.
 //!
-//! Reads run on a small pool of reader threads with read-only connections (WAL readers do not
-//! block the writer). The SQL is written with `?N` placeholders in the subset PostgreSQL
+//! Reads use read-only connections (WAL readers do not block the writer): inline on the
+//! calling thread when one of a few connections is free (a point read costs microseconds,
+//! a thread hop more than that), else on a small pool of reader threads. The SQL is written with `?N` placeholders in the subset PostgreSQL
 //! also accepts once `?N` becomes `$N` (`RETURNING`, `ON CONFLICT`, partial indexes), so a
 //! PostgreSQL engine can run the same statements behind this same API.
 //!
@@ -96,6 +97,8 @@ const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
 const MAX_BATCH: usize = 256;
 /// Reader threads.
 const READERS: usize = 2;
+/// Read connections used inline by async callers (one per runtime worker is plenty).
+const INLINE_READERS: usize = 4;
 /// A batch smaller than this waits [`LINGER`] once for more jobs before committing.
 const LINGER_BELOW: usize = 16;
 /// How long a small batch waits (adds at most this to a write's latency).
@@ -134,6 +137,8 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 pub struct Store {
     writer: mpsc::Sender<WriteJob>,
     reader: mpsc::Sender<ReadJob>,
+    /// Read connections used inline by the calling thread when one is free.
+    inline: Vec<Mutex<Connection>>,
     devices: Arc<Mutex<HashMap<String, DeviceAuth>>>,
     engine: Engine,
 }
@@ -219,9 +224,14 @@ impl Store {
                 .spawn(move || reader_loop(conn, rrx))
                 .map_err(|e| e.to_string())?;
         }
+        let mut inline = Vec::with_capacity(INLINE_READERS);
+        for _ in 0..INLINE_READERS {
+            inline.push(Mutex::new(open_conn(&path, false, sync)?));
+        }
         Ok(Store {
             writer: wtx,
             reader: rtx,
+            inline,
             devices: Arc::new(Mutex::new(HashMap::new())),
             engine,
         })
@@ -266,12 +276,19 @@ impl Store {
             .map_err(|_| StoreError::Db("the store writer stopped".into()))?
     }
 
-    /// Runs `f` on a reader thread.
+    /// Runs a read. Reads are short (indexed lookups, bounded pages), so when one of the
+    /// inline connections is free the calling thread runs `f` itself — no thread hop, which
+    /// is most of a small read's cost; otherwise it goes to the reader threads.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        for slot in &self.inline {
+            if let Ok(conn) = slot.try_lock() {
+                return f(&conn);
+            }
+        }
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
         let job: ReadJob = Box::new(move |conn: &Connection| {
             let _ = tx.send(f(conn));
