@@ -18,8 +18,8 @@ LIB="$TARGET/debug/libsafestream_ffi.so"
 OUT="${1:-}"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-"$TARGET/debug/uniffi-bindgen" generate --library "$LIB" --language kotlin --out-dir "$TMP/kotlin" >/dev/null
-"$TARGET/debug/uniffi-bindgen" generate --library "$LIB" --language swift --out-dir "$TMP/swift" >/dev/null
+"$TARGET/debug/uniffi-bindgen" generate --no-format --library "$LIB" --language kotlin --out-dir "$TMP/kotlin" >/dev/null
+"$TARGET/debug/uniffi-bindgen" generate --no-format --library "$LIB" --language swift --out-dir "$TMP/swift" >/dev/null
 
 if [ -z "$OUT" ]; then
   KT_DIR=android/src/main/java/com/safestream/agent
