@@ -154,3 +154,88 @@ impl Agent {
         self.inner.set_background(background);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Command, CommandOutcome};
+    use std::sync::Mutex;
+
+    struct Nop;
+    impl CommandRunner for Nop {
+        fn on_command(&self, _: Command) {}
+    }
+
+    #[derive(Default)]
+    struct Mem(Mutex<Option<String>>);
+    impl SecureStore for Mem {
+        fn load_token(&self) -> Result<Option<String>, SafeStreamError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        fn save_token(&self, token: String) -> Result<(), SafeStreamError> {
+            *self.0.lock().unwrap() = Some(token);
+            Ok(())
+        }
+        fn clear_token(&self) -> Result<(), SafeStreamError> {
+            *self.0.lock().unwrap() = None;
+            Ok(())
+        }
+    }
+
+    fn config(url: &str, dir: &std::path::Path) -> AgentConfig {
+        AgentConfig {
+            relay_url: url.into(),
+            state_dir: dir.to_string_lossy().into_owned(),
+            api_url: None,
+            heartbeat_secs: None,
+            background_heartbeat_secs: 300,
+            extra_ca_pem: None,
+            command_timeout_secs: 120,
+        }
+    }
+
+    #[test]
+    fn start_validates_and_errors_map_without_a_relay() {
+        let dir = std::env::temp_dir().join(format!("safestream-ffi-{}", std::process::id()));
+        let err = Agent::start(
+            config("http://nope", &dir),
+            Arc::new(Nop),
+            Arc::new(Mem::default()),
+            None,
+        )
+        .err();
+        assert!(
+            matches!(err, Some(SafeStreamError::Config { .. })),
+            "{err:?}"
+        );
+
+        // No token: NOT_PAIRED, nothing to complete; async calls work from a foreign
+        // executor (here a separate current-thread runtime) and validate their input.
+        let agent = Agent::start(
+            config("ws://127.0.0.1:9", &dir),
+            Arc::new(Nop),
+            Arc::new(Mem::default()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(agent.state(), ConnectionState::NotPaired);
+        assert_eq!(
+            agent.complete_command("c1".into(), CommandOutcome::Executed),
+            Err(SafeStreamError::UnknownCommand)
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(matches!(
+            rt.block_on(agent.pair("  ".into())),
+            Err(SafeStreamError::Config { .. })
+        ));
+        assert_eq!(
+            rt.block_on(agent.sync_now()),
+            Err(SafeStreamError::Unauthorized)
+        );
+        rt.block_on(agent.shutdown()).unwrap();
+        assert_eq!(agent.state(), ConnectionState::Stopped);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
