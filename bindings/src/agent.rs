@@ -26,7 +26,7 @@ impl Agent {
     /// Starts the agent: loads its state from `config.stateDir` (a command the previous
     /// process started but never finished is acked FAILED "interrupted", never run
     /// again), reads the token from `store`, and connects when there is one (else the
-    /// state is `NOT_PAIRED`: call [`Agent::pair`]). `runner` receives the commands;
+    /// state is `NOT_PAIRED`: call `pair`). `runner` receives the commands;
     /// `observer`, when given, the state changes (the first one before this returns).
     /// Fails only on a bad config, an unusable state directory or a failing store.
     #[uniffi::constructor]
@@ -69,7 +69,7 @@ impl Agent {
 
     /// Finishes a command given to `CommandRunner.onCommand`, from any thread. The ack is
     /// on disk before this returns and is posted as soon as possible (even after a
-    /// restart). Throws `UnknownCommand` when `command_id` is not running (already
+    /// restart). Throws `UnknownCommand` when `commandId` is not running (already
     /// finished, timed out, or never given).
     pub fn complete_command(
         &self,
@@ -80,7 +80,7 @@ impl Agent {
     }
 
     /// Reports live presence to the parents: whether the child is watching and what
-    /// (`current_video`: a JSON object as text, or plain text; at most 2 KiB). Sent at
+    /// (`currentVideo`: a JSON object as text, or plain text; at most 2 KiB). Sent at
     /// once when connected and again after every reconnect.
     pub fn report_status(&self, active_viewing: bool, current_video: Option<String>) {
         self.inner.report_status(active_viewing, current_video);
@@ -105,7 +105,7 @@ impl Agent {
         runtime::run(async move { Ok(inner.sync_now().await?) }).await
     }
 
-    /// Waits until every ack has been answered by the relay, or `timeout_ms` passed;
+    /// Waits until every ack has been answered by the relay, or `timeoutMs` passed;
     /// returns whether none is left. For a host that must finish before the OS suspends
     /// it (e.g. at the end of a background task).
     pub async fn wait_for_acks(&self, timeout_ms: u64) -> Result<bool, SafeStreamError> {
@@ -117,13 +117,13 @@ impl Agent {
     }
 
     /// Starts pairing: asks the relay for a code to show to the parent, who approves it
-    /// in the dashboard. Then call [`Agent::wait_for_pairing`].
+    /// in the dashboard. Then call `waitForPairing`.
     pub async fn pair(&self, device_name: String) -> Result<PairingCode, SafeStreamError> {
         let inner = self.inner.clone();
         runtime::run(async move { Ok(inner.pair(device_name).await?.into()) }).await
     }
 
-    /// Waits until the parent approves the pairing started by [`Agent::pair`], then
+    /// Waits until the parent approves the pairing started by `pair`, then
     /// stores the device token in the secure store and connects. Throws `Pairing` when
     /// it is rejected or expires, `Stopped` when the agent is stopped meanwhile.
     pub async fn wait_for_pairing(&self) -> Result<PairedDevice, SafeStreamError> {

@@ -58,7 +58,7 @@ type Current = Option<(Arc<dyn Logger>, core::LogLevel)>;
 static LOGGER: RwLock<Current> = RwLock::new(None);
 static INSTALLED: OnceLock<bool> = OnceLock::new();
 
-/// Sends the agent's log lines at `max_level` and above to `logger`, for the whole
+/// Sends the agent's log lines at `maxLevel` and above to `logger`, for the whole
 /// process. Call it once, early (before `Agent.start`); a later call replaces the logger
 /// and its level, but the level of the first call is the most verbose that will ever be
 /// produced. Returns `false` when another global `tracing` subscriber was already

@@ -29,7 +29,7 @@ pub trait StateObserver: Send + Sync {
     /// The connection state changed. Must return quickly.
     fn on_state_changed(&self, state: ConnectionState);
 
-    /// The relay answered the ack of command `command_id` (`status` is what was posted).
+    /// The relay answered the ack of command `commandId` (`status` is what was posted).
     fn on_ack_finished(&self, command_id: String, status: AckStatus, result: AckResult);
 }
 

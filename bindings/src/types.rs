@@ -3,7 +3,7 @@
 
 use agent_core as core;
 
-/// How the agent is set up. Only `relay_url` and `state_dir` are required.
+/// How the agent is set up. Only `relayUrl` and `stateDir` are required.
 #[derive(Clone, Debug, uniffi::Record)]
 pub struct AgentConfig {
     /// The relay's base URL: `ws://host:port` or `wss://host` (a path prefix is kept).
@@ -69,7 +69,7 @@ impl From<core::CommandType> for CommandType {
     }
 }
 
-/// A command to run, given to [`CommandRunner::on_command`](crate::CommandRunner::on_command).
+/// A command to run, given to `CommandRunner.onCommand`.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
 pub struct Command {
     /// The relay's command id: pass it back to `completeCommand`.

@@ -243,7 +243,9 @@ fun run(relay: Relay, scratch: File) {
     )
     val agent = Agent.start(config, runner, store, observer)
     check("the agent connects", waitFor(15_000) { agent.state() == ConnectionState.CONNECTED }, "state ${agent.state()}")
-    check("the observer heard CONNECTED (after throwing once)", observer.states.contains(ConnectionState.CONNECTED) && observer.threw.get() > 1,
+    // The observer is called right after the state changes: wait for it, do not race it.
+    check("the observer heard CONNECTED (after throwing once)",
+        waitFor(5_000) { observer.states.contains(ConnectionState.CONNECTED) } && observer.threw.get() > 1,
         "${observer.states}")
 
     // The parent sends PAUSE and LOCK_DEVICE to this device.

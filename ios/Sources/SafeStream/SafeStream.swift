@@ -605,7 +605,7 @@ public protocol AgentProtocol: AnyObject, Sendable {
     /**
      * Finishes a command given to `CommandRunner.onCommand`, from any thread. The ack is
      * on disk before this returns and is posted as soon as possible (even after a
-     * restart). Throws `UnknownCommand` when `command_id` is not running (already
+     * restart). Throws `UnknownCommand` when `commandId` is not running (already
      * finished, timed out, or never given).
      */
     func completeCommand(commandId: String, outcome: CommandOutcome) throws 
@@ -618,7 +618,7 @@ public protocol AgentProtocol: AnyObject, Sendable {
     
     /**
      * Starts pairing: asks the relay for a code to show to the parent, who approves it
-     * in the dashboard. Then call [`Agent::wait_for_pairing`].
+     * in the dashboard. Then call `waitForPairing`.
      */
     func pair(deviceName: String) async throws  -> PairingCode
     
@@ -630,7 +630,7 @@ public protocol AgentProtocol: AnyObject, Sendable {
     
     /**
      * Reports live presence to the parents: whether the child is watching and what
-     * (`current_video`: a JSON object as text, or plain text; at most 2 KiB). Sent at
+     * (`currentVideo`: a JSON object as text, or plain text; at most 2 KiB). Sent at
      * once when connected and again after every reconnect.
      */
     func reportStatus(activeViewing: Bool, currentVideo: String?) 
@@ -672,14 +672,14 @@ public protocol AgentProtocol: AnyObject, Sendable {
     func syncNow() async throws  -> UInt32
     
     /**
-     * Waits until every ack has been answered by the relay, or `timeout_ms` passed;
+     * Waits until every ack has been answered by the relay, or `timeoutMs` passed;
      * returns whether none is left. For a host that must finish before the OS suspends
      * it (e.g. at the end of a background task).
      */
     func waitForAcks(timeoutMs: UInt64) async throws  -> Bool
     
     /**
-     * Waits until the parent approves the pairing started by [`Agent::pair`], then
+     * Waits until the parent approves the pairing started by `pair`, then
      * stores the device token in the secure store and connects. Throws `Pairing` when
      * it is rejected or expires, `Stopped` when the agent is stopped meanwhile.
      */
@@ -747,7 +747,7 @@ open class Agent: AgentProtocol, @unchecked Sendable {
      * Starts the agent: loads its state from `config.stateDir` (a command the previous
      * process started but never finished is acked FAILED "interrupted", never run
      * again), reads the token from `store`, and connects when there is one (else the
-     * state is `NOT_PAIRED`: call [`Agent::pair`]). `runner` receives the commands;
+     * state is `NOT_PAIRED`: call `pair`). `runner` receives the commands;
      * `observer`, when given, the state changes (the first one before this returns).
      * Fails only on a bad config, an unusable state directory or a failing store.
      */
@@ -779,7 +779,7 @@ open func clearToken()throws   {try rustCallWithError(FfiConverterTypeSafeStream
     /**
      * Finishes a command given to `CommandRunner.onCommand`, from any thread. The ack is
      * on disk before this returns and is posted as soon as possible (even after a
-     * restart). Throws `UnknownCommand` when `command_id` is not running (already
+     * restart). Throws `UnknownCommand` when `commandId` is not running (already
      * finished, timed out, or never given).
      */
 open func completeCommand(commandId: String, outcome: CommandOutcome)throws   {try rustCallWithError(FfiConverterTypeSafeStreamError_lift) {
@@ -806,7 +806,7 @@ open func networkAvailable()  {try! rustCall() {
     
     /**
      * Starts pairing: asks the relay for a code to show to the parent, who approves it
-     * in the dashboard. Then call [`Agent::wait_for_pairing`].
+     * in the dashboard. Then call `waitForPairing`.
      */
 open func pair(deviceName: String)async throws  -> PairingCode  {
     return
@@ -846,7 +846,7 @@ open func reportRestrictedAttempt(attempt: RestrictedAttempt)async throws   {
     
     /**
      * Reports live presence to the parents: whether the child is watching and what
-     * (`current_video`: a JSON object as text, or plain text; at most 2 KiB). Sent at
+     * (`currentVideo`: a JSON object as text, or plain text; at most 2 KiB). Sent at
      * once when connected and again after every reconnect.
      */
 open func reportStatus(activeViewing: Bool, currentVideo: String?)  {try! rustCall() {
@@ -951,7 +951,7 @@ open func syncNow()async throws  -> UInt32  {
 }
     
     /**
-     * Waits until every ack has been answered by the relay, or `timeout_ms` passed;
+     * Waits until every ack has been answered by the relay, or `timeoutMs` passed;
      * returns whether none is left. For a host that must finish before the OS suspends
      * it (e.g. at the end of a background task).
      */
@@ -972,7 +972,7 @@ open func waitForAcks(timeoutMs: UInt64)async throws  -> Bool  {
 }
     
     /**
-     * Waits until the parent approves the pairing started by [`Agent::pair`], then
+     * Waits until the parent approves the pairing started by `pair`, then
      * stores the device token in the secure store and connects. Throws `Pairing` when
      * it is rejected or expires, `Stopped` when the agent is stopped meanwhile.
      */
@@ -1781,7 +1781,7 @@ public protocol StateObserver: AnyObject, Sendable {
     func onStateChanged(state: ConnectionState) 
     
     /**
-     * The relay answered the ack of command `command_id` (`status` is what was posted).
+     * The relay answered the ack of command `commandId` (`status` is what was posted).
      */
     func onAckFinished(commandId: String, status: AckStatus, result: AckResult) 
     
@@ -1855,7 +1855,7 @@ open func onStateChanged(state: ConnectionState)  {try! rustCall() {
 }
     
     /**
-     * The relay answered the ack of command `command_id` (`status` is what was posted).
+     * The relay answered the ack of command `commandId` (`status` is what was posted).
      */
 open func onAckFinished(commandId: String, status: AckStatus, result: AckResult)  {try! rustCall() {
         uniffiCallStatus in
@@ -2026,7 +2026,7 @@ public func FfiConverterTypeStateObserver_lower(_ value: StateObserver) -> UInt6
 
 
 /**
- * How the agent is set up. Only `relay_url` and `state_dir` are required.
+ * How the agent is set up. Only `relayUrl` and `stateDir` are required.
  */
 public struct AgentConfig: Equatable, Hashable {
     /**
@@ -2149,7 +2149,7 @@ public func FfiConverterTypeAgentConfig_lower(_ value: AgentConfig) -> RustBuffe
 
 
 /**
- * A command to run, given to [`CommandRunner::on_command`](crate::CommandRunner::on_command).
+ * A command to run, given to `CommandRunner.onCommand`.
  */
 public struct Command: Equatable, Hashable {
     /**
@@ -3399,7 +3399,7 @@ public func bindingsVersion() -> String  {
 })
 }
 /**
- * Sends the agent's log lines at `max_level` and above to `logger`, for the whole
+ * Sends the agent's log lines at `maxLevel` and above to `logger`, for the whole
  * process. Call it once, early (before `Agent.start`); a later call replaces the logger
  * and its level, but the level of the first call is the most verbose that will ever be
  * produced. Returns `false` when another global `tracing` subscriber was already
@@ -3433,25 +3433,25 @@ private let initializationResult: InitializationResult = {
     if (uniffi_safestream_ffi_checksum_func_bindings_version() != 14460) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_func_set_logger() != 42522) {
+    if (uniffi_safestream_ffi_checksum_func_set_logger() != 52101) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_clear_token() != 18096) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_method_agent_complete_command() != 13673) {
+    if (uniffi_safestream_ffi_checksum_method_agent_complete_command() != 6917) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_network_available() != 18197) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_method_agent_pair() != 50271) {
+    if (uniffi_safestream_ffi_checksum_method_agent_pair() != 23475) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt() != 862) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_method_agent_report_status() != 17587) {
+    if (uniffi_safestream_ffi_checksum_method_agent_report_status() != 44108) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_set_background() != 5428) {
@@ -3472,10 +3472,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_safestream_ffi_checksum_method_agent_sync_now() != 64422) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_method_agent_wait_for_acks() != 58775) {
+    if (uniffi_safestream_ffi_checksum_method_agent_wait_for_acks() != 25848) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_method_agent_wait_for_pairing() != 14845) {
+    if (uniffi_safestream_ffi_checksum_method_agent_wait_for_pairing() != 49282) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_logger_on_log() != 34552) {
@@ -3496,10 +3496,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_safestream_ffi_checksum_method_stateobserver_on_state_changed() != 59057) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_method_stateobserver_on_ack_finished() != 23721) {
+    if (uniffi_safestream_ffi_checksum_method_stateobserver_on_ack_finished() != 35429) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_constructor_agent_start() != 12624) {
+    if (uniffi_safestream_ffi_checksum_constructor_agent_start() != 57341) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -1058,25 +1058,25 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_safestream_ffi_checksum_func_bindings_version() and 0xFFFF) != 14460) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_func_set_logger() and 0xFFFF) != 42522) {
+    if ((lib.uniffi_safestream_ffi_checksum_func_set_logger() and 0xFFFF) != 52101) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_clear_token() and 0xFFFF) != 18096) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_method_agent_complete_command() and 0xFFFF) != 13673) {
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_complete_command() and 0xFFFF) != 6917) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_network_available() and 0xFFFF) != 18197) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_method_agent_pair() and 0xFFFF) != 50271) {
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_pair() and 0xFFFF) != 23475) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt() and 0xFFFF) != 862) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_method_agent_report_status() and 0xFFFF) != 17587) {
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_report_status() and 0xFFFF) != 44108) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_set_background() and 0xFFFF) != 5428) {
@@ -1097,10 +1097,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_sync_now() and 0xFFFF) != 64422) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_method_agent_wait_for_acks() and 0xFFFF) != 58775) {
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_wait_for_acks() and 0xFFFF) != 25848) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_method_agent_wait_for_pairing() and 0xFFFF) != 14845) {
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_wait_for_pairing() and 0xFFFF) != 49282) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_logger_on_log() and 0xFFFF) != 34552) {
@@ -1121,10 +1121,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_safestream_ffi_checksum_method_stateobserver_on_state_changed() and 0xFFFF) != 59057) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_method_stateobserver_on_ack_finished() and 0xFFFF) != 23721) {
+    if ((lib.uniffi_safestream_ffi_checksum_method_stateobserver_on_ack_finished() and 0xFFFF) != 35429) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_constructor_agent_start() and 0xFFFF) != 12624) {
+    if ((lib.uniffi_safestream_ffi_checksum_constructor_agent_start() and 0xFFFF) != 57341) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1620,7 +1620,7 @@ public interface AgentInterface {
     /**
      * Finishes a command given to `CommandRunner.onCommand`, from any thread. The ack is
      * on disk before this returns and is posted as soon as possible (even after a
-     * restart). Throws `UnknownCommand` when `command_id` is not running (already
+     * restart). Throws `UnknownCommand` when `commandId` is not running (already
      * finished, timed out, or never given).
      */
     fun `completeCommand`(`commandId`: kotlin.String, `outcome`: CommandOutcome)
@@ -1633,7 +1633,7 @@ public interface AgentInterface {
     
     /**
      * Starts pairing: asks the relay for a code to show to the parent, who approves it
-     * in the dashboard. Then call [`Agent::wait_for_pairing`].
+     * in the dashboard. Then call `waitForPairing`.
      */
     suspend fun `pair`(`deviceName`: kotlin.String): PairingCode
     
@@ -1645,7 +1645,7 @@ public interface AgentInterface {
     
     /**
      * Reports live presence to the parents: whether the child is watching and what
-     * (`current_video`: a JSON object as text, or plain text; at most 2 KiB). Sent at
+     * (`currentVideo`: a JSON object as text, or plain text; at most 2 KiB). Sent at
      * once when connected and again after every reconnect.
      */
     fun `reportStatus`(`activeViewing`: kotlin.Boolean, `currentVideo`: kotlin.String?)
@@ -1687,14 +1687,14 @@ public interface AgentInterface {
     suspend fun `syncNow`(): kotlin.UInt
     
     /**
-     * Waits until every ack has been answered by the relay, or `timeout_ms` passed;
+     * Waits until every ack has been answered by the relay, or `timeoutMs` passed;
      * returns whether none is left. For a host that must finish before the OS suspends
      * it (e.g. at the end of a background task).
      */
     suspend fun `waitForAcks`(`timeoutMs`: kotlin.ULong): kotlin.Boolean
     
     /**
-     * Waits until the parent approves the pairing started by [`Agent::pair`], then
+     * Waits until the parent approves the pairing started by `pair`, then
      * stores the device token in the secure store and connects. Throws `Pairing` when
      * it is rejected or expires, `Stopped` when the agent is stopped meanwhile.
      */
@@ -1830,7 +1830,7 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
     /**
      * Finishes a command given to `CommandRunner.onCommand`, from any thread. The ack is
      * on disk before this returns and is posted as soon as possible (even after a
-     * restart). Throws `UnknownCommand` when `command_id` is not running (already
+     * restart). Throws `UnknownCommand` when `commandId` is not running (already
      * finished, timed out, or never given).
      */
     @Throws(SafeStreamException::class)override fun `completeCommand`(`commandId`: kotlin.String, `outcome`: CommandOutcome)
@@ -1866,7 +1866,7 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
     
     /**
      * Starts pairing: asks the relay for a code to show to the parent, who approves it
-     * in the dashboard. Then call [`Agent::wait_for_pairing`].
+     * in the dashboard. Then call `waitForPairing`.
      */
     @Throws(SafeStreamException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
@@ -1919,7 +1919,7 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
     
     /**
      * Reports live presence to the parents: whether the child is watching and what
-     * (`current_video`: a JSON object as text, or plain text; at most 2 KiB). Sent at
+     * (`currentVideo`: a JSON object as text, or plain text; at most 2 KiB). Sent at
      * once when connected and again after every reconnect.
      */override fun `reportStatus`(`activeViewing`: kotlin.Boolean, `currentVideo`: kotlin.String?)
         = 
@@ -2056,7 +2056,7 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
 
     
     /**
-     * Waits until every ack has been answered by the relay, or `timeout_ms` passed;
+     * Waits until every ack has been answered by the relay, or `timeoutMs` passed;
      * returns whether none is left. For a host that must finish before the OS suspends
      * it (e.g. at the end of a background task).
      */
@@ -2083,7 +2083,7 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
 
     
     /**
-     * Waits until the parent approves the pairing started by [`Agent::pair`], then
+     * Waits until the parent approves the pairing started by `pair`, then
      * stores the device token in the secure store and connects. Throws `Pairing` when
      * it is rejected or expires, `Stopped` when the agent is stopped meanwhile.
      */
@@ -2119,7 +2119,7 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
      * Starts the agent: loads its state from `config.stateDir` (a command the previous
      * process started but never finished is acked FAILED "interrupted", never run
      * again), reads the token from `store`, and connects when there is one (else the
-     * state is `NOT_PAIRED`: call [`Agent::pair`]). `runner` receives the commands;
+     * state is `NOT_PAIRED`: call `pair`). `runner` receives the commands;
      * `observer`, when given, the state changes (the first one before this returns).
      * Fails only on a bad config, an unusable state directory or a failing store.
      */
@@ -3342,7 +3342,7 @@ public interface StateObserver {
     fun `onStateChanged`(`state`: ConnectionState)
     
     /**
-     * The relay answered the ack of command `command_id` (`status` is what was posted).
+     * The relay answered the ack of command `commandId` (`status` is what was posted).
      */
     fun `onAckFinished`(`commandId`: kotlin.String, `status`: AckStatus, `result`: AckResult)
     
@@ -3471,7 +3471,7 @@ open class StateObserverImpl: Disposable, AutoCloseable, StateObserver
 
     
     /**
-     * The relay answered the ack of command `command_id` (`status` is what was posted).
+     * The relay answered the ack of command `commandId` (`status` is what was posted).
      */override fun `onAckFinished`(`commandId`: kotlin.String, `status`: AckStatus, `result`: AckResult)
         = 
     callWithHandle {
@@ -3599,7 +3599,7 @@ public object FfiConverterTypeStateObserver: FfiConverter<StateObserver, Long> {
 
 
 /**
- * How the agent is set up. Only `relay_url` and `state_dir` are required.
+ * How the agent is set up. Only `relayUrl` and `stateDir` are required.
  */
 data class AgentConfig (
     /**
@@ -3688,7 +3688,7 @@ public object FfiConverterTypeAgentConfig: FfiConverterRustBuffer<AgentConfig> {
 
 
 /**
- * A command to run, given to [`CommandRunner::on_command`](crate::CommandRunner::on_command).
+ * A command to run, given to `CommandRunner.onCommand`.
  */
 data class Command (
     /**
@@ -4725,7 +4725,7 @@ public object FfiConverterOptionalTypeStateObserver: FfiConverterRustBuffer<Stat
     
 
         /**
-         * Sends the agent's log lines at `max_level` and above to `logger`, for the whole
+         * Sends the agent's log lines at `maxLevel` and above to `logger`, for the whole
          * process. Call it once, early (before `Agent.start`); a later call replaces the logger
          * and its level, but the level of the first call is the most verbose that will ever be
          * produced. Returns `false` when another global `tracing` subscriber was already
