@@ -43,38 +43,43 @@ class KeystoreSecureStore(
         return gen.generateKey()
     }
 
-    override fun loadToken(): String? = synchronized(lock) {
-        val data = prefs.getString("token", null) ?: return null
-        val iv = prefs.getString("iv", null) ?: return null
-        return try {
-            val cipher = Cipher.getInstance("AES/GCM/NoPadding")
-            cipher.init(Cipher.DECRYPT_MODE, key(), GCMParameterSpec(128, Base64.decode(iv, Base64.NO_WRAP)))
-            String(cipher.doFinal(Base64.decode(data, Base64.NO_WRAP)), Charsets.UTF_8)
-        } catch (e: Exception) {
-            // The key is gone or the data was tampered with: behave as "not paired".
-            null
+    override fun loadToken(): String? {
+        synchronized(lock) {
+            val data = prefs.getString("token", null) ?: return null
+            val iv = prefs.getString("iv", null) ?: return null
+            return try {
+                val cipher = Cipher.getInstance("AES/GCM/NoPadding")
+                cipher.init(Cipher.DECRYPT_MODE, key(), GCMParameterSpec(128, Base64.decode(iv, Base64.NO_WRAP)))
+                String(cipher.doFinal(Base64.decode(data, Base64.NO_WRAP)), Charsets.UTF_8)
+            } catch (e: Exception) {
+                // The key is gone or the data was tampered with: behave as "not paired".
+                null
+            }
         }
     }
 
-    override fun saveToken(token: String) = synchronized(lock) {
-        try {
-            val cipher = Cipher.getInstance("AES/GCM/NoPadding")
-            cipher.init(Cipher.ENCRYPT_MODE, key())
-            val data = cipher.doFinal(token.toByteArray(Charsets.UTF_8))
-            val ok = prefs.edit()
-                .putString("token", Base64.encodeToString(data, Base64.NO_WRAP))
-                .putString("iv", Base64.encodeToString(cipher.iv, Base64.NO_WRAP))
-                .commit()
-            if (!ok) throw SafeStreamException.Storage("could not write the token")
-        } catch (e: SafeStreamException) {
-            throw e
-        } catch (e: Exception) {
-            throw SafeStreamException.Storage("keystore: ${e.javaClass.simpleName}")
+    override fun saveToken(token: String) {
+        synchronized(lock) {
+            try {
+                val cipher = Cipher.getInstance("AES/GCM/NoPadding")
+                cipher.init(Cipher.ENCRYPT_MODE, key())
+                val data = cipher.doFinal(token.toByteArray(Charsets.UTF_8))
+                val ok = prefs.edit()
+                    .putString("token", Base64.encodeToString(data, Base64.NO_WRAP))
+                    .putString("iv", Base64.encodeToString(cipher.iv, Base64.NO_WRAP))
+                    .commit()
+                if (!ok) throw SafeStreamException.Storage("could not write the token")
+            } catch (e: SafeStreamException) {
+                throw e
+            } catch (e: Exception) {
+                throw SafeStreamException.Storage("keystore: ${e.javaClass.simpleName}")
+            }
         }
     }
 
-    override fun clearToken() = synchronized(lock) {
-        prefs.edit().remove("token").remove("iv").commit()
-        Unit
+    override fun clearToken() {
+        synchronized(lock) {
+            prefs.edit().remove("token").remove("iv").commit()
+        }
     }
 }
