@@ -9,7 +9,8 @@
 # Measured from a fresh clone (empty target/ and node_modules/, packages and rustup targets
 # already installed) on 2 shared cores at load ~5: 656 s (npm ci 28 s, Kotlin test incl. the
 # debug build of bindings + relay ~395 s, TypeScript 6 s, cross-check 227 s). In .ci/run the
-# preceding workspace build is reused, so most of the Kotlin test's build is already done.
+# preceding workspace build is reused, so most of the Kotlin test's build is already done
+# (run right after scripts/test.sh with the cross targets already built: 121 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS=0
