@@ -1,0 +1,4 @@
+package com.facebook.react.bridge;
+public class Arguments {
+    public static WritableMap createMap() { return null; }
+}

@@ -1,0 +1,2 @@
+package com.facebook.react.bridge;
+public interface JavaScriptModule {}

@@ -1,0 +1,5 @@
+package com.facebook.react.bridge;
+public abstract class ReactContextBaseJavaModule implements NativeModule {
+    public ReactContextBaseJavaModule(ReactApplicationContext context) {}
+    public void invalidate() {}
+}

@@ -1,0 +1,2 @@
+package com.facebook.react.uimanager;
+public abstract class ViewManager<T, C> {}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Type-checks the Android library's own Kotlin (LogcatLogger, KeystoreSecureStore, the React
+# Native module) with the generated Kotlin, against hand-written stubs of the Android SDK and
+# React Native classes it uses (android/stubs/, Java sources that kotlinc reads for symbols
+# only). Catches syntax and type errors without the Android SDK; it is not a Gradle build.
+# Needs what scripts/kotlin-test.sh needs (kotlinc from node_modules, JNA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
+KOTLINC="$PWD/node_modules/kotlin-compiler/bin/kotlinc"
+[ -x "$KOTLINC" ] || npm ci --no-audit --no-fund --loglevel=error
+KLIB="$PWD/node_modules/kotlin-compiler/lib"
+JNA="${JNA_JAR:-/usr/share/java/jna.jar}"
+OUT="$TARGET/android-stub-check"
+rm -rf "$OUT"
+mkdir -p "$OUT"
+mapfile -t sources < <(find android/src/main/java android/src/reactnative/java -name '*.kt' | sort)
+mapfile -t stubs < <(find android/stubs -name '*.java' | sort)
+if "$KOTLINC" -nowarn -cp "$JNA:$KLIB/kotlinx-coroutines-core-jvm.jar" -d "$OUT/classes" \
+     "${sources[@]}" "${stubs[@]}" 2>&1 | grep -v "^warning: unable to find kotlin-stdlib.jar"; then :; fi
+n=$(find "$OUT/classes" -name '*.class' 2>/dev/null | grep -c -E "android/|reactnative/" || true)
+if [ "${n:-0}" -gt 0 ]; then
+  echo "ok   android Kotlin type-checks against the stubs (${#sources[@]} files, $n classes of android/ and reactnative/)"
+else
+  echo "FAIL android Kotlin does not compile against the stubs"
+  exit 1
+fi
