@@ -217,15 +217,60 @@ impl Config {
             return Err("--send-queue must be at least 16".into());
         }
         let ranges: [(&str, u64, u64, u64); 10] = [
-            ("--max-frame-bytes", self.max_frame_bytes as u64, 1024, 16 << 20),
-            ("--max-body-bytes", self.max_body_bytes as u64, 1024, 64 << 20),
-            ("--max-connections", self.max_connections as u64, 1, 10_000_000),
-            ("--max-conn-per-user", self.max_conn_per_user as u64, 1, 100_000),
-            ("--max-conn-per-device", self.max_conn_per_device as u64, 1, 1_000),
-            ("--event-retention-hours", self.event_retention_hours, 1, 24 * 365),
-            ("--command-retention-days", self.command_retention_days, 1, 3650),
-            ("--notification-retention-days", self.notification_retention_days, 1, 3650),
-            ("--default-command-ttl-secs", self.default_command_ttl_secs, 1, 604_800),
+            (
+                "--max-frame-bytes",
+                self.max_frame_bytes as u64,
+                1024,
+                16 << 20,
+            ),
+            (
+                "--max-body-bytes",
+                self.max_body_bytes as u64,
+                1024,
+                64 << 20,
+            ),
+            (
+                "--max-connections",
+                self.max_connections as u64,
+                1,
+                10_000_000,
+            ),
+            (
+                "--max-conn-per-user",
+                self.max_conn_per_user as u64,
+                1,
+                100_000,
+            ),
+            (
+                "--max-conn-per-device",
+                self.max_conn_per_device as u64,
+                1,
+                1_000,
+            ),
+            (
+                "--event-retention-hours",
+                self.event_retention_hours,
+                1,
+                24 * 365,
+            ),
+            (
+                "--command-retention-days",
+                self.command_retention_days,
+                1,
+                3650,
+            ),
+            (
+                "--notification-retention-days",
+                self.notification_retention_days,
+                1,
+                3650,
+            ),
+            (
+                "--default-command-ttl-secs",
+                self.default_command_ttl_secs,
+                1,
+                604_800,
+            ),
             ("--jwt-leeway-secs", self.jwt_leeway_secs, 0, 3600),
         ];
         for (flag, v, lo, hi) in ranges {
