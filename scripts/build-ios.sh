@@ -2,7 +2,7 @@
 # Builds ios/SafeStreamFFI.xcframework (device arm64 + simulator arm64/x86_64) from the
 # staticlib of `bindings`, with the generated header and module map, and regenerates the
 # Swift. For macOS with Xcode (not this CI):
-#   scripts/build-ios.sh            # release; DEBUG=1 for a debug build
+#   scripts/build-ios.sh            # the `mobile` profile (size-optimized release); DEBUG=1 for a debug build
 # Then use ios/ as a Swift package or through ios/SafeStream.podspec, or run `pod install`
 # in a React Native app that depends on this package.
 set -euo pipefail
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TARGET_DIR="$TARGET"
 export IPHONEOS_DEPLOYMENT_TARGET=13.0
-PROFILE=release FLAG=(--release)
+PROFILE=mobile FLAG=(--profile mobile)  # small over fast: see Cargo.toml [profile.mobile]
 [ "${DEBUG:-0}" = 1 ] && PROFILE=debug FLAG=()
 
 rustup target add aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios
