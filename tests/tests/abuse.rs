@@ -265,7 +265,8 @@ fn endpoints(f: &Fam) -> Vec<Ep> {
             Method::GET,
             &cmd_path,
             None,
-            &[(P2, 403), (D2, 403), (B, 403)],
+            // The backend may read any command (protocol: B, P, D).
+            &[(P2, 403), (D2, 403)],
         ),
         ep(
             Method::PATCH,
@@ -295,7 +296,9 @@ fn endpoints(f: &Fam) -> Vec<Ep> {
             Method::POST,
             &format!("/api/dashboard/notifications/{}/read", f.notif1),
             None,
-            &[(P2, 403), (D1, 403), (B, 403)],
+            // Another user's notification or pairing is "not visible to you" (protocol,
+            // Errors: 404); 403 is for someone else's child.
+            &[(P2, 404), (D1, 403), (B, 403)],
         ),
         ep(
             Method::POST,
@@ -325,13 +328,13 @@ fn endpoints(f: &Fam) -> Vec<Ep> {
             Method::POST,
             &format!("/api/pairing/{pairing}/approve"),
             Some(json!({"childId": "c1"})),
-            &[(P2, 403), (D1, 403), (B, 403)],
+            &[(P2, 404), (D1, 403), (B, 403)],
         ),
         ep(
             Method::POST,
             &format!("/api/pairing/{pairing}/reject"),
             None,
-            &[(P2, 403), (D1, 403), (B, 403)],
+            &[(P2, 404), (D1, 403), (B, 403)],
         ),
     ]
 }
@@ -382,6 +385,7 @@ async fn authorization_matrix_over_every_endpoint() {
                 let code_ok = body["error"]["code"]
                     == match want {
                         401 => "unauthorized",
+                        404 => "not_found",
                         _ => "forbidden",
                     };
                 if got != want || !code_ok {
@@ -694,7 +698,7 @@ async fn issuer_audience_and_hs_rs_confusion() {
                 .unwrap_or_default()
         };
         let good = json!({"sub": "u1", "exp": now() + 3600, "iss": "https://app.example", "aud": "safestream"});
-        let mut with = |k: &str, v: Value| {
+        let with = |k: &str, v: Value| {
             let mut c = good.clone();
             c[k] = v;
             c
@@ -809,7 +813,7 @@ async fn malformed_and_oversize_bodies_and_frames() {
     bounded(Duration::from_secs(120), async {
         let f = families(vec![]).await?;
         let client = f.relay.http_client(Duration::from_secs(10));
-        let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let nested = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
         let bodies: Vec<(&str, String, u16)> = vec![
             ("not JSON", "{\"a\":".into(), 400),
             ("array", "[1,2,3]".into(), 400),
@@ -831,10 +835,16 @@ async fn malformed_and_oversize_bodies_and_frames() {
                 if !cred.is_empty() {
                     req = req.bearer_auth(&cred);
                 }
-                let r = req.send().await.map_err(|e| e.to_string())?;
+                checked += 1;
+                let r = match req.send().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        failures.push(format!("{m} {path} {name}: transport error {e:?}"));
+                        continue;
+                    }
+                };
                 let got = r.status().as_u16();
                 let v: Value = r.json().await.unwrap_or(Value::Null);
-                checked += 1;
                 // The pairing creation ignores nothing but may be rate limited (10/min).
                 let ok = got == *want
                     || (path == "/api/pairing" && got == 429)
@@ -871,34 +881,76 @@ async fn malformed_and_oversize_bodies_and_frames() {
             json!({"currentVideo": "x".repeat(3000)}), json!({"intervalSec": -1}),
             json!({"intervalSec": 1e10}), json!({"intervalSec": "30"}),
         ];
+        let mut marker = 0u64;
         for token in [&f.p1.jwt, &f.d1.1] {
+            let is_device = token == &f.d1.1;
             for ev in ["auth:refresh", "device:status", "heartbeat", "bogus", ""] {
                 // A fresh socket per event: 50 bad frames close a socket (4400).
                 let mut ws = authed(&f.relay, token).await?;
-                for data in &shapes {
-                    send(&mut ws, json!({"event": ev, "data": data})).await?;
-                    checked += 1;
-                    match next_event_or_close(&mut ws, "error", Duration::from_secs(5)).await? {
-                        Ok(d) if matches!(d["code"].as_str(), Some("bad_frame" | "forbidden" | "unauthorized")) => {}
-                        Ok(d) if ev == "device:status" && token == &f.d1.1 && data.is_null() => {
-                            failures.push(format!("device:status null answered {d}"));
-                        }
-                        other => failures.push(format!("frame {ev} {data}: {other:?}")),
-                    }
-                    // Drain a possible device:status broadcast etc.: the next ping must pong.
-                }
+                let mut frames: Vec<(String, bool)> = shapes
+                    .iter()
+                    .map(|data| {
+                        // A device's device:status with every field absent or ignored is
+                        // valid (defaults); everything else here must be refused.
+                        let valid = is_device
+                            && ev == "device:status"
+                            && (data.is_null()
+                                || (data.is_object()
+                                    && data.get("activeViewing").is_none()
+                                    && data.get("currentVideo").is_none()));
+                        (json!({"event": ev, "data": data}).to_string(), !valid)
+                    })
+                    .collect();
                 for raw in ["{", "[]", "null", "{\"event\":5}", "{\"data\":{}}", "\u{0}"] {
-                    ws.send(Message::Text(raw.into())).await.map_err(|e| e.to_string())?;
-                    checked += 1;
-                    match next_event_or_close(&mut ws, "error", Duration::from_secs(5)).await? {
-                        Ok(d) if d["code"] == "bad_frame" => {}
-                        other => failures.push(format!("raw frame {raw:?}: {other:?}")),
-                    }
+                    frames.push((raw.to_owned(), true));
                 }
-                send(&mut ws, json!({"event": "ping", "data": "alive"})).await?;
-                match next_event_or_close(&mut ws, "pong", Duration::from_secs(5)).await? {
-                    Ok(d) if d == "alive" => {}
-                    other => failures.push(format!("after bad {ev} frames: {other:?}")),
+                for (text, refused) in frames {
+                    // Two frames a case, 20 a second: under the per-socket (20/s, burst 40)
+                    // and per-user (50/s) frame limits, which are tested apart.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    marker += 1;
+                    checked += 1;
+                    ws.send(Message::Text(text.clone().into()))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    send(&mut ws, json!({"event": "ping", "data": marker})).await?;
+                    // Everything up to the pong with our marker answers our frame.
+                    let mut error = None;
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                    let outcome = loop {
+                        match tokio::time::timeout_at(deadline, ws.next()).await {
+                            Err(_) => break "no pong".to_owned(),
+                            Ok(Some(Ok(Message::Text(t)))) => {
+                                let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                                if v["event"] == "error" {
+                                    error = v["data"]["code"].as_str().map(str::to_owned);
+                                } else if v["event"] == "pong" && v["data"] == marker {
+                                    break "pong".to_owned();
+                                }
+                            }
+                            Ok(Some(Ok(Message::Close(c)))) => break format!("close {c:?}"),
+                            Ok(Some(Ok(_))) => {}
+                            Ok(_) => break "connection lost".to_owned(),
+                        }
+                    };
+                    let want_code = if !is_device && ev == "device:status" && text.starts_with('{') && text.contains("\"event\":\"device:status\"") {
+                        "forbidden"
+                    } else {
+                        "bad_frame"
+                    };
+                    let ok = outcome == "pong"
+                        && match (&error, refused) {
+                            (None, false) => true,
+                            (Some(c), true) => c == want_code || (ev == "auth:refresh" && c == "unauthorized"),
+                            _ => false,
+                        };
+                    if !ok {
+                        let who = if is_device { "device" } else { "parent" };
+                        failures.push(format!(
+                            "{who} frame {text:.80}: {outcome}, error {error:?}, want {}",
+                            if refused { want_code } else { "no error" }
+                        ));
+                    }
                 }
             }
         }
@@ -965,16 +1017,21 @@ async fn bystander(relay: &Relay, user: &str, d: Duration) -> R<(Vec<f64>, Vec<f
         i += 1;
         let t = Instant::now();
         send(&mut ws, json!({"event": "ping", "data": i})).await?;
-        match next_event_or_close(&mut ws, "pong", Duration::from_secs(5)).await? {
-            Ok(_) => ws_ms.push(t.elapsed().as_secs_f64() * 1000.0),
-            Err(c) => return Err(format!("bystander socket closed {c}")),
+        match next_event_or_close(&mut ws, "pong", Duration::from_secs(5)).await {
+            Ok(Ok(_)) => ws_ms.push(t.elapsed().as_secs_f64() * 1000.0),
+            Ok(Err(c)) => return Err(format!("bystander socket closed {c}")),
+            Err(e) => {
+                eprintln!("abuse: bystander {user}: {e}");
+                errors += 1;
+                ws_ms.push(5000.0);
+            }
         }
         let t = Instant::now();
         match p.api.call(Method::GET, "/api/children", None).await {
             Ok((200, _)) => rest_ms.push(t.elapsed().as_secs_f64() * 1000.0),
             _ => errors += 1,
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok((ws_ms, rest_ms, errors))
 }
@@ -987,20 +1044,31 @@ async fn floods_are_limited_and_others_stay_responsive() {
 
         // 1. One connection floods pings as fast as it can.
         let flooder = Parent::new(&relay, "flooder");
-        let mut ws = authed(&relay, &flooder.jwt).await?;
+        let ws = authed(&relay, &flooder.jwt).await?;
         let (mut tx, mut rx) = ws.split();
+        // 1,000 frames a second (50 times the limit) until the relay cuts it, at most 10 s.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_tx = stop.clone();
         let conn_flood = tokio::spawn(async move {
             let mut sent = 0u32;
-            for i in 0..20_000u32 {
-                if tx.send(Message::Text(json!({"event": "ping", "data": i}).to_string().into())).await.is_err() {
+            for i in 0..10_000u32 {
+                if stop_tx.load(std::sync::atomic::Ordering::Relaxed)
+                    || tx
+                        .send(Message::Text(json!({"event": "ping", "data": i}).to_string().into()))
+                        .await
+                        .is_err()
+                {
                     break;
                 }
                 sent += 1;
+                if i % 10 == 9 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
             sent
         });
         let reader = tokio::spawn(async move {
-            let (mut pongs, mut limited, mut close) = (0u32, 0u32, None);
+            let (mut pongs, mut limited, mut close, mut reset) = (0u32, 0u32, None, false);
             let end = tokio::time::Instant::now() + Duration::from_secs(20);
             while let Ok(Some(m)) = tokio::time::timeout_at(end, rx.next()).await {
                 match m {
@@ -1011,15 +1079,16 @@ async fn floods_are_limited_and_others_stay_responsive() {
                     }
                     Ok(Message::Close(c)) => { close = c.map(|c| u16::from(c.code)); break }
                     Ok(_) => {}
-                    Err(_) => break,
+                    Err(_) => { reset = true; break }
                 }
             }
-            (pongs, limited, close)
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (pongs, limited, close, reset)
         });
         let during = bystander(&relay, "calm", Duration::from_secs(4)).await?;
         let sent = conn_flood.await.map_err(|e| e.to_string())?;
-        let (pongs, limited, close) = reader.await.map_err(|e| e.to_string())?;
-        eprintln!("abuse: connection flood: {sent} frames sent, {pongs} answered, {limited} rate_limited errors, closed with {close:?}");
+        let (pongs, limited, close, reset) = reader.await.map_err(|e| e.to_string())?;
+        eprintln!("abuse: connection flood: {sent} frames sent, {pongs} answered, {limited} rate_limited errors, closed with {close:?} (reset before the close frame: {reset})");
 
         // 2. One user floods from 20 sockets (the per-user limit) and over REST.
         let user = Parent::new(&relay, "flood-user");
@@ -1084,7 +1153,9 @@ async fn floods_are_limited_and_others_stay_responsive() {
         }
 
         let mut failures = vec![];
-        if limited == 0 || close != Some(4429) {
+        // The relay closes with 4429; when frames are still arriving, the close can reach
+        // the flooder as a TCP reset (its unread data discards the close frame).
+        if limited == 0 || !(close == Some(4429) || (reset && close.is_none())) {
             failures.push(format!("connection flood not limited: {limited} rate_limited, close {close:?}"));
         }
         if pongs as u64 > 40 + 20 * 25 {
