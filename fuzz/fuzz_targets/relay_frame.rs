@@ -23,9 +23,11 @@ static SOCKETS: Mutex<[Option<Ws>; 2]> = Mutex::new([None, None]);
 static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 async fn open(w: &common::World, token: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/socket", w.addr))
-        .await
-        .expect("connect");
+    // No Nagle: the frame and its ping go out at once.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(format!("ws://{}/api/socket", w.addr), None, true)
+            .await
+            .expect("connect");
     ws.send(Message::Text(json!({"event": "auth", "data": {"token": token}}).to_string().into()))
         .await
         .expect("auth");
