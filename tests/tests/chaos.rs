@@ -397,10 +397,10 @@ async fn run(p: Profile) -> R<()> {
                     *n_runs.entry(id.clone()).or_default() += 1;
                     first_run.entry(id).or_insert(*t);
                 }
-                Some("completed") | Some("ack") if v["status"] == "EXECUTED" => {
-                    if status(&id) != "EXECUTED" {
-                        unrecorded.push(format!("{id} on device {i}: relay has {}", status(&id)));
-                    }
+                Some("completed") | Some("ack")
+                    if v["status"] == "EXECUTED" && status(&id) != "EXECUTED" =>
+                {
+                    unrecorded.push(format!("{id} on device {i}: relay has {}", status(&id)));
                 }
                 Some("ack_rejected") => rejected_acks.push(format!("{id} on device {i}: {v}")),
                 _ => {}
@@ -431,16 +431,11 @@ async fn run(p: Profile) -> R<()> {
         if let Some(&back) = devs[s.child]
             .starts
             .iter()
-            .filter(|&&r| r > s.created && r <= ran)
-            .next_back()
+            .rfind(|&&r| r > s.created && r <= ran)
         {
             worst_device = worst_device.max(ran - back);
         }
-        if let Some(&back) = relay_returns
-            .iter()
-            .filter(|&&r| r > s.created && r <= ran)
-            .next_back()
-        {
+        if let Some(&back) = relay_returns.iter().rfind(|&&r| r > s.created && r <= ran) {
             worst_relay = worst_relay.max(ran - back);
         }
     }
