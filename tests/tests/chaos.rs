@@ -50,9 +50,9 @@ impl Profile {
             name,
             seed,
             devices: env("CHAOS_DEVICES").unwrap_or(if long { 100 } else { 50 }),
-            commands: env("CHAOS_COMMANDS").unwrap_or(if long { 6000 } else { 1000 }),
-            chaos_secs: env("CHAOS_SECS").unwrap_or(if long { 540 } else { 75 }),
-            relay_kills: env("CHAOS_RELAY_KILLS").unwrap_or(if long { 12 } else { 3 }),
+            commands: env("CHAOS_COMMANDS").unwrap_or(if long { 5000 } else { 1000 }),
+            chaos_secs: env("CHAOS_SECS").unwrap_or(if long { 420 } else { 75 }),
+            relay_kills: env("CHAOS_RELAY_KILLS").unwrap_or(if long { 10 } else { 3 }),
             fault_rate: env("CHAOS_FAULT_RATE").unwrap_or(0.2),
             drain_secs: if long { 240 } else { 120 },
         }
