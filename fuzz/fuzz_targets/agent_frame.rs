@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let outcome = agent_core::fuzz_relay_frame(text);
     assert!(!outcome.is_empty());
-    let frame = agent_core::fuzz_device_status_frame(data.first().is_some_and(|b| b & 1 == 1), text);
+    let frame =
+        agent_core::fuzz_device_status_frame(data.first().is_some_and(|b| b & 1 == 1), text);
     let v: serde_json::Value = serde_json::from_str(&frame).expect("device:status is JSON");
     assert_eq!(v["event"], "device:status");
     let video = &v["data"]["currentVideo"];

@@ -84,7 +84,10 @@ pub async fn call(
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
         .await
         .unwrap_or_default();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 pub fn world() -> &'static World {
@@ -113,14 +116,42 @@ pub fn world() -> &'static World {
         let parent = parent_token("u1");
         let (device, command, pairing) = rt.block_on(async {
             let ip = [127, 0, 0, 1];
-            let r = call(&router, "PUT", "/api/children/c1", Some(SERVER_KEY), None,
-                json!({"name": "Mia", "guardians": ["u1"]}).to_string().into_bytes(), ip).await;
+            let r = call(
+                &router,
+                "PUT",
+                "/api/children/c1",
+                Some(SERVER_KEY),
+                None,
+                json!({"name": "Mia", "guardians": ["u1"]})
+                    .to_string()
+                    .into_bytes(),
+                ip,
+            )
+            .await;
             assert!(r.0 == 201 || r.0 == 200, "child: {r:?}");
-            let r = call(&router, "POST", "/api/children/c1/devices", Some(SERVER_KEY), None,
-                json!({"name": "tablet"}).to_string().into_bytes(), ip).await;
+            let r = call(
+                &router,
+                "POST",
+                "/api/children/c1/devices",
+                Some(SERVER_KEY),
+                None,
+                json!({"name": "tablet"}).to_string().into_bytes(),
+                ip,
+            )
+            .await;
             let device = r.1["token"].as_str().expect("device token").to_owned();
-            let r = call(&router, "POST", "/api/dashboard/remote-control", Some(&parent), None,
-                json!({"childId": "c1", "commandType": "PAUSE", "expiresInSeconds": 604800}).to_string().into_bytes(), ip).await;
+            let r = call(
+                &router,
+                "POST",
+                "/api/dashboard/remote-control",
+                Some(&parent),
+                None,
+                json!({"childId": "c1", "commandType": "PAUSE", "expiresInSeconds": 604800})
+                    .to_string()
+                    .into_bytes(),
+                ip,
+            )
+            .await;
             let command = r.1["command"]["id"].as_str().expect("command").to_owned();
             let r = call(&router, "POST", "/api/pairing", None, None, vec![], ip).await;
             let pairing = r.1["pairingId"].as_str().expect("pairing").to_owned();

@@ -47,12 +47,24 @@ fuzz_target!(|data: &[u8]| {
     // hide the body validation behind 429s.
     let n = u32::from_le_bytes([data[0], data[1], body.len() as u8, (body.len() >> 8) as u8]);
     let ip = [10, (n >> 16) as u8, (n >> 8) as u8, n as u8];
-    let (status, v) = w
-        .rt
-        .block_on(common::call(&w.router, method, path, who, content_type, body, ip));
+    let (status, v) = w.rt.block_on(common::call(
+        &w.router,
+        method,
+        path,
+        who,
+        content_type,
+        body,
+        ip,
+    ));
     assert_ne!(status, 500, "{method} {path}: 500 {v}");
     if status >= 400 {
-        assert!(DOCUMENTED.contains(&status), "{method} {path}: undocumented {status} {v}");
-        assert!(v["error"]["code"].is_string(), "{method} {path}: {status} without the error shape: {v}");
+        assert!(
+            DOCUMENTED.contains(&status),
+            "{method} {path}: undocumented {status} {v}"
+        );
+        assert!(
+            v["error"]["code"].is_string(),
+            "{method} {path}: {status} without the error shape: {v}"
+        );
     }
 });

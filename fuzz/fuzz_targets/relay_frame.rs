@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Documented close codes a client frame may cause.
 const CLOSES: [u16; 5] = [1009, 4400, 4401, 4403, 4429];
@@ -24,13 +25,20 @@ static MARK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 
 async fn open(w: &common::World, token: &str) -> Ws {
     // No Nagle: the frame and its ping go out at once.
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(format!("ws://{}/api/socket", w.addr), None, true)
-            .await
-            .expect("connect");
-    ws.send(Message::Text(json!({"event": "auth", "data": {"token": token}}).to_string().into()))
-        .await
-        .expect("auth");
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{}/api/socket", w.addr),
+        None,
+        true,
+    )
+    .await
+    .expect("connect");
+    ws.send(Message::Text(
+        json!({"event": "auth", "data": {"token": token}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("auth");
     loop {
         match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) if t.as_str().contains("\"ready\"") => return ws,
@@ -49,7 +57,11 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(&data[1..]).into_owned();
     let mut sockets = SOCKETS.lock().unwrap_or_else(|e| e.into_inner());
     w.rt.block_on(async {
-        let token = if slot == 0 { w.device.clone() } else { w.parent.clone() };
+        let token = if slot == 0 {
+            w.device.clone()
+        } else {
+            w.parent.clone()
+        };
         if sockets[slot].is_none() {
             sockets[slot] = Some(open(w, &token).await);
         }
@@ -57,7 +69,9 @@ fuzz_target!(|data: &[u8]| {
         let mark = MARK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = ws.send(Message::Text(text.clone().into())).await.is_ok()
             && ws
-                .send(Message::Text(json!({"event": "ping", "data": mark}).to_string().into()))
+                .send(Message::Text(
+                    json!({"event": "ping", "data": mark}).to_string().into(),
+                ))
                 .await
                 .is_ok();
         let mut closed = !sent;
@@ -72,7 +86,10 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Ok(Some(Ok(Message::Close(c)))) => {
                     let code = c.map(|c| u16::from(c.code)).unwrap_or(1005);
-                    assert!(CLOSES.contains(&code), "undocumented close {code} after {text:.200}");
+                    assert!(
+                        CLOSES.contains(&code),
+                        "undocumented close {code} after {text:.200}"
+                    );
                     closed = true;
                 }
                 Ok(Some(Ok(_))) => {}
