@@ -396,6 +396,35 @@ async fn authorization_matrix_over_every_endpoint() {
                 }
             }
         }
+        // The device's pairing long poll takes only the pairing secret: anything else is 401.
+        let poll = format!("{}/api/pairing/{}?wait=0", f.relay.http(), f.pairing.0);
+        for (name, c) in [
+            ("no credential", None),
+            (
+                "wrong secret",
+                Some("0123456789abcdef0123456789abcdef".to_owned()),
+            ),
+            ("parent JWT", Some(f.p1.jwt.clone())),
+            ("device token", Some(f.d1.1.clone())),
+            ("server key", Some(SERVER_KEY.to_owned())),
+        ] {
+            let mut req = f.relay.http_client(Duration::from_secs(10)).get(&poll);
+            if let Some(c) = c {
+                req = req.bearer_auth(c);
+            }
+            let got = req
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .status()
+                .as_u16();
+            checked += 1;
+            if got != 401 {
+                failures.push(format!(
+                    "GET /api/pairing/{{id}} as {name}: {got}, want 401"
+                ));
+            }
+        }
         eprintln!(
             "abuse: authorization matrix: {checked} refused calls checked, {} wrong",
             failures.len()
