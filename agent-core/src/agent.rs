@@ -432,6 +432,11 @@ impl Agent {
         *lock(&self.inner.token) = Some(Secret(token.clone()));
         lock(&self.inner.outgoing).refresh = Some(Secret(token));
         self.inner.outgoing_changed.notify_one();
+        // No open socket to refresh (e.g. closed 4401 at the old token's expiry): wake the
+        // connection loop so that it connects with the new token.
+        if self.state() != ConnectionState::Connected {
+            self.inner.token_changed.notify_one();
+        }
         Ok(())
     }
 

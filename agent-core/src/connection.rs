@@ -60,6 +60,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             End::Stopped => break,
             End::Now => continue,
             End::Unauthorized => {
+                // A token refreshed while this session was ending is tried at once.
+                if inner.current_token().map(|t| t.0) != Some(token.0.clone()) {
+                    backoff.reset();
+                    continue;
+                }
                 tracing::warn!(
                     "relay refused the device token; staying offline until a new token is set"
                 );

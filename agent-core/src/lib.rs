@@ -133,3 +133,33 @@ pub use platform::{AckResult, ConnectionState, LogLevel, Platform};
 #[cfg(feature = "keyring-store")]
 pub use token::KeyringTokenStore;
 pub use token::{default_token_store, MemoryTokenStore, PlatformTokenStore, TokenStore};
+
+/// Fuzzing seam, not part of the API: what the agent makes of one text frame from the
+/// relay, as its connection does (parse, then validate a `command:new` payload against the
+/// wall clock). Never panics, whatever `text` is. Returns the outcome's name.
+#[doc(hidden)]
+pub fn fuzz_relay_frame(text: &str) -> &'static str {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    match protocol::parse(text) {
+        protocol::Inbound::CommandNew(data) => match command::check(&data, now) {
+            command::Checked::Run(_) => "run",
+            command::Checked::Expired { .. } => "expired",
+            command::Checked::Refuse { .. } => "refuse",
+            command::Checked::Garbage { .. } => "garbage",
+        },
+        protocol::Inbound::Ready { .. } => "ready",
+        protocol::Inbound::Error { .. } => "error",
+        protocol::Inbound::Other(_) => "other",
+        protocol::Inbound::Malformed => "malformed",
+    }
+}
+
+/// Fuzzing seam, not part of the API: the `device:status` frame the agent builds from a
+/// host-provided `currentVideo`.
+#[doc(hidden)]
+pub fn fuzz_device_status_frame(active: bool, current_video: &str) -> String {
+    protocol::device_status(active, Some(current_video))
+}

@@ -71,17 +71,29 @@ pub(crate) fn device_status(active_viewing: bool, current_video: Option<&str>) -
     let video = match current_video {
         None => Value::Null,
         Some(s) => match serde_json::from_str::<Value>(s) {
-            Ok(v @ Value::Object(_)) if s.len() <= MAX_CURRENT_VIDEO_BYTES => v,
+            // The relay measures the value as sent (re-serialized), not the host's text.
+            Ok(v @ Value::Object(_)) if v.to_string().len() <= MAX_CURRENT_VIDEO_BYTES => v,
             Ok(Value::Object(_)) => {
                 tracing::warn!("currentVideo object over 2 KiB; sent as null");
                 Value::Null
             }
             _ => {
-                let mut end = s.len().min(MAX_CURRENT_VIDEO_BYTES - 16);
-                while !s.is_char_boundary(end) {
-                    end -= 1;
+                // Cut so that the string as sent (quoted and escaped) fits the limit.
+                let mut out = String::new();
+                let mut len = 2;
+                for c in s.chars() {
+                    let n = match c {
+                        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+                        c if (c as u32) < 0x20 => 6,
+                        c => c.len_utf8(),
+                    };
+                    if len + n > MAX_CURRENT_VIDEO_BYTES {
+                        break;
+                    }
+                    len += n;
+                    out.push(c);
                 }
-                Value::String(s[..end].to_owned())
+                Value::String(out)
             }
         },
     };
@@ -143,6 +155,25 @@ mod tests {
         let long = "é".repeat(5000);
         let v: Value = serde_json::from_str(&device_status(true, Some(&long))).unwrap();
         assert!(v["data"]["currentVideo"].as_str().unwrap().len() <= MAX_CURRENT_VIDEO_BYTES);
+        // Escapes count: the value as sent stays within the relay's limit (found by the
+        // agent_frame fuzz target's property).
+        for nasty in [
+            "\"".repeat(3000),
+            "\u{1}".repeat(3000),
+            format!(
+                "{{{}}}",
+                (0..180)
+                    .map(|i| format!("\"a{i:03}\":1E2"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ] {
+            let v: Value = serde_json::from_str(&device_status(true, Some(&nasty))).unwrap();
+            assert!(
+                v["data"]["currentVideo"].to_string().len() <= MAX_CURRENT_VIDEO_BYTES,
+                "{nasty:.20}"
+            );
+        }
         let v: Value = serde_json::from_str(&heartbeat(5)).unwrap();
         assert_eq!(v["data"]["intervalSec"], 25);
     }

@@ -855,6 +855,12 @@ impl<'a> Session<'a> {
                 "only a device reports device:status",
             ));
         };
+        if !matches!(data, Value::Null | Value::Object(_)) {
+            return Handled::Bad(error_frame(
+                "bad_frame",
+                "device:status data must be an object",
+            ));
+        }
         let active = match data.get("activeViewing") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,

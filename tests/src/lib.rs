@@ -14,6 +14,8 @@
 
 #![warn(missing_docs)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -98,7 +100,7 @@ pub fn free_port() -> u16 {
 
 /// Collected stdout lines of a child process.
 #[derive(Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
+pub struct Lines(Arc<Mutex<Vec<(Instant, String)>>>);
 
 impl Lines {
     fn spawn_reader(&self, out: impl std::io::Read + Send + 'static, echo: &'static str) {
@@ -110,7 +112,7 @@ impl Lines {
                     eprintln!("[{echo}] {line}");
                 }
                 if let Ok(mut l) = lines.lock() {
-                    l.push(line);
+                    l.push((Instant::now(), line));
                 }
             }
         });
@@ -118,7 +120,22 @@ impl Lines {
 
     /// All lines so far.
     pub fn all(&self) -> Vec<String> {
-        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|l| l.iter().map(|(_, s)| s.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// All JSON-object lines with the instant each was read.
+    pub fn timed_json(&self) -> Vec<(Instant, Value)> {
+        self.0
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|(t, s)| serde_json::from_str::<Value>(s).ok().map(|v| (*t, v)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// All lines that are JSON objects.

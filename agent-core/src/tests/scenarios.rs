@@ -540,3 +540,63 @@ async fn host_may_complete_inside_run_command() {
     run_for(Duration::from_secs(120)).await;
     assert_eq!(h.api.acks().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn refresh_token_replaces_the_token_on_the_open_socket() {
+    let h = Harness::new();
+    let agent = connected(&h).await;
+    // A malformed token is refused before anything is sent or stored.
+    assert!(matches!(
+        agent.refresh_token("two words".into()),
+        Err(AgentError::Config { .. })
+    ));
+    agent.refresh_token("device-token-2".into()).unwrap();
+    assert!(until(5 * S, || !h.relay.sent_events("auth:refresh").is_empty()).await);
+    assert_eq!(
+        h.relay.sent_events("auth:refresh"),
+        vec![json!({"event": "auth:refresh", "data": {"token": "device-token-2"}})]
+    );
+    // The documented answer changes nothing; the socket stays open, no reconnect.
+    h.relay
+        .push_json(json!({"event": "auth:refreshed", "data": {"expiresAt": null}}));
+    run_for(60 * S).await;
+    h.relay.push(WsEvent::Activity);
+    assert_eq!(h.relay.connects(), 1, "refreshed in place");
+    assert_eq!(agent.state(), ConnectionState::Connected);
+    // The next connection authenticates with the new token.
+    h.relay.cut();
+    assert!(
+        until(120 * S, || h.relay.connects() == 2
+            && agent.state() == ConnectionState::Connected)
+        .await
+    );
+    let auth = h.relay.sent_events("auth");
+    assert_eq!(auth.last().unwrap()["data"]["token"], "device-token-2");
+    assert_eq!(
+        h.relay.sent_events("auth:refresh").len(),
+        1,
+        "not re-sent on the new socket"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_expiry_close_4401_then_refresh_token_reconnects() {
+    let h = Harness::new();
+    let agent = connected(&h).await;
+    // The relay closes at the token's expiry.
+    h.relay.st().close_on_auth = Some(4401);
+    h.relay.push(WsEvent::Close(Some(4401)));
+    assert!(until(5 * S, || agent.state() == ConnectionState::Unauthorized).await);
+    run_for(600 * S).await;
+    assert_eq!(h.relay.connects(), 1, "no reconnect with the expired token");
+    // The host refreshes the token: the agent comes back with it.
+    h.relay.st().close_on_auth = None;
+    agent.refresh_token("device-token-2".into()).unwrap();
+    assert!(
+        until(120 * S, || agent.state() == ConnectionState::Connected).await,
+        "still {:?} after refresh_token",
+        agent.state()
+    );
+    let auth = h.relay.sent_events("auth");
+    assert_eq!(auth.last().unwrap()["data"]["token"], "device-token-2");
+}
