@@ -27,8 +27,8 @@ echo "== fuzz"
 rustup toolchain list | grep -q nightly || { echo "nightly toolchain missing"; exit 1; }
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cd fuzz
-# --dev: an unoptimized (but instrumented, address-sanitized) build compiles in a third of
-# the time of the release one, which matters more than speed for a bounded run.
+# --dev: an unoptimized (but instrumented, address-sanitized) build: it compiles faster than
+# the release one, which matters more than execution speed for a bounded run.
 cargo +nightly fuzz build --dev
 lap "fuzz build"
 for t in relay_body relay_frame agent_frame; do

@@ -3,7 +3,7 @@
 # relay and the devices SIGKILLed at random, then the books balanced.
 #
 #   scripts/chaos.sh               short profile (CI): 50 devices, 1,000 commands, ~3 min
-#   scripts/chaos.sh --long        long profile: 100 devices, 5,000 commands, 10 relay kills, ~11 min
+#   scripts/chaos.sh --long        long profile: 100 devices, 5,000 commands, 10 relay kills, ~9 min
 #   scripts/chaos.sh --seed N      replay the schedule of a printed seed
 #
 # Other knobs (environment): CHAOS_DEVICES, CHAOS_COMMANDS, CHAOS_SECS, CHAOS_RELAY_KILLS,
