@@ -256,7 +256,13 @@ impl Hub {
             mailbox: Mutex::new(Mailbox::default()),
             notify: Notify::new(),
             last_seen: AtomicU64::new(now),
-            next_ping: AtomicU64::new(now + self.default_interval_ms),
+            // The first ping comes after a random half to whole interval: sockets that
+            // connected together (a reconnect storm, a benchmark) do not all get pinged in the
+            // same sweep, which would put a burst of writes in front of live traffic.
+            next_ping: AtomicU64::new(
+                now + self.default_interval_ms / 2
+                    + rand::random::<u64>() % (self.default_interval_ms / 2).max(1),
+            ),
             interval_ms: AtomicU64::new(self.default_interval_ms),
             token_exp: AtomicI64::new(0),
         });

@@ -163,14 +163,23 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, tls: Option<tokio_rus
     let mut shutdown = app.shutdown_signal();
     let handshake = app.cfg.handshake_timeout();
     let in_flight = app.http_conns.clone();
+    let mut accept_failures: u64 = 0;
+    let mut last_accept_warning = std::time::Instant::now() - Duration::from_secs(60);
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    // EMFILE and friends (the process hit its open-file limit): back off
+                    // briefly instead of spinning, and log at most every 10 s.
+                    metrics::counter!("safestream_rejects_total", "reason" => "accept_failed").increment(1);
+                    accept_failures += 1;
+                    if last_accept_warning.elapsed() >= Duration::from_secs(10) {
+                        tracing::warn!(error = %e, failures = accept_failures, "accept failed");
+                        last_accept_warning = std::time::Instant::now();
+                        accept_failures = 0;
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
