@@ -26,6 +26,10 @@ pub struct App {
     pub hub: Arc<Hub>,
     /// Cross-node fan-out.
     pub bus: Arc<dyn Bus>,
+    /// Presence entries shared by the nodes (Redis); `None` on one node.
+    pub presence: Option<crate::presence::ClusterPresence>,
+    /// This node's id (presence entries, bus messages).
+    pub node_id: String,
     /// Rate limiters.
     pub limits: Limits,
     /// One permit per open HTTP connection (a WebSocket's is released at upgrade).
@@ -42,21 +46,49 @@ impl App {
         store: Arc<Store>,
         hub: Arc<Hub>,
         bus: Arc<dyn Bus>,
+        cluster: Option<(String, crate::presence::ClusterPresence)>,
     ) -> App {
         let limits = Limits::new(&cfg);
         let http_conns = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
         let (shutdown_tx, _) = tokio::sync::watch::channel(false);
+        let (node_id, presence) = match cluster {
+            Some((id, p)) => (id, Some(p)),
+            None => ("local".to_string(), None),
+        };
         App {
             cfg,
             keys,
             store,
             hub,
             bus,
+            presence,
+            node_id,
             limits,
             http_conns,
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
         }
+    }
+
+    /// The client's address: the peer, or behind a trusted proxy the rightmost
+    /// `X-Forwarded-For` entry that is not itself a trusted proxy.
+    pub fn client_ip(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.cfg.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for value in headers.get_all("x-forwarded-for").iter().rev() {
+            let Ok(v) = value.to_str() else { return client };
+            for part in v.rsplit(',') {
+                match part.trim().parse::<IpAddr>() {
+                    Ok(ip) if trusted(&ip) => client = ip,
+                    Ok(ip) => return ip,
+                    Err(_) => return client,
+                }
+            }
+        }
+        client
     }
 
     /// Whether a graceful shutdown has begun.

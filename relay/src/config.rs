@@ -26,9 +26,24 @@ pub struct Config {
     #[arg(long, env = "SAFESTREAM_DB", default_value = "safestream.db")]
     pub db: String,
 
-    /// Redis URL for the cross-node bus; unset means the in-process bus (one node).
-    #[arg(long, env = "SAFESTREAM_REDIS")]
+    /// Redis URL for the cross-node bus and presence; unset means the in-process bus (one
+    /// node). Several nodes need it, and a shared PostgreSQL `--db`.
+    #[arg(long, env = "SAFESTREAM_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
+
+    /// Prefix of every Redis key and channel (several clusters may share one Redis).
+    #[arg(long, env = "SAFESTREAM_REDIS_PREFIX", default_value = "safestream")]
+    pub redis_prefix: String,
+
+    /// This node's id in Redis presence entries; default: random at each start.
+    #[arg(long, env = "SAFESTREAM_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Load balancers / proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is
+    /// believed: the client address is the rightmost entry not in this list. Empty: the
+    /// peer address is the client address and the header is ignored.
+    #[arg(long, env = "SAFESTREAM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// HS256 secret shared with the main app, used to verify parent JWTs.
     #[arg(long, env = "SAFESTREAM_JWT_SECRET", hide_env_values = true)]
@@ -203,12 +218,37 @@ impl Config {
                 );
             }
         }
-        if self.redis.is_some() {
+        if self.redis.is_some() && !self.db.starts_with("postgres") {
             return Err(
-                "SAFESTREAM_REDIS is set, but this build has only the in-process bus \
-                        (multi-node support is not built yet); unset it"
+                "SAFESTREAM_REDIS is set (several nodes), but SAFESTREAM_DB is not a \
+                 postgres:// URL: nodes must share one PostgreSQL database"
                     .into(),
             );
+        }
+        if self.db.starts_with("postgres") && self.redis.is_none() {
+            tracing::warn!(
+                "SAFESTREAM_DB is PostgreSQL but SAFESTREAM_REDIS is unset: run ONE node \
+                 only (without Redis, nodes do not see each other's sockets)"
+            );
+        }
+        if self.redis_prefix.is_empty()
+            || self.redis_prefix.len() > 64
+            || !self
+                .redis_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            return Err("--redis-prefix: 1-64 characters of [A-Za-z0-9-_.:]".into());
+        }
+        if let Some(n) = &self.node_id {
+            if n.is_empty()
+                || n.len() > 64
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err("--node-id: 1-64 characters of [A-Za-z0-9-_.]".into());
+            }
         }
         if self.frame_rate == 0 || self.user_frame_rate == 0 || self.user_request_rate == 0 {
             return Err("rate limits must be at least 1 per second".into());

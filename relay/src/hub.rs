@@ -68,12 +68,16 @@ pub struct Batch {
     pub ping: bool,
     /// Frames to write, in order.
     pub frames: VecDeque<Arc<OutFrame>>,
+    /// Live frames may have been lost (the cross-node bus reconnected): catch up from the
+    /// database before writing them.
+    pub catch_up: bool,
 }
 
 #[derive(Default)]
 struct Mailbox {
     queue: VecDeque<Arc<OutFrame>>,
     ping: bool,
+    catch_up: bool,
     close: Option<(u16, &'static str)>,
 }
 
@@ -104,6 +108,7 @@ impl Conn {
             close: m.close,
             ping: std::mem::take(&mut m.ping),
             frames: std::mem::take(&mut m.queue),
+            catch_up: std::mem::take(&mut m.catch_up),
         }
     }
 
@@ -314,6 +319,26 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Asks every socket to catch up from the database: devices get their pending commands
+    /// again, parents the events after the last one they were sent. Called when messages
+    /// from other nodes may have been lost (the bus reconnected).
+    pub fn catch_up_all(&self) {
+        for c in self.conns.iter() {
+            let mut m = c.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+            m.catch_up = true;
+            drop(m);
+            c.notify.notify_one();
+        }
+    }
+
+    /// Device ids with a socket on this node (for presence refresh).
+    pub fn local_devices(&self) -> Vec<(String, Presence)> {
+        self.presence
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
     }
 
     /// Asks every socket to close (shutdown).

@@ -11,8 +11,9 @@
 //! - [`http`]: the REST API and its extractors.
 //! - [`ws`]: `/api/socket` — first-frame auth, resume, delivery, client frames.
 //! - [`hub`]: this node's sockets, rooms, mailboxes, presence, heartbeat sweep.
-//! - [`bus`]: the fan-out seam (in-process now, Redis for several nodes).
-//! - [`store`]: durable state behind one seam (SQLite now, PostgreSQL by URL).
+//! - [`bus`]: the fan-out seam: in-process on one node, Redis pub/sub across nodes.
+//! - [`presence`]: device presence across nodes (Redis entries with expiry).
+//! - [`store`]: durable state behind one seam: SQLite file, or PostgreSQL by URL.
 //! - [`model`]: domain types, JSON shapes, validation.
 //! - [`error`]: the JSON error shape.
 //! - [`dev`]: `--dev` mode.
@@ -27,6 +28,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics_setup;
 pub mod model;
+pub mod presence;
 pub mod server;
 pub mod store;
 pub mod tls;

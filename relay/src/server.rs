@@ -16,10 +16,12 @@ use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::auth::Keys;
+use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, LocalBus};
 use crate::config::Config;
 use crate::hub::{Hub, CLOSE_GOING_AWAY};
 use crate::model::now_ms;
+use crate::presence::ClusterPresence;
 use crate::store::{Store, StoreOptions};
 
 /// A running relay.
@@ -43,11 +45,34 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     };
     crate::metrics_setup::install();
     let hub = Arc::new(Hub::new(cfg.send_queue, cfg.heartbeat_secs * 1000));
-    let bus: Arc<dyn Bus> = Arc::new(LocalBus::new(hub.clone()));
+    // Several nodes: the Redis bus and presence; one node: the in-process bus.
+    let node_id = cfg
+        .node_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    let (bus, redis_bus, cluster): (Arc<dyn Bus>, _, _) = match &cfg.redis {
+        Some(url) => {
+            let rb = Arc::new(RedisBus::new(
+                url,
+                &cfg.redis_prefix,
+                &node_id,
+                hub.clone(),
+            )?);
+            rb.check().await?;
+            let presence =
+                ClusterPresence::connect(url, &cfg.redis_prefix, &node_id, cfg.heartbeat_secs)
+                    .await?;
+            (rb.clone(), Some(rb), Some((node_id.clone(), presence)))
+        }
+        None => (Arc::new(LocalBus::new(hub.clone())), None, None),
+    };
     let opts = StoreOptions {
         sqlite_sync: cfg.sqlite_sync.clone(),
     };
     let store = Arc::new(Store::open(&cfg.db, &opts, bus.clone()).await?);
+    if let Some(rb) = &redis_bus {
+        rb.start(store.clone());
+    }
     let device_key = store
         .device_key()
         .await
@@ -66,7 +91,7 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
         .await
         .map_err(|e| format!("binding {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(cfg, keys, store, hub, bus));
+    let app = Arc::new(App::new(cfg, keys, store, hub, bus, cluster));
     let dev = if app.cfg.dev {
         Some(crate::dev::prepare(&app, addr, generated, tls.is_some()).await?)
     } else {
@@ -77,6 +102,7 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     tasks.spawn(heartbeat_sweeper(app.clone()));
     tasks.spawn(expiry_sweeper(app.clone()));
     tasks.spawn(housekeeping(app.clone()));
+    tasks.spawn(crate::presence::maintain(app.clone()));
     tracing::info!(%addr, db = %redact_db(&app.cfg.db), "relay listening");
     Ok(Running {
         addr,

@@ -28,12 +28,12 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::app::{per_second, App};
 use crate::auth::{bearer, Actor, AuthError};
-use crate::bus::{room, BusMessage, OutFrame};
+use crate::bus::room;
 use crate::error::ApiError;
 use crate::http::ApiQuery;
 use crate::hub::{
-    Conn, Presence, Role, CLOSE_FORBIDDEN, CLOSE_PROTOCOL, CLOSE_RATE_LIMITED, CLOSE_TIMEOUT,
-    CLOSE_UNAUTHORIZED,
+    Batch, Conn, Presence, Role, CLOSE_FORBIDDEN, CLOSE_PROTOCOL, CLOSE_RATE_LIMITED,
+    CLOSE_TIMEOUT, CLOSE_UNAUTHORIZED,
 };
 use crate::model::{now_ms, rfc3339};
 
@@ -400,7 +400,8 @@ async fn device_session(
         close(&mut ws, CLOSE_FORBIDDEN, "device revoked").await;
     } else {
         if let Some(p) = first {
-            Box::pin(publish_presence(&app, &device_id, &p, true)).await;
+            Box::pin(crate::presence::announce(&app, &device_id, &p)).await;
+            Box::pin(crate::presence::publish(&app, &device_id, &p)).await;
         }
         if Box::pin(s.device_start(&mut ws)).await {
             s.run(&mut ws).await;
@@ -409,40 +410,25 @@ async fn device_session(
     app.hub.unregister(&conn, &rooms);
     let now = now_ms();
     if let Some(p) = app.hub.device_down(&device_id, now) {
-        Box::pin(publish_presence(&app, &device_id, &p, false)).await;
+        Box::pin(crate::presence::withdraw(&app, &device_id)).await;
+        Box::pin(crate::presence::publish(&app, &device_id, &p)).await;
         if let Err(e) = app.store.set_last_seen(&device_id, now).await {
             tracing::warn!(error = %e, "could not record last_seen");
         }
     }
 }
 
-/// Sends `device:status` to every guardian of the device's child.
-///
-/// What is published is the hub's state *after* the guardians were read, not the state the
-/// caller saw: two sockets of one device racing (a quick drop and reconnect) then both
-/// publish the truth, so the last `device:status` a guardian gets is never stale.
-async fn publish_presence(app: &App, device_id: &str, p: &Presence, _online: bool) {
-    let guardians = match app.store.guardians(&p.child_id).await {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::warn!(error = %e, "presence: could not read guardians");
-            return;
-        }
-    };
-    let data = match app.hub.presence(device_id) {
-        Some(now) => now.frame_data(device_id, true),
-        None => p.frame_data(device_id, false),
-    };
-    let f = Arc::new(OutFrame::event("device:status", None, &data));
-    for g in guardians {
-        app.bus
-            .publish(BusMessage::deliver(room::user(&g), f.clone()));
-    }
-}
-
 enum Who {
     Parent { user_id: String, exp: i64 },
     Device { device_id: String, child_id: String },
+}
+
+/// Why a replay stopped.
+enum ReplayError {
+    /// The socket failed or timed out.
+    Socket,
+    /// The database failed.
+    Db(crate::store::StoreError),
 }
 
 enum Handled {
@@ -464,8 +450,11 @@ struct Session<'a> {
     dropped: u32,
     bad: u32,
     window_start: std::time::Instant,
-    /// Live frames at or below this position were already replayed.
-    skip_seq_upto: i64,
+    /// Parents: the position of the last event written to this socket. Positions are per
+    /// user and gap-free, so a live frame at or below it was already sent (skipped), and one
+    /// further ahead means events in between are still in flight on the bus: they are read
+    /// from the database and sent first, in order.
+    last_seq: i64,
     /// Commands sent from the database at connect; skipped once if they also arrive live.
     sent_at_connect: Option<HashSet<String>>,
 }
@@ -481,7 +470,7 @@ impl<'a> Session<'a> {
             dropped: 0,
             bad: 0,
             window_start: std::time::Instant::now(),
-            skip_seq_upto: 0,
+            last_seq: 0,
             sent_at_connect: None,
         }
     }
@@ -492,7 +481,7 @@ impl<'a> Session<'a> {
             return false;
         };
         let user_id = user_id.clone();
-        let (pruned, newest) = match self.app.store.event_positions().await {
+        let (pruned, newest) = match self.app.store.event_positions(&user_id).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reading event positions");
@@ -526,54 +515,71 @@ impl<'a> Session<'a> {
         if !send(ws, frame("ready", ready)).await {
             return false;
         }
+        self.last_seq = newest;
         if resync {
             let why = json!({"reason": "history_gap", "seq": newest});
             return send(ws, frame("resync", why)).await;
         }
-        let Some(mut after) = last_seq else {
+        let Some(after) = last_seq else {
             return true;
         };
         // Replay in pages until a short page: every event committed before the last page was
         // read is replayed; anything later arrives live with a larger seq.
+        self.last_seq = after;
+        match self.replay(ws, i64::MAX).await {
+            Ok(()) => true,
+            Err(ReplayError::Socket) => false,
+            Err(ReplayError::Db(e)) => {
+                tracing::error!(error = %e, "reading events for resume");
+                close(ws, 1011, "internal error").await;
+                false
+            }
+        }
+    }
+
+    /// Writes this parent's logged events after `self.last_seq` and below `before`, oldest
+    /// first, in pages, until a short page or `before`; advances `last_seq`. Flushes.
+    async fn replay(&mut self, ws: &mut WebSocket, before: i64) -> Result<(), ReplayError> {
+        let Who::Parent { user_id, .. } = &self.who else {
+            return Ok(());
+        };
+        let user_id = user_id.clone();
         loop {
-            let page = match self
+            let page = self
                 .app
                 .store
-                .events_after(&user_id, after, REPLAY_PAGE)
+                .events_after(&user_id, self.last_seq, REPLAY_PAGE)
                 .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading events for resume");
-                    close(ws, 1011, "internal error").await;
-                    return false;
-                }
-            };
+                .map_err(ReplayError::Db)?;
             let short = (page.len() as i64) < REPLAY_PAGE;
+            let mut reached = false;
             for ev in page {
+                if ev.seq >= before {
+                    reached = true;
+                    break;
+                }
                 let text = format!(
                     r#"{{"event":{},"seq":{},"data":{}}}"#,
                     Value::String(ev.event),
                     ev.seq,
                     ev.data
                 );
-                after = ev.seq;
-                self.skip_seq_upto = ev.seq;
+                self.last_seq = ev.seq;
                 if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(text.into())))
                     .await
                     .map_or(true, |r| r.is_err())
                 {
-                    return false;
+                    return Err(ReplayError::Socket);
                 }
             }
             if !matches!(
                 tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await,
                 Ok(Ok(()))
             ) {
-                return false;
+                return Err(ReplayError::Socket);
             }
-            if short {
-                return true;
+            if short || reached {
+                return Ok(());
             }
         }
     }
@@ -595,7 +601,21 @@ impl<'a> Session<'a> {
         if !send(ws, frame("ready", ready)).await {
             return false;
         }
-        let mut ids = HashSet::new();
+        self.send_pending(ws).await
+    }
+
+    /// Writes every open, unexpired command for this device from the database (at connect,
+    /// and again when the bus may have lost some). False if the socket is gone.
+    async fn send_pending(&mut self, ws: &mut WebSocket) -> bool {
+        let Who::Device {
+            device_id,
+            child_id,
+        } = &self.who
+        else {
+            return false;
+        };
+        let (device_id, child_id) = (device_id.clone(), child_id.clone());
+        let mut ids = self.sent_at_connect.take().unwrap_or_default();
         let mut after = None;
         loop {
             let now = now_ms();
@@ -705,7 +725,8 @@ impl<'a> Session<'a> {
                                 Handled::Close(code, reason) => return close(ws, code, reason).await,
                                 Handled::Presence(p) => {
                                     if let Who::Device { device_id, .. } = &self.who {
-                                        Box::pin(publish_presence(self.app, device_id, &p, true)).await;
+                                        Box::pin(crate::presence::announce(self.app, device_id, &p)).await;
+                                        Box::pin(crate::presence::publish(self.app, device_id, &p)).await;
                                     }
                                 }
                             }
@@ -731,16 +752,37 @@ impl<'a> Session<'a> {
             close(ws, code, reason).await;
             return false;
         }
+        if batch.catch_up && !Box::pin(self.catch_up(ws)).await {
+            return false;
+        }
         let now = now_ms();
+        // Parent events carry gap-free positions. A live event further ahead than the next
+        // position means the ones in between were committed (positions are handed out in
+        // commit order) but are still on their way from another writer or node: those are
+        // read from the database and sent first (`fill_gaps`). The common case has no gap.
+        let mut next = self.last_seq;
+        let gap = batch.frames.iter().filter_map(|f| f.seq).any(|s| {
+            if s == next + 1 {
+                next = s;
+            }
+            s > next + 1
+        });
+        if gap {
+            return Box::pin(self.fill_gaps(ws, batch, now)).await;
+        }
         let sent_at_connect = self.sent_at_connect.take();
         let mut delivered = Vec::new();
+        let mut last_seq = self.last_seq;
         let write = async {
             if batch.ping {
                 ws.feed(Message::Ping(Default::default())).await?;
             }
             for f in &batch.frames {
-                if f.seq.is_some_and(|s| s <= self.skip_seq_upto) {
-                    continue;
+                if let Some(s) = f.seq {
+                    if s <= last_seq {
+                        continue;
+                    }
+                    last_seq = s;
                 }
                 if let Some(meta) = &f.command {
                     if meta.expires_at <= now
@@ -765,8 +807,70 @@ impl<'a> Session<'a> {
                 return false;
             }
         }
+        self.last_seq = last_seq;
         self.record_delivery(delivered, now);
         true
+    }
+
+    /// The slow path of [`Session::drain`] for a parent: frame by frame, filling each gap in
+    /// the positions from the database before the frame that revealed it.
+    async fn fill_gaps(&mut self, ws: &mut WebSocket, batch: Batch, now: i64) -> bool {
+        metrics::counter!("safestream_event_gap_fills_total").increment(1);
+        if batch.ping && !send(ws, Message::Ping(Default::default())).await {
+            return false;
+        }
+        for f in &batch.frames {
+            if let Some(s) = f.seq {
+                if s <= self.last_seq {
+                    continue;
+                }
+                if s > self.last_seq + 1 {
+                    if s - self.last_seq - 1 > MAX_REPLAY {
+                        let why = json!({"reason": "history_gap", "seq": s - 1});
+                        if !send(ws, frame("resync", why)).await {
+                            return false;
+                        }
+                        self.last_seq = s - 1;
+                    }
+                    match self.replay(ws, s).await {
+                        Ok(()) => {}
+                        Err(ReplayError::Socket) => return false,
+                        Err(ReplayError::Db(e)) => {
+                            tracing::error!(error = %e, "reading events to fill a gap");
+                            close(ws, 1011, "internal error").await;
+                            return false;
+                        }
+                    }
+                }
+                self.last_seq = s;
+            }
+            if f.command.as_ref().is_some_and(|m| m.expires_at <= now) {
+                continue;
+            }
+            if !send(ws, Message::Text(f.text.clone())).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// After the bus reconnected: whatever other nodes published meanwhile may be lost, so
+    /// a device gets its open commands again (the agent drops ids it already ran) and a
+    /// parent every event after the last one it was sent.
+    async fn catch_up(&mut self, ws: &mut WebSocket) -> bool {
+        metrics::counter!("safestream_catch_ups_total").increment(1);
+        match &self.who {
+            Who::Device { .. } => self.send_pending(ws).await,
+            Who::Parent { .. } => match self.replay(ws, i64::MAX).await {
+                Ok(()) => true,
+                Err(ReplayError::Socket) => false,
+                Err(ReplayError::Db(e)) => {
+                    tracing::error!(error = %e, "reading events to catch up");
+                    close(ws, 1011, "internal error").await;
+                    false
+                }
+            },
+        }
     }
 
     fn allow_frame(&self) -> bool {

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_safestream-relay");
 
 /// Starts the binary on a free port with `db`; returns the child and its base URL.
-async fn spawn(db: &std::path::Path) -> (Child, String) {
+async fn spawn(db: &str) -> (Child, String) {
     let mut child = Command::new(BIN)
         .env_clear()
         .env("SAFESTREAM_LISTEN", "127.0.0.1:0")
@@ -84,7 +84,7 @@ async fn refuses_to_start_without_secrets_and_documents_its_flags() {
 #[tokio::test]
 async fn sigkill_between_201_and_connect_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("relay.db");
+    let db = test_db(dir.path());
     let (mut child, base) = spawn(&db).await;
     let r = relay_at(&base, dir);
     r.child("c1", &["p1"]).await;

@@ -178,10 +178,9 @@ pub async fn create_device(
     ))
 }
 
-/// The device record plus live presence, as listed to guardians.
-pub(super) fn device_json(app: &App, d: &Device) -> Value {
+/// The device record plus live presence (`live`: from any node), as listed to guardians.
+pub(super) fn device_json(d: &Device, live: Option<crate::hub::Presence>) -> Value {
     let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
-    let live = app.hub.presence(&d.id);
     if let Value::Object(m) = &mut v {
         m.insert("online".into(), Value::Bool(live.is_some()));
         let (active, video) = match &live {
@@ -209,7 +208,12 @@ pub async fn list_devices(
     check_id("childId", &child_id)?;
     backend_or_guardian(&app, &caller, &child_id).await?;
     let devices = app.store.devices_of(&child_id).await?;
-    let list: Vec<Value> = devices.iter().map(|d| device_json(&app, d)).collect();
+    let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+    let mut live = crate::presence::lookup_many(&app, &ids).await;
+    let list: Vec<Value> = devices
+        .iter()
+        .map(|d| device_json(d, live.remove(&d.id)))
+        .collect();
     Ok(reply(StatusCode::OK, json!({"devices": list})))
 }
 

@@ -60,8 +60,10 @@ fn hash_secret(secret: &str) -> String {
 pub async fn create(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let client_ip = app.client_ip(peer.ip(), &headers);
     let device_name = if body.is_null() {
         None
     } else {
@@ -69,7 +71,7 @@ pub async fn create(
         opt_str(&body, "deviceName", 1, 100)?
     };
     let device_name = device_name.unwrap_or_else(|| "New device".into());
-    if app.limits.pairing_by_ip.check_key(&peer.ip()).is_err() {
+    if app.limits.pairing_by_ip.check_key(&client_ip).is_err() {
         return Err(ApiError::rate_limited(
             "too many pairing requests from this address",
             60,

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 use serde_json::Value;
 
+use super::db::{args, Arg, Row};
 use super::registry::{child_exists, guardians_of};
 use super::{Store, StoreError, StoreResult};
 use crate::bus::{room, BusMessage, CommandMeta, OutFrame};
@@ -57,29 +56,24 @@ const COLS: &str =
     "id, child_id, device_id, command_type, payload, status, created_by, created_at, \
                     expires_at, delivered_at, executed_at, error, ack_device_id";
 
-fn command_from_row(r: &Row<'_>) -> rusqlite::Result<Command> {
-    let status: String = r.get(5)?;
-    let payload: String = r.get(4)?;
+fn command_from_row(r: &Row<'_>) -> StoreResult<Command> {
+    let status = r.text(5)?;
+    let payload = r.text(4)?;
     Ok(Command {
-        id: r.get(0)?,
-        child_id: r.get(1)?,
-        device_id: r.get(2)?,
-        command_type: r.get(3)?,
+        id: r.text(0)?,
+        child_id: r.text(1)?,
+        device_id: r.opt_text(2)?,
+        command_type: r.text(3)?,
         payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-        status: CommandStatus::parse(&status).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                5,
-                rusqlite::types::Type::Text,
-                format!("status {status}").into(),
-            )
-        })?,
-        created_by: r.get(6)?,
-        created_at: r.get(7)?,
-        expires_at: r.get(8)?,
-        delivered_at: r.get(9)?,
-        executed_at: r.get(10)?,
-        error: r.get(11)?,
-        ack_device_id: r.get(12)?,
+        status: CommandStatus::parse(&status)
+            .ok_or_else(|| StoreError::Db(format!("unknown command status {status}")))?,
+        created_by: r.text(6)?,
+        created_at: r.int(7)?,
+        expires_at: r.int(8)?,
+        delivered_at: r.opt_int(9)?,
+        executed_at: r.opt_int(10)?,
+        error: r.opt_text(11)?,
+        ack_device_id: r.opt_text(12)?,
     })
 }
 
@@ -108,9 +102,10 @@ impl Store {
                     return Err(StoreError::Forbidden("you are not a guardian of this child".into()));
                 }
                 if let Some(dev) = &new.device_id {
-                    let mut stmt =
-                        w.conn.prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND child_id = ?2 AND revoked_at IS NULL")?;
-                    if !stmt.exists(params![dev, new.child_id])? {
+                    if !w.conn.exists(
+                        "SELECT 1 FROM devices WHERE id = ?1 AND child_id = ?2 AND revoked_at IS NULL",
+                        args![dev, new.child_id],
+                    )? {
                         return Err(StoreError::NotFound("no such device for this child".into()));
                     }
                 }
@@ -129,11 +124,11 @@ impl Store {
                     error: None,
                     ack_device_id: None,
                 };
-                w.conn
-                    .prepare_cached(&format!(
+                w.conn.exec(
+                    &format!(
                         "INSERT INTO commands ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL)"
-                    ))?
-                    .execute(params![
+                    ),
+                    args![
                         cmd.id,
                         cmd.child_id,
                         cmd.device_id,
@@ -143,7 +138,8 @@ impl Store {
                         cmd.created_by,
                         cmd.created_at,
                         cmd.expires_at
-                    ])?;
+                    ],
+                )?;
                 Self::log_event_for_all(w, &guardians, "command:sent", &cmd.sent_frame_data(), now)?;
                 let target = match &cmd.device_id {
                     Some(d) => room::device(d),
@@ -161,9 +157,11 @@ impl Store {
     pub async fn command(&self, id: &str) -> StoreResult<Option<Command>> {
         let id = id.to_string();
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached(&format!("SELECT {COLS} FROM commands WHERE id = ?1"))?;
-            Ok(stmt.query_row(params![id], command_from_row).optional()?)
+            c.opt(
+                &format!("SELECT {COLS} FROM commands WHERE id = ?1"),
+                args![id],
+                command_from_row,
+            )
         })
         .await
     }
@@ -184,17 +182,16 @@ impl Store {
         let (device_id, child_id) = (device_id.to_string(), child_id.to_string());
         let (after_at, after_id) = after.unwrap_or((i64::MIN, String::new()));
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLS} FROM commands WHERE child_id = ?1 AND (device_id IS NULL OR device_id = ?2) \
-                 AND status IN ('PENDING', 'DELIVERED') AND expires_at > ?3 \
-                 AND (created_at > ?4 OR (created_at = ?4 AND id > ?5)) \
-                 ORDER BY created_at, id LIMIT ?6"
-            ))?;
-            let rows = stmt.query_map(
-                params![child_id, device_id, now, after_at, after_id, limit],
+            c.map(
+                &format!(
+                    "SELECT {COLS} FROM commands WHERE child_id = ?1 AND (device_id IS NULL OR device_id = ?2) \
+                     AND status IN ('PENDING', 'DELIVERED') AND expires_at > ?3 \
+                     AND (created_at > ?4 OR (created_at = ?4 AND id > ?5)) \
+                     ORDER BY created_at, id LIMIT ?6"
+                ),
+                args![child_id, device_id, now, after_at, after_id, limit],
                 command_from_row,
-            )?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            )
         })
         .await
     }
@@ -212,14 +209,14 @@ impl Store {
             .write(move |w| {
                 let mut changed = 0;
                 for id in ids {
-                    let row = w
-                        .conn
-                        .prepare_cached(&format!(
+                    let row = w.conn.opt(
+                        &format!(
                             "UPDATE commands SET status = 'DELIVERED', delivered_at = ?3, ack_device_id = ?2 \
                              WHERE id = ?1 AND status = 'PENDING' RETURNING {COLS}"
-                        ))?
-                        .query_row(params![id, device_id, now], command_from_row)
-                        .optional()?;
+                        ),
+                        args![id, device_id, now],
+                        command_from_row,
+                    )?;
                     if let Some(cmd) = row {
                         // First delivery only: re-sends after a reconnect do not skew it.
                         metrics::histogram!("safestream_delivery_latency_seconds")
@@ -253,11 +250,15 @@ impl Store {
             (id.to_string(), device_id.to_string(), child_id.to_string());
         let out = self
             .write(move |w| {
+                // Locked (PostgreSQL) until commit: an expiry or another ack on another node
+                // waits for this one and then sees its outcome.
                 let cmd = w
                     .conn
-                    .prepare_cached(&format!("SELECT {COLS} FROM commands WHERE id = ?1"))?
-                    .query_row(params![id], command_from_row)
-                    .optional()?
+                    .opt(
+                        &format!("SELECT {COLS} FROM commands WHERE id = ?1{}", w.conn.for_update()),
+                        args![id],
+                        command_from_row,
+                    )?
                     .ok_or_else(|| StoreError::NotFound("no such command".into()))?;
                 if cmd.child_id != child_id {
                     return Err(StoreError::Forbidden("this command is not for your child".into()));
@@ -272,13 +273,14 @@ impl Store {
                     }
                     return Err(StoreError::Conflict(format!("the command is already {}", cmd.status.as_str())));
                 }
-                let cmd = w
-                    .conn
-                    .prepare_cached(&format!(
+                let cmd = w.conn.one(
+                    &format!(
                         "UPDATE commands SET status = ?2, executed_at = ?3, error = ?4, ack_device_id = ?5, \
                          delivered_at = COALESCE(delivered_at, ?3) WHERE id = ?1 RETURNING {COLS}"
-                    ))?
-                    .query_row(params![id, status.as_str(), now, error, device_id], command_from_row)?;
+                    ),
+                    args![id, status.as_str(), now, error, device_id],
+                    command_from_row,
+                )?;
                 let guardians = guardians_of(w.conn, &cmd.child_id)?;
                 Self::log_event_for_all(w, &guardians, "command:status", &cmd.status_frame_data(), now)?;
                 Ok(AckOutcome::Updated(cmd))
@@ -296,16 +298,16 @@ impl Store {
     pub async fn expire_due(&self, now: Millis, limit: i64) -> StoreResult<usize> {
         let n = self
             .write(move |w| {
-                let rows = w
-                    .conn
-                    .prepare_cached(&format!(
+                let rows = w.conn.map(
+                    &format!(
                         "UPDATE commands SET status = 'EXPIRED', error = 'expired' \
                          WHERE status IN ('PENDING', 'DELIVERED') AND id IN \
                          (SELECT id FROM commands WHERE status IN ('PENDING', 'DELIVERED') AND expires_at <= ?1 \
                           ORDER BY expires_at LIMIT ?2) RETURNING {COLS}"
-                    ))?
-                    .query_map(params![now, limit], command_from_row)?
-                    .collect::<Result<Vec<_>, _>>()?;
+                    ),
+                    args![now, limit],
+                    command_from_row,
+                )?;
                 for mut cmd in rows.iter().cloned() {
                     if cmd.delivered_at.is_none() {
                         cmd.ack_device_id = None;
@@ -326,10 +328,11 @@ impl Store {
     /// How many commands are in each status (for `/metrics`).
     pub async fn command_counts(&self) -> StoreResult<Vec<(String, i64)>> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT status, COUNT(*) FROM commands GROUP BY status")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            c.map(
+                "SELECT status, COUNT(*) FROM commands GROUP BY status",
+                args![],
+                |r| Ok((r.text(0)?, r.int(1)?)),
+            )
         })
         .await
     }
@@ -337,10 +340,10 @@ impl Store {
     /// Deletes finished commands (executed, failed, expired) created before `before`.
     pub async fn prune_commands(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |w| {
-            Ok(w.conn.execute(
+            w.conn.exec(
                 "DELETE FROM commands WHERE created_at < ?1 AND status IN ('EXECUTED', 'FAILED', 'EXPIRED')",
-                params![before],
-            )? as u64)
+                args![before],
+            )
         })
         .await
     }
@@ -354,28 +357,37 @@ impl Store {
         let mut sql = format!(
             "SELECT {COLS} FROM commands WHERE child_id IN (SELECT child_id FROM guardians WHERE user_id = ?1)"
         );
-        let mut args: Vec<SqlValue> = vec![SqlValue::Text(user_id.to_string())];
-        if let Some(c) = &f.child_id {
-            args.push(SqlValue::Text(c.clone()));
-            sql.push_str(&format!(" AND child_id = ?{}", args.len()));
+        let (user_id, f) = (user_id.to_string(), f.clone());
+        let mut n = 1;
+        if f.child_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND child_id = ?{n}"));
         }
-        if let Some(s) = f.status {
-            args.push(SqlValue::Text(s.as_str().to_string()));
-            sql.push_str(&format!(" AND status = ?{}", args.len()));
+        if f.status.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND status = ?{n}"));
         }
-        if let Some(b) = f.before {
-            args.push(SqlValue::Integer(b));
-            sql.push_str(&format!(" AND created_at < ?{}", args.len()));
+        if f.before.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND created_at < ?{n}"));
         }
-        args.push(SqlValue::Integer(f.limit));
         sql.push_str(&format!(
             " ORDER BY created_at DESC, id DESC LIMIT ?{}",
-            args.len()
+            n + 1
         ));
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), command_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let mut a: Vec<Arg<'_>> = vec![Arg::Text(&user_id)];
+            if let Some(child) = &f.child_id {
+                a.push(Arg::Text(child));
+            }
+            if let Some(s) = f.status {
+                a.push(Arg::Text(s.as_str()));
+            }
+            if let Some(b) = f.before {
+                a.push(Arg::Int(b));
+            }
+            a.push(Arg::Int(f.limit));
+            c.map(&sql, &a, command_from_row)
         })
         .await
     }

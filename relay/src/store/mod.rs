@@ -1,29 +1,35 @@
 //! Durable state behind one seam: the [`Store`].
 //!
-//! The embedded engine is SQLite (rusqlite, bundled). All writes run on **one writer thread**
-//! as closures over a transaction: an async caller sends its closure, the thread runs it and
-//! answers — one thread hop per operation, whatever the number of statements. The thread
-//! commits in groups: it takes every job waiting (up to 256), runs each inside its own
-//! `SAVEPOINT` (a failing job rolls back alone), commits once, then publishes the bus
-//! messages the jobs produced, in order, and only then answers the callers. So:
+//! Two engines run the same statements through [`Db`] (`db.rs`): SQLite (rusqlite, bundled;
+//! the embedded default) and PostgreSQL (several nodes). Every write is a closure over a
+//! transaction, run on a writer thread: an async caller sends its closure, a thread runs it
+//! and answers — one thread hop per operation, whatever the number of statements.
 //!
-//! - a 2xx is answered after `COMMIT` (WAL; survives the process being killed);
+//! - **SQLite**: one writer thread commits in groups: it takes every job waiting (up to
+//!   256), runs each inside its own `SAVEPOINT` (a failing job rolls back alone), commits
+//!   once, then publishes the bus messages the jobs produced, in order, and only then answers
+//!   the callers. Reads use read-only connections (WAL readers do not block the writer):
+//!   inline on the calling thread when one of a few is free, else on two reader threads.
+//! - **PostgreSQL**: four writer threads, one transaction per job (other nodes write at the
+//!   same time); four reader threads. Read-then-write steps lock their rows
+//!   ([`Db::for_update`]); every state transition is a conditional `UPDATE`, so each happens
+//!   once cluster-wide whichever node runs it.
+//!
+//! On both:
+//! - a 2xx is answered after `COMMIT`;
 //! - nothing reaches a socket before the change it reports is committed;
-//! - events leave in commit order, and `events.seq` grows in that order.
-//!
-//! Reads use read-only connections (WAL readers do not block the writer): inline on the
-//! calling thread when one of a few connections is free (a point read costs microseconds,
-//! a thread hop more than that), else on a small pool of reader threads. The SQL is written with `?N` placeholders in the subset PostgreSQL
-//! also accepts once `?N` becomes `$N` (`RETURNING`, `ON CONFLICT`, partial indexes), so a
-//! PostgreSQL engine can run the same statements behind this same API.
+//! - each parent's events are numbered 1, 2, 3, ... in `user_seqs`, gap-free and in commit
+//!   order for that parent (see [`Store::log_event`]), which is what resume relies on.
 //!
 //! # Layout
 //! - `mod.rs`: threads, opening, migrations, errors, the event log (resume), meta keys.
+//! - `db.rs`: the engine-neutral statement surface.
 //! - `registry.rs`: children, guardians, devices (with an in-memory device cache).
 //! - `commands.rs`: the command lifecycle.
 //! - `notify.rs`: notifications, screen time, pairing.
 
 mod commands;
+mod db;
 mod notify;
 mod registry;
 
@@ -31,11 +37,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 pub use commands::{device_frame, AckOutcome, CommandFilter, NewCommand};
+pub(crate) use db::args;
+pub use db::{Arg, Db, PgConn, Row, ToArg};
 pub use notify::{NewNotification, Pairing, PairingStatus, ScreenTimeOutcome};
 pub use registry::{ChildPatch, ChildWriter, DeviceAuth};
 
@@ -79,6 +86,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum Engine {
     /// SQLite file (the embedded default).
     Sqlite,
+    /// PostgreSQL server (several nodes).
+    Postgres,
 }
 
 struct Migration {
@@ -87,15 +96,35 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+/// The same versions on both engines: version N is the same schema in either dialect.
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "per_user_event_seq",
+        sql: include_str!("../../migrations/sqlite/0002_per_user_event_seq.sql"),
+    },
+];
+const PG_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "per_user_event_seq",
+        sql: include_str!("../../migrations/postgres/0002_per_user_event_seq.sql"),
+    },
+];
 
 /// Jobs taken into one transaction at most.
 const MAX_BATCH: usize = 256;
-/// Reader threads.
+/// Reader threads (SQLite).
 const READERS: usize = 2;
 /// Read connections used inline by async callers (one per runtime worker is plenty).
 const INLINE_READERS: usize = 4;
@@ -103,6 +132,12 @@ const INLINE_READERS: usize = 4;
 const LINGER_BELOW: usize = 16;
 /// How long a small batch waits (adds at most this to a write's latency).
 const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
+/// PostgreSQL writer threads (one connection and one transaction per job each).
+const PG_WRITERS: usize = 4;
+/// PostgreSQL reader threads.
+const PG_READERS: usize = 4;
+/// Key of the advisory lock held while migrating PostgreSQL (several nodes may start at once).
+const PG_MIGRATION_LOCK: i64 = 0x5afe_57ea;
 
 /// Options that are not part of the URL.
 #[derive(Debug, Clone)]
@@ -111,9 +146,9 @@ pub struct StoreOptions {
     pub sqlite_sync: String,
 }
 
-/// A write in progress, handed to an operation's closure on the writer thread.
+/// A write in progress, handed to an operation's closure on a writer thread.
 pub struct W<'c> {
-    conn: &'c Connection,
+    conn: Db<'c>,
     out: Vec<BusMessage>,
 }
 
@@ -130,15 +165,15 @@ struct Done {
     reply: Box<dyn FnOnce(Option<String>) + Send>,
 }
 
-type WriteJob = Box<dyn FnOnce(&Connection) -> Done + Send>;
-type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+type WriteJob = Box<dyn FnOnce(Db<'_>) -> Done + Send>;
+type ReadJob = Box<dyn FnOnce(Db<'_>) + Send>;
 
 /// The relay's durable state. Cheap to share (`Arc`).
 pub struct Store {
     writer: mpsc::Sender<WriteJob>,
     reader: mpsc::Sender<ReadJob>,
-    /// Read connections used inline by the calling thread when one is free.
-    inline: Vec<Mutex<Connection>>,
+    /// Read connections used inline by the calling thread when one is free (SQLite only).
+    inline: Vec<Mutex<rusqlite::Connection>>,
     devices: Arc<Mutex<HashMap<String, DeviceAuth>>>,
     engine: Engine,
 }
@@ -146,7 +181,7 @@ pub struct Store {
 /// A parent event read back from the log for resume.
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
-    /// Position.
+    /// Position in the user's own sequence.
     pub seq: i64,
     /// Event name.
     pub event: String,
@@ -154,14 +189,12 @@ pub struct LoggedEvent {
     pub data: String,
 }
 
-/// Turns `SAFESTREAM_DB` into an engine and a path.
+/// Turns `SAFESTREAM_DB` into an engine and a path or URL.
 fn parse_db(db: &str) -> Result<(Engine, String), String> {
     if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        return Err(
-            "a PostgreSQL SAFESTREAM_DB is not supported by this build yet; \
-                    use a SQLite file path"
-                .into(),
-        );
+        db.parse::<postgres::Config>()
+            .map_err(|e| format!("SAFESTREAM_DB is not a valid PostgreSQL URL: {e}"))?;
+        return Ok((Engine::Postgres, db.to_string()));
     }
     let path = db
         .strip_prefix("sqlite://")
@@ -176,7 +209,8 @@ fn parse_db(db: &str) -> Result<(Engine, String), String> {
     Ok((Engine::Sqlite, path.to_string()))
 }
 
-fn open_conn(path: &str, write: bool, sync: &str) -> Result<Connection, String> {
+fn open_sqlite(path: &str, write: bool, sync: &str) -> Result<rusqlite::Connection, String> {
+    use rusqlite::OpenFlags;
     let flags = if write {
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -184,8 +218,8 @@ fn open_conn(path: &str, write: bool, sync: &str) -> Result<Connection, String> 
     } else {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(|e| format!("opening {path}: {e}"))?;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)
+        .map_err(|e| format!("opening {path}: {e}"))?;
     let pragmas = format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; \
          PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456; \
@@ -197,36 +231,95 @@ fn open_conn(path: &str, write: bool, sync: &str) -> Result<Connection, String> 
     Ok(conn)
 }
 
+/// Starts a thread that first opens its connection with `open` (reporting the outcome),
+/// then runs `body` with it.
+async fn spawn_db_thread<C: 'static>(
+    name: String,
+    open: impl FnOnce() -> Result<C, String> + Send + 'static,
+    body: impl FnOnce(C) + Send + 'static,
+) -> Result<(), String> {
+    let (tx, rx) = oneshot::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || match open() {
+            Ok(c) => {
+                let _ = tx.send(Ok(()));
+                body(c);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    rx.await
+        .map_err(|_| "a store thread died while opening".to_string())?
+}
+
 impl Store {
     /// Opens (creating if needed) the database, applies pending migrations and starts the
     /// writer and reader threads.
     pub async fn open(db: &str, opts: &StoreOptions, bus: Arc<dyn Bus>) -> Result<Store, String> {
         let (engine, path) = parse_db(db)?;
-        let sync = if opts.sqlite_sync == "full" {
-            "FULL"
-        } else {
-            "NORMAL"
-        };
-        let wconn = open_conn(&path, true, sync)?;
-        migrate(&wconn, SQLITE_MIGRATIONS)?;
         let (wtx, wrx) = mpsc::channel::<WriteJob>(4096);
-        std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer_loop(wconn, wrx, bus))
-            .map_err(|e| e.to_string())?;
         let (rtx, rrx) = mpsc::channel::<ReadJob>(4096);
         let rrx = Arc::new(Mutex::new(rrx));
-        for i in 0..READERS {
-            let conn = open_conn(&path, false, sync)?;
-            let rrx = rrx.clone();
-            std::thread::Builder::new()
-                .name(format!("store-reader-{i}"))
-                .spawn(move || reader_loop(conn, rrx))
-                .map_err(|e| e.to_string())?;
-        }
-        let mut inline = Vec::with_capacity(INLINE_READERS);
-        for _ in 0..INLINE_READERS {
-            inline.push(Mutex::new(open_conn(&path, false, sync)?));
+        let mut inline = Vec::new();
+        match engine {
+            Engine::Sqlite => {
+                let sync = if opts.sqlite_sync == "full" {
+                    "FULL"
+                } else {
+                    "NORMAL"
+                };
+                let wconn = open_sqlite(&path, true, sync)?;
+                migrate(Db::Lite(&wconn), SQLITE_MIGRATIONS)?;
+                std::thread::Builder::new()
+                    .name("store-writer".into())
+                    .spawn(move || sqlite_writer_loop(wconn, wrx, bus))
+                    .map_err(|e| e.to_string())?;
+                for i in 0..READERS {
+                    let conn = open_sqlite(&path, false, sync)?;
+                    let rrx = rrx.clone();
+                    std::thread::Builder::new()
+                        .name(format!("store-reader-{i}"))
+                        .spawn(move || reader_loop(Db::Lite(&conn), rrx, || Ok(())))
+                        .map_err(|e| e.to_string())?;
+                }
+                for _ in 0..INLINE_READERS {
+                    inline.push(Mutex::new(open_sqlite(&path, false, sync)?));
+                }
+            }
+            Engine::Postgres => {
+                let url = path.clone();
+                spawn_db_thread(
+                    "store-migrate".into(),
+                    move || {
+                        let c = PgConn::connect(&url)?;
+                        pg_migrate(&c)
+                    },
+                    |_| {},
+                )
+                .await?;
+                let wrx = Arc::new(Mutex::new(wrx));
+                for i in 0..PG_WRITERS {
+                    let (url, wrx, bus) = (path.clone(), wrx.clone(), bus.clone());
+                    spawn_db_thread(
+                        format!("store-writer-{i}"),
+                        move || PgConn::connect(&url),
+                        move |c| pg_writer_loop(c, wrx, bus),
+                    )
+                    .await?;
+                }
+                for i in 0..PG_READERS {
+                    let (url, rrx) = (path.clone(), rrx.clone());
+                    spawn_db_thread(
+                        format!("store-reader-{i}"),
+                        move || PgConn::connect(&url),
+                        move |c| reader_loop(Db::Pg(&c), rrx, || c.ensure()),
+                    )
+                    .await?;
+                }
+            }
         }
         Ok(Store {
             writer: wtx,
@@ -249,7 +342,7 @@ impl Store {
         F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
-        let job: WriteJob = Box::new(move |conn: &Connection| {
+        let job: WriteJob = Box::new(move |conn: Db<'_>| {
             let mut w = W {
                 conn,
                 out: Vec::new(),
@@ -276,21 +369,21 @@ impl Store {
             .map_err(|_| StoreError::Db("the store writer stopped".into()))?
     }
 
-    /// Runs a read. Reads are short (indexed lookups, bounded pages), so when one of the
-    /// inline connections is free the calling thread runs `f` itself — no thread hop, which
-    /// is most of a small read's cost; otherwise it goes to the reader threads.
+    /// Runs a read. Reads are short (indexed lookups, bounded pages), so on SQLite, when one
+    /// of the inline connections is free, the calling thread runs `f` itself — no thread hop,
+    /// which is most of a small read's cost; otherwise it goes to the reader threads.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(Db<'_>) -> StoreResult<T> + Send + 'static,
     {
         for slot in &self.inline {
             if let Ok(conn) = slot.try_lock() {
-                return f(&conn);
+                return f(Db::Lite(&conn));
             }
         }
         let (tx, rx) = oneshot::channel::<StoreResult<T>>();
-        let job: ReadJob = Box::new(move |conn: &Connection| {
+        let job: ReadJob = Box::new(move |conn: Db<'_>| {
             let _ = tx.send(f(conn));
         });
         self.reader
@@ -303,9 +396,7 @@ impl Store {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-            .await
-            .is_ok()
+        self.read(|c| c.int("SELECT 1", args![])).await.is_ok()
     }
 
     /// Stops accepting work (threads end when their queues drain).
@@ -321,11 +412,11 @@ impl Store {
         let fresh = base64::engine::general_purpose::STANDARD.encode(fresh);
         let v: String = self
             .write(move |w| {
-                w.conn.execute(
+                w.conn.exec(
                     "INSERT INTO meta (key, value) VALUES ('device_key', ?1) ON CONFLICT (key) DO NOTHING",
-                    params![fresh],
+                    args![fresh],
                 )?;
-                Ok(w.conn.query_row("SELECT value FROM meta WHERE key = 'device_key'", [], |r| r.get(0))?)
+                w.conn.one("SELECT value FROM meta WHERE key = 'device_key'", args![], |r| r.text(0))
             })
             .await?;
         base64::engine::general_purpose::STANDARD
@@ -336,6 +427,10 @@ impl Store {
     // ---- the parent event log (resume) ---------------------------------------------------
 
     /// Appends an event for `user_id` inside a write and queues its delivery.
+    ///
+    /// Positions are per user and gap-free: the upsert on `user_seqs` takes the next number
+    /// and holds the user's row lock until commit, so another writer (on any node) that logs
+    /// for the same user waits, and position N+1 never commits before N.
     fn log_event(
         w: &mut W<'_>,
         user_id: &str,
@@ -343,11 +438,16 @@ impl Store {
         data: &Value,
         now: Millis,
     ) -> StoreResult<i64> {
-        let mut stmt = w
-            .conn
-            .prepare_cached("INSERT INTO events (user_id, event, data, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING seq")?;
-        let seq: i64 =
-            stmt.query_row(params![user_id, event, data.to_string(), now], |r| r.get(0))?;
+        let seq = w.conn.int(
+            "INSERT INTO user_seqs (user_id, seq, pruned_through) VALUES (?1, 1, 0) \
+             ON CONFLICT (user_id) DO UPDATE SET seq = user_seqs.seq + 1 RETURNING seq",
+            args![user_id],
+        )?;
+        let text = data.to_string();
+        w.conn.exec(
+            "INSERT INTO events (user_id, seq, event, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            args![user_id, seq, event, text, now],
+        )?;
         w.publish(BusMessage::deliver(
             room::user(user_id),
             Arc::new(OutFrame::event(event, Some(seq), data)),
@@ -378,16 +478,17 @@ impl Store {
     ) -> StoreResult<Vec<LoggedEvent>> {
         let user_id = user_id.to_string();
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT seq, event, data FROM events WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
-            let rows = stmt.query_map(params![user_id, after, limit], |r| {
-                Ok(LoggedEvent {
-                    seq: r.get(0)?,
-                    event: r.get(1)?,
-                    data: r.get(2)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            c.map(
+                "SELECT seq, event, data FROM events WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                args![user_id, after, limit],
+                |r| {
+                    Ok(LoggedEvent {
+                        seq: r.int(0)?,
+                        event: r.text(1)?,
+                        data: r.text(2)?,
+                    })
+                },
+            )
         })
         .await
     }
@@ -396,30 +497,25 @@ impl Store {
     pub async fn more_events_than(&self, user_id: &str, after: i64, n: i64) -> StoreResult<bool> {
         let user_id = user_id.to_string();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
+            c.exists(
                 "SELECT seq FROM events WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT 1 OFFSET ?3",
-            )?;
-            Ok(stmt.exists(params![user_id, after, n])?)
+                args![user_id, after, n],
+            )
         })
         .await
     }
 
-    /// `(pruned_through, newest)`: every event at or below the first was deleted; the second
-    /// is the newest position ever assigned (or the first if none is left).
-    pub async fn event_positions(&self) -> StoreResult<(i64, i64)> {
-        self.read(|c| {
-            let pruned: i64 = c
-                .query_row(
-                    "SELECT value FROM meta WHERE key = 'events_pruned_through'",
-                    [],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let newest: i64 =
-                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
-            Ok((pruned, newest.max(pruned)))
+    /// `(pruned_through, newest)` for `user_id`: every event of theirs at or below the first
+    /// was deleted; the second is the newest position they were given (0 if none).
+    pub async fn event_positions(&self, user_id: &str) -> StoreResult<(i64, i64)> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            Ok(c.opt(
+                "SELECT pruned_through, seq FROM user_seqs WHERE user_id = ?1",
+                args![user_id],
+                |r| Ok((r.int(0)?, r.int(1)?)),
+            )?
+            .unwrap_or((0, 0)))
         })
         .await
     }
@@ -427,33 +523,28 @@ impl Store {
     /// Deletes events created before `before`; returns how many.
     pub async fn prune_events(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |w| {
-            // Events are appended in time order, so the old ones are a prefix by seq: walk it
-            // (no time index needed) and never delete the newest row (seq must keep growing).
-            let newest: i64 =
-                w.conn
-                    .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
-            let max: Option<i64> = w.conn.query_row(
-                "SELECT MAX(seq) FROM (SELECT seq, created_at FROM events WHERE seq < ?2 \
-                 ORDER BY seq LIMIT 100000) WHERE created_at < ?1",
-                params![before, newest],
-                |r| r.get(0),
+            // Each user's pruned position moves up to the newest event of theirs deleted, so
+            // a parent resuming from below it is told to resync. Positions themselves live in
+            // `user_seqs` and never go back.
+            w.conn.exec(
+                "UPDATE user_seqs SET pruned_through = (SELECT MAX(seq) FROM events \
+                 WHERE events.user_id = user_seqs.user_id AND events.created_at < ?1) \
+                 WHERE user_id IN (SELECT user_id FROM events WHERE created_at < ?1)",
+                args![before],
             )?;
-            let Some(max) = max else { return Ok(0) };
-            let n = w
-                .conn
-                .execute("DELETE FROM events WHERE seq <= ?1", params![max])?;
-            w.conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('events_pruned_through', ?1) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![max.to_string()],
-            )?;
-            Ok(n as u64)
+            w.conn
+                .exec("DELETE FROM events WHERE created_at < ?1", args![before])
         })
         .await
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, bus: Arc<dyn Bus>) {
+fn sqlite_writer_loop(
+    conn: rusqlite::Connection,
+    mut rx: mpsc::Receiver<WriteJob>,
+    bus: Arc<dyn Bus>,
+) {
+    let db = Db::Lite(&conn);
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -464,27 +555,26 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, bus: Arc<dyn 
             drain_into(&mut rx, &mut batch);
         }
         let mut dones = Vec::with_capacity(batch.len());
-        let begun = conn.execute_batch("BEGIN IMMEDIATE");
-        if let Err(e) = begun {
+        if let Err(e) = db.batch("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             tracing::error!(error = %msg, "store: BEGIN failed");
             for job in batch.drain(..) {
-                let done = job_failed_before_run(job, &conn);
+                let done = job_failed_before_run(job, db);
                 (done.reply)(Some(msg.clone()));
             }
             continue;
         }
         for job in batch.drain(..) {
-            let _ = conn.execute_batch("SAVEPOINT job");
-            let done = job(&conn);
+            let _ = db.batch("SAVEPOINT job");
+            let done = job(db);
             if done.failed {
-                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                let _ = db.batch("ROLLBACK TO job; RELEASE job");
             } else {
-                let _ = conn.execute_batch("RELEASE job");
+                let _ = db.batch("RELEASE job");
             }
             dones.push(done);
         }
-        match conn.execute_batch("COMMIT") {
+        match db.batch("COMMIT") {
             Ok(()) => {
                 for d in dones {
                     for m in d.msgs {
@@ -496,10 +586,52 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, bus: Arc<dyn 
             Err(e) => {
                 let msg = e.to_string();
                 tracing::error!(error = %msg, "store: COMMIT failed; the batch was rolled back");
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = db.batch("ROLLBACK");
                 for d in dones {
                     (d.reply)(Some(msg.clone()));
                 }
+            }
+        }
+    }
+}
+
+/// PostgreSQL: several writer threads, each running one job per transaction (other nodes
+/// write concurrently, so a batch would only widen lock waits and deadlock exposure; the
+/// server's own group commit shares the WAL flushes). Messages are published after COMMIT.
+fn pg_writer_loop(conn: PgConn, rx: Arc<Mutex<mpsc::Receiver<WriteJob>>>, bus: Arc<dyn Bus>) {
+    let db = Db::Pg(&conn);
+    loop {
+        let job = {
+            let mut guard = rx.lock().unwrap_or_else(|e| e.into_inner());
+            guard.blocking_recv()
+        };
+        let Some(job) = job else { return };
+        if let Err(e) = conn.ensure().and_then(|_| db.batch("BEGIN")) {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "store: BEGIN failed");
+            let done = job(db);
+            let _ = db.batch("ROLLBACK");
+            (done.reply)(Some(msg));
+            continue;
+        }
+        let done = job(db);
+        if done.failed {
+            let _ = db.batch("ROLLBACK");
+            (done.reply)(None);
+            continue;
+        }
+        match db.batch("COMMIT") {
+            Ok(()) => {
+                for m in done.msgs {
+                    bus.publish(m);
+                }
+                (done.reply)(None);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "store: COMMIT failed; the job was rolled back");
+                let _ = db.batch("ROLLBACK");
+                (done.reply)(Some(msg));
             }
         }
     }
@@ -516,37 +648,56 @@ fn drain_into(rx: &mut mpsc::Receiver<WriteJob>, batch: &mut Vec<WriteJob>) {
 
 /// When the transaction cannot even begin, a job still has to answer: run it inside a
 /// savepoint that is always rolled back, and report the error.
-fn job_failed_before_run(job: WriteJob, conn: &Connection) -> Done {
-    let _ = conn.execute_batch("SAVEPOINT doomed");
-    let done = job(conn);
-    let _ = conn.execute_batch("ROLLBACK TO doomed; RELEASE doomed");
+fn job_failed_before_run(job: WriteJob, db: Db<'_>) -> Done {
+    let _ = db.batch("SAVEPOINT doomed");
+    let done = job(db);
+    let _ = db.batch("ROLLBACK TO doomed; RELEASE doomed");
     done
 }
 
-fn reader_loop(conn: Connection, rx: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {
+fn reader_loop(
+    db: Db<'_>,
+    rx: Arc<Mutex<mpsc::Receiver<ReadJob>>>,
+    ensure: impl Fn() -> StoreResult<()>,
+) {
     loop {
         let job = {
             let mut guard = rx.lock().unwrap_or_else(|e| e.into_inner());
             guard.blocking_recv()
         };
         match job {
-            Some(job) => job(&conn),
+            Some(job) => {
+                if let Err(e) = ensure() {
+                    tracing::warn!(error = %e, "store reader: reconnecting failed");
+                }
+                job(db)
+            }
             None => return,
         }
     }
 }
 
-fn migrate(conn: &Connection, migrations: &[Migration]) -> Result<(), String> {
-    let err = |e: rusqlite::Error| format!("migrating the database: {e}");
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+/// Migrates PostgreSQL under an advisory lock, so nodes starting together take turns.
+fn pg_migrate(c: &PgConn) -> Result<(), String> {
+    let db = Db::Pg(c);
+    let err = |e: StoreError| format!("migrating the database: {e}");
+    db.exec("SELECT pg_advisory_lock(?1)", args![PG_MIGRATION_LOCK])
+        .map_err(err)?;
+    let res = migrate(db, PG_MIGRATIONS);
+    let _ = db.exec("SELECT pg_advisory_unlock(?1)", args![PG_MIGRATION_LOCK]);
+    res
+}
+
+fn migrate(db: Db<'_>, migrations: &[Migration]) -> Result<(), String> {
+    let err = |e: StoreError| format!("migrating the database: {e}");
+    db.batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
     )
     .map_err(err)?;
-    let current: i64 = conn
-        .query_row(
+    let current = db
+        .int(
             "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
+            args![],
         )
         .map_err(err)?;
     let newest = migrations.last().map(|m| m.version).unwrap_or(0);
@@ -556,18 +707,23 @@ fn migrate(conn: &Connection, migrations: &[Migration]) -> Result<(), String> {
              run a newer relay"
         ));
     }
+    let begin = if db.is_pg() {
+        "BEGIN"
+    } else {
+        "BEGIN IMMEDIATE"
+    };
     for m in migrations.iter().filter(|m| m.version > current) {
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
-        let applied = conn.execute_batch(m.sql).and_then(|_| {
-            conn.execute(
+        db.batch(begin).map_err(err)?;
+        let applied = db.batch(m.sql).and_then(|_| {
+            db.exec(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-                params![m.version, m.name, crate::model::now_ms()],
+                args![m.version, m.name, crate::model::now_ms()],
             )
         });
         match applied {
-            Ok(_) => conn.execute_batch("COMMIT").map_err(err)?,
+            Ok(_) => db.batch("COMMIT").map_err(err)?,
             Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = db.batch("ROLLBACK");
                 return Err(err(e));
             }
         }
@@ -586,7 +742,8 @@ mod tests {
         assert_eq!(parse_db("sqlite:///tmp/x.db").unwrap().1, "/tmp/x.db");
         assert_eq!(parse_db("sqlite:x.db?mode=rwc").unwrap().1, "x.db");
         assert!(parse_db(":memory:").is_err());
-        assert!(parse_db("postgres://u@h/db").is_err());
+        assert_eq!(parse_db("postgres://u@h/db").unwrap().0, Engine::Postgres);
+        assert!(parse_db("postgres://u@h:notaport/db").is_err());
     }
 
     struct NullBus;
@@ -611,9 +768,9 @@ mod tests {
             let s = store.clone();
             tasks.push(tokio::spawn(async move {
                 s.write(move |w| {
-                    w.conn.execute(
+                    w.conn.exec(
                         "INSERT INTO meta (key, value) VALUES (?1, 'x')",
-                        params![format!("k{i}")],
+                        args![format!("k{i}")],
                     )?;
                     if i % 2 == 1 {
                         return Err(StoreError::Conflict("odd".into()));
@@ -627,13 +784,7 @@ mod tests {
             assert_eq!(t.await.unwrap().is_ok(), i % 2 == 0);
         }
         let n: i64 = store
-            .read(|c| {
-                Ok(
-                    c.query_row("SELECT COUNT(*) FROM meta WHERE key LIKE 'k%'", [], |r| {
-                        r.get(0)
-                    })?,
-                )
-            })
+            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key LIKE 'k%'", args![]))
             .await
             .unwrap();
         assert_eq!(n, 25, "only the successful jobs' writes remain");

@@ -1,8 +1,8 @@
 //! Notifications, screen time, and pairing.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
+use super::db::{args, Db, Row};
 use super::registry::{child_exists, device_from_row, guardians_of, insert_device, DEVICE_COLS};
 use super::{Store, StoreError, StoreResult, W};
 use crate::model::{day_in, Device, Millis, Notification};
@@ -95,37 +95,42 @@ const NOTIF_COLS: &str = "id, user_id, type, title, message, metadata, created_a
 const PAIR_COLS: &str =
     "id, code, secret_hash, device_name, status, claimed_by, child_id, device_id, expires_at";
 
-fn notification_from_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
-    let metadata: String = r.get(5)?;
+fn notification_from_row(r: &Row<'_>) -> StoreResult<Notification> {
+    let metadata = r.text(5)?;
     Ok(Notification {
-        id: r.get(0)?,
-        user_id: r.get(1)?,
-        kind: r.get(2)?,
-        title: r.get(3)?,
-        message: r.get(4)?,
+        id: r.text(0)?,
+        user_id: r.text(1)?,
+        kind: r.text(2)?,
+        title: r.text(3)?,
+        message: r.text(4)?,
         metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
-        created_at: r.get(6)?,
-        read: r.get::<_, Option<i64>>(7)?.is_some(),
+        created_at: r.int(6)?,
+        read: r.opt_int(7)?.is_some(),
     })
 }
 
-fn pairing_from_row(r: &Row<'_>) -> rusqlite::Result<Pairing> {
+fn pairing_from_row(r: &Row<'_>) -> StoreResult<Pairing> {
     Ok(Pairing {
-        id: r.get(0)?,
-        code: r.get(1)?,
-        secret_hash: r.get(2)?,
-        device_name: r.get(3)?,
-        status: PairingStatus::parse(&r.get::<_, String>(4)?),
-        claimed_by: r.get(5)?,
-        child_id: r.get(6)?,
-        device_id: r.get(7)?,
-        expires_at: r.get(8)?,
+        id: r.text(0)?,
+        code: r.text(1)?,
+        secret_hash: r.text(2)?,
+        device_name: r.text(3)?,
+        status: PairingStatus::parse(&r.text(4)?),
+        claimed_by: r.opt_text(5)?,
+        child_id: r.opt_text(6)?,
+        device_id: r.opt_text(7)?,
+        expires_at: r.int(8)?,
     })
 }
 
-fn load_pairing(c: &Connection, id: &str) -> StoreResult<Option<Pairing>> {
-    let mut stmt = c.prepare_cached(&format!("SELECT {PAIR_COLS} FROM pairings WHERE id = ?1"))?;
-    Ok(stmt.query_row(params![id], pairing_from_row).optional()?)
+/// One pairing; `lock` takes its row lock (PostgreSQL) for a read-then-write step.
+fn load_pairing(c: Db<'_>, id: &str, lock: bool) -> StoreResult<Option<Pairing>> {
+    let suffix = if lock { c.for_update() } else { "" };
+    c.opt(
+        &format!("SELECT {PAIR_COLS} FROM pairings WHERE id = ?1{suffix}"),
+        args![id],
+        pairing_from_row,
+    )
 }
 
 /// Inserts a notification and logs `notification:new` for its user.
@@ -144,11 +149,11 @@ fn insert_notification(
         created_at: now,
         read: false,
     };
-    w.conn
-        .prepare_cached(&format!(
+    w.conn.exec(
+        &format!(
             "INSERT INTO notifications ({NOTIF_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)"
-        ))?
-        .execute(params![
+        ),
+        args![
             notif.id,
             notif.user_id,
             notif.kind,
@@ -156,14 +161,15 @@ fn insert_notification(
             notif.message,
             notif.metadata.to_string(),
             now
-        ])?;
+        ],
+    )?;
     let data = serde_json::to_value(&notif).unwrap_or(Value::Null);
     Store::log_event(w, &notif.user_id, "notification:new", &data, now)?;
     Ok(notif)
 }
 
 /// Ok if `user_id` guards `child_id`; `NotFound` for no such child, else `Forbidden`.
-fn check_guardian_in(c: &Connection, user_id: &str, child_id: &str) -> StoreResult<()> {
+fn check_guardian_in(c: Db<'_>, user_id: &str, child_id: &str) -> StoreResult<()> {
     if !child_exists(c, child_id)? {
         return Err(StoreError::NotFound("no such child".into()));
     }
@@ -189,11 +195,11 @@ fn approve_in(
     if p.status == PairingStatus::Approved {
         if p.child_id.as_deref() == Some(child_id) {
             let dev = p.device_id.clone().unwrap_or_default();
-            return Ok(w.conn.query_row(
+            return w.conn.one(
                 &format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"),
-                params![dev],
+                args![dev],
                 device_from_row,
-            )?);
+            );
         }
         return Err(StoreError::Conflict(
             "this pairing was already approved".into(),
@@ -209,10 +215,10 @@ fn approve_in(
     let guardians = guardians_of(w.conn, child_id)?;
     let name = name.unwrap_or_else(|| p.device_name.clone());
     let device = insert_device(w, child_id, &name, user_id, now)?;
-    w.conn.execute(
+    w.conn.exec(
         "UPDATE pairings SET status = 'APPROVED', child_id = ?2, device_id = ?3, \
-         expires_at = MAX(expires_at, ?4) WHERE id = ?1",
-        params![p.id, child_id, device.id, now + 10 * 60 * 1000],
+         expires_at = CASE WHEN expires_at > ?4 THEN expires_at ELSE ?4 END WHERE id = ?1",
+        args![p.id, child_id, device.id, now + 10 * 60 * 1000],
     )?;
     for g in guardians {
         let n = NewNotification {
@@ -229,8 +235,9 @@ fn approve_in(
 }
 
 /// The claimer's pairing, unexpired.
-fn claimed_pairing(c: &Connection, id: &str, user_id: &str, now: Millis) -> StoreResult<Pairing> {
-    let p = load_pairing(c, id)?.ok_or_else(|| StoreError::NotFound("no such pairing".into()))?;
+fn claimed_pairing(c: Db<'_>, id: &str, user_id: &str, now: Millis) -> StoreResult<Pairing> {
+    let p =
+        load_pairing(c, id, true)?.ok_or_else(|| StoreError::NotFound("no such pairing".into()))?;
     if p.claimed_by.as_deref() != Some(user_id) {
         return Err(StoreError::NotFound("no such pairing".into()));
     }
@@ -294,26 +301,30 @@ impl Store {
         self.read(move |c| {
             let rows = match before {
                 Some(b) => {
-                    let at: i64 = c
-                        .prepare_cached("SELECT created_at FROM notifications WHERE id = ?1 AND user_id = ?2")?
-                        .query_row(params![b, user_id], |r| r.get(0))
-                        .optional()?
+                    let at = c
+                        .opt(
+                            "SELECT created_at FROM notifications WHERE id = ?1 AND user_id = ?2",
+                            args![b, user_id],
+                            |r| r.int(0),
+                        )?
                         .ok_or_else(|| StoreError::BadRequest("before: no such notification".into()))?;
-                    let mut stmt = c.prepare_cached(&format!(
-                        "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = ?1 \
-                         AND (created_at < ?2 OR (created_at = ?2 AND id < ?3)) \
-                         ORDER BY created_at DESC, id DESC LIMIT ?4"
-                    ))?;
-                    let rows = stmt.query_map(params![user_id, at, b, limit], notification_from_row)?;
-                    rows.collect::<Result<Vec<_>, _>>()?
+                    c.map(
+                        &format!(
+                            "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = ?1 \
+                             AND (created_at < ?2 OR (created_at = ?2 AND id < ?3)) \
+                             ORDER BY created_at DESC, id DESC LIMIT ?4"
+                        ),
+                        args![user_id, at, b, limit],
+                        notification_from_row,
+                    )?
                 }
-                None => {
-                    let mut stmt = c.prepare_cached(&format!(
+                None => c.map(
+                    &format!(
                         "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2"
-                    ))?;
-                    let rows = stmt.query_map(params![user_id, limit], notification_from_row)?;
-                    rows.collect::<Result<Vec<_>, _>>()?
-                }
+                    ),
+                    args![user_id, limit],
+                    notification_from_row,
+                )?,
             };
             Ok(rows)
         })
@@ -330,11 +341,13 @@ impl Store {
         let (user_id, id) = (user_id.to_string(), id.to_string());
         self.write(move |w| {
             w.conn
-                .prepare_cached(&format!(
-                    "UPDATE notifications SET read_at = COALESCE(read_at, ?3) WHERE id = ?1 AND user_id = ?2 RETURNING {NOTIF_COLS}"
-                ))?
-                .query_row(params![id, user_id, now], notification_from_row)
-                .optional()?
+                .opt(
+                    &format!(
+                        "UPDATE notifications SET read_at = COALESCE(read_at, ?3) WHERE id = ?1 AND user_id = ?2 RETURNING {NOTIF_COLS}"
+                    ),
+                    args![id, user_id, now],
+                    notification_from_row,
+                )?
                 .ok_or_else(|| StoreError::NotFound("no such notification".into()))
         })
         .await
@@ -351,27 +364,26 @@ impl Store {
         self.write(move |w| {
             let (name, limit, tz): (String, Option<i64>, String) = w
                 .conn
-                .prepare_cached("SELECT name, daily_limit_minutes, timezone FROM children WHERE id = ?1")?
-                .query_row(params![child_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?
+                .opt(
+                    "SELECT name, daily_limit_minutes, timezone FROM children WHERE id = ?1",
+                    args![child_id],
+                    |r| Ok((r.text(0)?, r.opt_int(1)?, r.text(2)?)),
+                )?
                 .ok_or_else(|| StoreError::NotFound("no such child".into()))?;
             let day = day_in(&tz, now);
-            w.conn
-                .prepare_cached(
-                    "INSERT INTO screen_time (child_id, day, minutes_used, updated_at) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (child_id, day) DO UPDATE SET minutes_used = excluded.minutes_used, updated_at = excluded.updated_at",
-                )?
-                .execute(params![child_id, day, minutes, now])?;
+            w.conn.exec(
+                "INSERT INTO screen_time (child_id, day, minutes_used, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (child_id, day) DO UPDATE SET minutes_used = excluded.minutes_used, updated_at = excluded.updated_at",
+                args![child_id, day, minutes, now],
+            )?;
             let mut alert = false;
             if let Some(l) = limit {
                 if minutes >= l {
-                    alert = w
-                        .conn
-                        .prepare_cached(
-                            "UPDATE screen_time SET alerted_at = ?3 WHERE child_id = ?1 AND day = ?2 AND alerted_at IS NULL",
-                        )?
-                        .execute(params![child_id, day, now])?
-                        == 1;
+                    // Conditional: the first report over the limit, on whichever node, wins.
+                    alert = w.conn.exec(
+                        "UPDATE screen_time SET alerted_at = ?3 WHERE child_id = ?1 AND day = ?2 AND alerted_at IS NULL",
+                        args![child_id, day, now],
+                    )? == 1;
                 }
             }
             if alert {
@@ -406,13 +418,13 @@ impl Store {
     pub async fn create_pairing(&self, p: &Pairing, now: Millis) -> StoreResult<()> {
         let p = p.clone();
         self.write(move |w| {
-            if w.conn.prepare_cached("SELECT 1 FROM pairings WHERE code = ?1")?.exists(params![p.code])? {
+            if w.conn.exists("SELECT 1 FROM pairings WHERE code = ?1", args![p.code])? {
                 return Err(StoreError::Conflict("code taken".into()));
             }
-            w.conn.execute(
+            w.conn.exec(
                 "INSERT INTO pairings (id, code, secret_hash, device_name, status, created_at, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, 'PENDING', ?5, ?6)",
-                params![p.id, p.code, p.secret_hash, p.device_name, now, p.expires_at],
+                args![p.id, p.code, p.secret_hash, p.device_name, now, p.expires_at],
             )?;
             Ok(())
         })
@@ -422,7 +434,7 @@ impl Store {
     /// One pairing by id.
     pub async fn pairing(&self, id: &str) -> StoreResult<Option<Pairing>> {
         let id = id.to_string();
-        self.read(move |c| load_pairing(c, &id)).await
+        self.read(move |c| load_pairing(c, &id, false)).await
     }
 
     /// A parent enters a code: the pairing becomes theirs and they get a DEVICE_PAIRING
@@ -443,19 +455,22 @@ impl Store {
             }
             let mut p = w
                 .conn
-                .prepare_cached(&format!(
-                    "SELECT {PAIR_COLS} FROM pairings WHERE code = ?1 AND expires_at > ?2"
-                ))?
-                .query_row(params![code, now], pairing_from_row)
-                .optional()?
+                .opt(
+                    &format!(
+                        "SELECT {PAIR_COLS} FROM pairings WHERE code = ?1 AND expires_at > ?2{}",
+                        w.conn.for_update()
+                    ),
+                    args![code, now],
+                    pairing_from_row,
+                )?
                 .ok_or_else(|| {
                     StoreError::NotFound("no such pairing code, or it expired".into())
                 })?;
             match (&p.status, &p.claimed_by) {
                 (PairingStatus::Pending, _) => {
-                    w.conn.execute(
+                    w.conn.exec(
                         "UPDATE pairings SET status = 'CLAIMED', claimed_by = ?2 WHERE id = ?1",
-                        params![p.id, user_id],
+                        args![p.id, user_id],
                     )?;
                     p.status = PairingStatus::Claimed;
                     p.claimed_by = Some(user_id.clone());
@@ -514,9 +529,9 @@ impl Store {
                     "this pairing was already approved".into(),
                 ));
             }
-            w.conn.execute(
+            w.conn.exec(
                 "UPDATE pairings SET status = 'REJECTED' WHERE id = ?1",
-                params![id],
+                args![id],
             )?;
             Ok(())
         })
@@ -526,10 +541,10 @@ impl Store {
     /// Deletes notifications created before `before`.
     pub async fn prune_notifications(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |w| {
-            Ok(w.conn.execute(
+            w.conn.exec(
                 "DELETE FROM notifications WHERE created_at < ?1",
-                params![before],
-            )? as u64)
+                args![before],
+            )
         })
         .await
     }
@@ -537,10 +552,8 @@ impl Store {
     /// Deletes pairings that expired before `before`.
     pub async fn prune_pairings(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |w| {
-            Ok(w.conn.execute(
-                "DELETE FROM pairings WHERE expires_at < ?1",
-                params![before],
-            )? as u64)
+            w.conn
+                .exec("DELETE FROM pairings WHERE expires_at < ?1", args![before])
         })
         .await
     }

@@ -4,8 +4,7 @@
 //! served from an in-memory cache that the store keeps exact: devices are never deleted,
 //! only revoked, and revocation goes through [`Store::revoke_device`], which updates it.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
+use super::db::{args, Db, Row};
 use super::{Store, StoreError, StoreResult, W};
 use crate::model::{Child, Device, Millis};
 
@@ -46,45 +45,48 @@ pub struct DeviceAuth {
 const CHILD_COLS: &str = "id, name, daily_limit_minutes, timezone, created_at, updated_at";
 pub(super) const DEVICE_COLS: &str = "id, child_id, name, created_at, revoked_at, last_seen";
 
-fn child_from_row(r: &Row<'_>) -> rusqlite::Result<Child> {
+fn child_from_row(r: &Row<'_>) -> StoreResult<Child> {
     Ok(Child {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        daily_limit_minutes: r.get(2)?,
-        timezone: r.get(3)?,
+        id: r.text(0)?,
+        name: r.text(1)?,
+        daily_limit_minutes: r.opt_int(2)?,
+        timezone: r.text(3)?,
         guardians: Vec::new(),
-        created_at: r.get(4)?,
-        updated_at: r.get(5)?,
+        created_at: r.int(4)?,
+        updated_at: r.int(5)?,
     })
 }
 
-pub(super) fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
+pub(super) fn device_from_row(r: &Row<'_>) -> StoreResult<Device> {
     Ok(Device {
-        id: r.get(0)?,
-        child_id: r.get(1)?,
-        name: r.get(2)?,
-        created_at: r.get(3)?,
-        revoked: r.get::<_, Option<i64>>(4)?.is_some(),
-        last_seen: r.get(5)?,
+        id: r.text(0)?,
+        child_id: r.text(1)?,
+        name: r.text(2)?,
+        created_at: r.int(3)?,
+        revoked: r.opt_int(4)?.is_some(),
+        last_seen: r.opt_int(5)?,
     })
 }
 
 /// The guardians of a child, sorted.
-pub(super) fn guardians_of(c: &Connection, child_id: &str) -> StoreResult<Vec<String>> {
-    let mut stmt =
-        c.prepare_cached("SELECT user_id FROM guardians WHERE child_id = ?1 ORDER BY user_id")?;
-    let rows = stmt.query_map(params![child_id], |r| r.get(0))?;
-    Ok(rows.collect::<Result<Vec<String>, _>>()?)
+pub(super) fn guardians_of(c: Db<'_>, child_id: &str) -> StoreResult<Vec<String>> {
+    c.map(
+        "SELECT user_id FROM guardians WHERE child_id = ?1 ORDER BY user_id",
+        args![child_id],
+        |r| r.text(0),
+    )
 }
 
-pub(super) fn child_exists(c: &Connection, id: &str) -> StoreResult<bool> {
-    let mut stmt = c.prepare_cached("SELECT 1 FROM children WHERE id = ?1")?;
-    Ok(stmt.exists(params![id])?)
+pub(super) fn child_exists(c: Db<'_>, id: &str) -> StoreResult<bool> {
+    c.exists("SELECT 1 FROM children WHERE id = ?1", args![id])
 }
 
-fn load_child(c: &Connection, id: &str) -> StoreResult<Option<Child>> {
-    let mut stmt = c.prepare_cached(&format!("SELECT {CHILD_COLS} FROM children WHERE id = ?1"))?;
-    let child = stmt.query_row(params![id], child_from_row).optional()?;
+fn load_child(c: Db<'_>, id: &str) -> StoreResult<Option<Child>> {
+    let child = c.opt(
+        &format!("SELECT {CHILD_COLS} FROM children WHERE id = ?1"),
+        args![id],
+        child_from_row,
+    )?;
     match child {
         Some(mut ch) => {
             ch.guardians = guardians_of(c, id)?;
@@ -106,12 +108,11 @@ pub(super) fn insert_device(
         return Err(StoreError::NotFound("no such child".into()));
     }
     let id = uuid::Uuid::new_v4().to_string();
-    w.conn
-        .prepare_cached(
-            "INSERT INTO devices (id, child_id, name, created_by, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![id, child_id, name, created_by, now])?;
+    w.conn.exec(
+        "INSERT INTO devices (id, child_id, name, created_by, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        args![id, child_id, name, created_by, now],
+    )?;
     Ok(Device {
         id,
         child_id: child_id.to_string(),
@@ -134,7 +135,9 @@ impl Store {
         let id = id.to_string();
         let cache = self.devices.clone();
         self.write(move |w| {
-            let existing = child_exists(w.conn, &id)?;
+            // Lock the child row (PostgreSQL) so concurrent writers of one child take turns.
+            let lock = format!("SELECT id FROM children WHERE id = ?1{}", w.conn.for_update());
+            let existing = w.conn.exists(&lock, args![id])?;
             let guardians = guardians_of(w.conn, &id)?;
             if let ChildWriter::Parent(user) = &writer {
                 if patch.guardians.is_some() {
@@ -152,9 +155,9 @@ impl Store {
                 let name = patch.name.clone().ok_or_else(|| {
                     StoreError::BadRequest("name is required to create a child".into())
                 })?;
-                w.conn.execute(
+                w.conn.exec(
                     &format!("INSERT INTO children ({CHILD_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"),
-                    params![
+                    args![
                         id,
                         name,
                         patch.daily_limit_minutes.flatten(),
@@ -167,31 +170,31 @@ impl Store {
                 }
             } else {
                 if let Some(name) = &patch.name {
-                    w.conn.execute(
+                    w.conn.exec(
                         "UPDATE children SET name = ?2 WHERE id = ?1",
-                        params![id, name],
+                        args![id, name],
                     )?;
                 }
                 if let Some(limit) = patch.daily_limit_minutes {
-                    w.conn.execute(
+                    w.conn.exec(
                         "UPDATE children SET daily_limit_minutes = ?2 WHERE id = ?1",
-                        params![id, limit],
+                        args![id, limit],
                     )?;
                 }
                 if let Some(tz) = &patch.timezone {
-                    w.conn.execute(
+                    w.conn.exec(
                         "UPDATE children SET timezone = ?2 WHERE id = ?1",
-                        params![id, tz],
+                        args![id, tz],
                     )?;
                 }
-                w.conn.execute(
+                w.conn.exec(
                     "UPDATE children SET updated_at = ?2 WHERE id = ?1",
-                    params![id, now],
+                    args![id, now],
                 )?;
             }
             if let Some(list) = &patch.guardians {
                 w.conn
-                    .execute("DELETE FROM guardians WHERE child_id = ?1", params![id])?;
+                    .exec("DELETE FROM guardians WHERE child_id = ?1", args![id])?;
                 for user in list {
                     add_guardian(w.conn, &id, user)?;
                 }
@@ -199,14 +202,12 @@ impl Store {
                 // child: the devices they registered are revoked (see docs/protocol.md).
                 let removed: Vec<&String> = guardians.iter().filter(|g| !list.contains(g)).collect();
                 for user in removed {
-                    let ids: Vec<String> = w
-                        .conn
-                        .prepare_cached(
-                            "UPDATE devices SET revoked_at = ?3 WHERE child_id = ?1 AND created_by = ?2 \
-                             AND revoked_at IS NULL RETURNING id",
-                        )?
-                        .query_map(params![id, user, now], |r| r.get(0))?
-                        .collect::<Result<_, _>>()?;
+                    let ids: Vec<String> = w.conn.map(
+                        "UPDATE devices SET revoked_at = ?3 WHERE child_id = ?1 AND created_by = ?2 \
+                         AND revoked_at IS NULL RETURNING id",
+                        args![id, user, now],
+                        |r| r.text(0),
+                    )?;
                     for device_id in ids {
                         if let Some(a) = cache.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&device_id) {
                             a.revoked = true;
@@ -232,10 +233,13 @@ impl Store {
     pub async fn children_of(&self, user_id: &str) -> StoreResult<Vec<Child>> {
         let user_id = user_id.to_string();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {CHILD_COLS} FROM children WHERE id IN (SELECT child_id FROM guardians WHERE user_id = ?1) ORDER BY id"
-            ))?;
-            let mut out = stmt.query_map(params![user_id], child_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            let mut out = c.map(
+                &format!(
+                    "SELECT {CHILD_COLS} FROM children WHERE id IN (SELECT child_id FROM guardians WHERE user_id = ?1) ORDER BY id"
+                ),
+                args![user_id],
+                child_from_row,
+            )?;
             for ch in &mut out {
                 ch.guardians = guardians_of(c, &ch.id)?;
             }
@@ -257,9 +261,10 @@ impl Store {
             if !child_exists(c, &child_id)? {
                 return Err(StoreError::NotFound("no such child".into()));
             }
-            let mut stmt =
-                c.prepare_cached("SELECT 1 FROM guardians WHERE child_id = ?1 AND user_id = ?2")?;
-            if stmt.exists(params![child_id, user_id])? {
+            if c.exists(
+                "SELECT 1 FROM guardians WHERE child_id = ?1 AND user_id = ?2",
+                args![child_id, user_id],
+            )? {
                 Ok(())
             } else {
                 Err(StoreError::Forbidden(
@@ -337,9 +342,11 @@ impl Store {
     pub async fn device(&self, id: &str) -> StoreResult<Option<Device>> {
         let id = id.to_string();
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"))?;
-            Ok(stmt.query_row(params![id], device_from_row).optional()?)
+            c.opt(
+                &format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"),
+                args![id],
+                device_from_row,
+            )
         })
         .await
     }
@@ -348,11 +355,13 @@ impl Store {
     pub async fn devices_of(&self, child_id: &str) -> StoreResult<Vec<Device>> {
         let child_id = child_id.to_string();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {DEVICE_COLS} FROM devices WHERE child_id = ?1 ORDER BY created_at, id"
-            ))?;
-            let rows = stmt.query_map(params![child_id], device_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            c.map(
+                &format!(
+                    "SELECT {DEVICE_COLS} FROM devices WHERE child_id = ?1 ORDER BY created_at, id"
+                ),
+                args![child_id],
+                device_from_row,
+            )
         })
         .await
     }
@@ -371,18 +380,17 @@ impl Store {
         let id = id.to_string();
         let d = self
             .write(move |w| {
-                w.conn.execute(
+                w.conn.exec(
                     "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                    params![id, now],
+                    args![id, now],
                 )?;
                 let d = w
                     .conn
-                    .query_row(
+                    .opt(
                         &format!("SELECT {DEVICE_COLS} FROM devices WHERE id = ?1"),
-                        params![id],
+                        args![id],
                         device_from_row,
-                    )
-                    .optional()?
+                    )?
                     .ok_or_else(|| StoreError::NotFound("no such device".into()))?;
                 w.publish(crate::bus::BusMessage::RevokeDevice {
                     device_id: d.id.clone(),
@@ -404,9 +412,9 @@ impl Store {
     pub async fn set_last_seen(&self, device_id: &str, at: Millis) -> StoreResult<()> {
         let device_id = device_id.to_string();
         self.write(move |w| {
-            w.conn.execute(
+            w.conn.exec(
                 "UPDATE devices SET last_seen = ?2 WHERE id = ?1",
-                params![device_id, at],
+                args![device_id, at],
             )?;
             Ok(())
         })
@@ -414,10 +422,10 @@ impl Store {
     }
 }
 
-fn add_guardian(c: &Connection, child_id: &str, user_id: &str) -> StoreResult<()> {
-    c.prepare_cached(
+fn add_guardian(c: Db<'_>, child_id: &str, user_id: &str) -> StoreResult<()> {
+    c.exec(
         "INSERT INTO guardians (child_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![child_id, user_id])?;
+        args![child_id, user_id],
+    )?;
     Ok(())
 }

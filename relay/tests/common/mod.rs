@@ -1,5 +1,9 @@
-//! Test support: a relay on 127.0.0.1:0 with a fresh SQLite file, token minting, and small
+//! Test support: a relay on 127.0.0.1:0 with a fresh database, token minting, and small
 //! HTTP / WebSocket clients.
+//!
+//! The database is a SQLite file, or — when `SAFESTREAM_TEST_DB` is a `postgres://` URL (the
+//! test script runs this whole suite a second time that way) — a fresh PostgreSQL database
+//! created on that server for each relay.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -42,6 +46,43 @@ pub fn admin(user: &str) -> String {
     jwt(json!({"sub": user, "isAdmin": true, "exp": now_secs() + 3600}))
 }
 
+/// The database for one test relay: a fresh SQLite file in `dir`, or a fresh PostgreSQL
+/// database when `SAFESTREAM_TEST_DB` names a server (see the module doc).
+pub fn test_db(dir: &std::path::Path) -> String {
+    match std::env::var("SAFESTREAM_TEST_DB") {
+        Ok(url) if url.starts_with("postgres") => fresh_pg_database(&url),
+        Ok(other) if !other.is_empty() => {
+            panic!("SAFESTREAM_TEST_DB must be a postgres:// URL, not {other:?}")
+        }
+        _ => dir.join("relay.db").to_string_lossy().to_string(),
+    }
+}
+
+/// Creates `t_<random>` on the server of `admin_url`; returns its URL. Fails loudly.
+pub fn fresh_pg_database(admin_url: &str) -> String {
+    let name = format!("t_{}", uuid_like());
+    let admin = admin_url.to_string();
+    let create = format!("CREATE DATABASE {name}");
+    // The `postgres` client blocks on its own runtime: run it on a plain thread.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("SAFESTREAM_TEST_DB={admin}: cannot connect: {e}"));
+        c.batch_execute(&create).expect("CREATE DATABASE");
+    })
+    .join()
+    .expect("creating the test database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("SAFESTREAM_TEST_DB ends with /<database>");
+    format!("{base}/{name}")
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    format!("{n:016x}")
+}
+
 pub struct Relay {
     pub running: Option<Running>,
     pub base: String,
@@ -58,8 +99,8 @@ impl Relay {
 
     pub async fn start_with(f: impl FnOnce(&mut Config)) -> Relay {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("relay.db");
-        let mut cfg = Config::for_tests(db.to_string_lossy().to_string(), SECRET, SERVER_KEY);
+        let db = test_db(dir.path());
+        let mut cfg = Config::for_tests(db, SECRET, SERVER_KEY);
         f(&mut cfg);
         Self::start_cfg(cfg, dir).await
     }

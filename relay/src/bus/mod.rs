@@ -9,6 +9,8 @@
 //! **Architecture Invariant:** `publish` never blocks and never awaits: it is called while the
 //! store holds its write lock, so that events leave in commit order.
 
+pub mod redis;
+
 use std::sync::Arc;
 
 use serde_json::Value;
