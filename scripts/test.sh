@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): formatting, lints, and every test in the workspace.
+# The project's test command (README, CI): formatting, lints, every test in the workspace
+# (the three-node suite included), then the relay's own suite again on PostgreSQL.
+#
+# PostgreSQL and Redis: when SAFESTREAM_TEST_PG is unset, scripts/services.sh starts a
+# throwaway PostgreSQL on 127.0.0.1:55432 (Debian's postgresql package must be installed) and
+# checks redis-server is on the PATH (Debian's redis-server). The tests that need them fail,
+# never skip, when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${SAFESTREAM_TEST_PG:-}" ]; then
+  echo "== services (PostgreSQL, Redis)"
+  eval "$(./scripts/services.sh start)"
+fi
+export SAFESTREAM_TEST_PG
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== relay suite on PostgreSQL"
+SAFESTREAM_TEST_DB="$SAFESTREAM_TEST_PG" cargo test -p relay

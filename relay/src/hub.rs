@@ -93,6 +93,8 @@ pub struct Conn {
     next_ping: AtomicU64,
     interval_ms: AtomicU64,
     token_exp: AtomicI64,
+    /// Parents: the position of the last event written (see `Session::last_seq`).
+    sent_seq: AtomicI64,
 }
 
 impl Conn {
@@ -150,6 +152,18 @@ impl Conn {
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
         self.next_ping
             .store(hub.elapsed_ms() + interval_ms, Ordering::Relaxed);
+    }
+
+    /// Records the position of the last event written to this (parent) socket.
+    pub fn set_sent_seq(&self, seq: i64) {
+        self.sent_seq.store(seq, Ordering::Relaxed);
+    }
+
+    fn request_catch_up(&self) {
+        let mut m = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        m.catch_up = true;
+        drop(m);
+        self.notify.notify_one();
     }
 
     /// Sets when the socket's token expires (seconds since the epoch; 0 = never).
@@ -270,6 +284,7 @@ impl Hub {
             ),
             interval_ms: AtomicU64::new(self.default_interval_ms),
             token_exp: AtomicI64::new(0),
+            sent_seq: AtomicI64::new(0),
         });
         for r in rooms {
             let mut list = self.rooms.entry(r.clone()).or_default();
@@ -326,10 +341,19 @@ impl Hub {
     /// from other nodes may have been lost (the bus reconnected).
     pub fn catch_up_all(&self) {
         for c in self.conns.iter() {
-            let mut m = c.mailbox.lock().unwrap_or_else(|e| e.into_inner());
-            m.catch_up = true;
-            drop(m);
-            c.notify.notify_one();
+            c.request_catch_up();
+        }
+    }
+
+    /// Asks the sockets of `room` that were sent events only up to below `seq` to catch up
+    /// (the in-flight sweep found a newer committed event for that parent).
+    pub fn catch_up_behind(&self, room: &str, seq: i64) {
+        if let Some(list) = self.rooms.get(room) {
+            for c in list.iter() {
+                if c.sent_seq.load(Ordering::Relaxed) < seq {
+                    c.request_catch_up();
+                }
+            }
         }
     }
 

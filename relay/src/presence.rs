@@ -144,9 +144,11 @@ impl ClusterPresence {
             .arg(&self.node)
             .arg(json)
             .ignore()
+            // The key outlives its entries (readers filter on `e`), so that the reaper
+            // still finds a dead node's entry when it comes due.
             .cmd("PEXPIRE")
             .arg(&key)
-            .arg(self.ttl_ms)
+            .arg(self.ttl_ms * 3)
             .ignore()
             .cmd("ZADD")
             .arg(self.due_key())

@@ -103,6 +103,9 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     tasks.spawn(expiry_sweeper(app.clone()));
     tasks.spawn(housekeeping(app.clone()));
     tasks.spawn(crate::presence::maintain(app.clone()));
+    if app.presence.is_some() {
+        tasks.spawn(in_flight_sweeper(app.clone()));
+    }
     tracing::info!(%addr, db = %redact_db(&app.cfg.db), "relay listening");
     Ok(Running {
         addr,
@@ -289,6 +292,56 @@ async fn expiry_sweeper(app: Arc<App>) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// How often the in-flight sweep runs (several nodes only).
+const IN_FLIGHT_EVERY: Duration = Duration::from_secs(2);
+/// It looks at what was committed between this long ago...
+const IN_FLIGHT_FROM_MS: i64 = 30_000;
+/// ...and this long ago (younger changes are normally still on their way).
+const IN_FLIGHT_TO_MS: i64 = 1_000;
+
+/// Several nodes: a node may die between committing a change and publishing it, and then
+/// no message ever announces it. Every node therefore looks, every 2 s, at changes
+/// committed 1-30 s ago that still look unannounced to its own sockets — commands still
+/// PENDING (sent to the devices it holds; the agent ignores ids it already has) and parent
+/// events beyond what each of its parent sockets was sent (that socket catches up from the
+/// database). Normally both lists are empty or nearly so.
+async fn in_flight_sweeper(app: Arc<App>) {
+    let mut tick = tokio::time::interval(IN_FLIGHT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = app.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = now_ms();
+        let (from, to) = (now - IN_FLIGHT_FROM_MS, now - IN_FLIGHT_TO_MS);
+        match app.store.recent_pending(from, to, now, 2000).await {
+            Ok(cmds) => {
+                for c in cmds {
+                    let target = match &c.device_id {
+                        Some(d) => crate::bus::room::device(d),
+                        None => crate::bus::room::child(&c.child_id),
+                    };
+                    app.hub.apply(crate::bus::BusMessage::deliver(
+                        target,
+                        crate::store::device_frame(&c),
+                    ));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "in-flight sweep (commands) failed"),
+        }
+        match app.store.recent_event_heads(from, to, 5000).await {
+            Ok(heads) => {
+                for (user, seq) in heads {
+                    app.hub.catch_up_behind(&crate::bus::room::user(&user), seq);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "in-flight sweep (events) failed"),
         }
     }
 }

@@ -516,6 +516,7 @@ impl<'a> Session<'a> {
             return false;
         }
         self.last_seq = newest;
+        self.conn.set_sent_seq(newest);
         if resync {
             let why = json!({"reason": "history_gap", "seq": newest});
             return send(ws, frame("resync", why)).await;
@@ -526,6 +527,7 @@ impl<'a> Session<'a> {
         // Replay in pages until a short page: every event committed before the last page was
         // read is replayed; anything later arrives live with a larger seq.
         self.last_seq = after;
+        self.conn.set_sent_seq(after);
         match self.replay(ws, i64::MAX).await {
             Ok(()) => true,
             Err(ReplayError::Socket) => false,
@@ -565,6 +567,7 @@ impl<'a> Session<'a> {
                     ev.data
                 );
                 self.last_seq = ev.seq;
+                self.conn.set_sent_seq(ev.seq);
                 if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(text.into())))
                     .await
                     .map_or(true, |r| r.is_err())
@@ -807,7 +810,10 @@ impl<'a> Session<'a> {
                 return false;
             }
         }
-        self.last_seq = last_seq;
+        if last_seq != self.last_seq {
+            self.last_seq = last_seq;
+            self.conn.set_sent_seq(last_seq);
+        }
         self.record_delivery(delivered, now);
         true
     }
@@ -843,6 +849,7 @@ impl<'a> Session<'a> {
                     }
                 }
                 self.last_seq = s;
+                self.conn.set_sent_seq(s);
             }
             if f.command.as_ref().is_some_and(|m| m.expires_at <= now) {
                 continue;

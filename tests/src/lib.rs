@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
@@ -741,25 +742,33 @@ impl Parent {
 
     /// Opens the parent's WebSocket (first-frame auth) and waits for `ready`.
     pub async fn socket(&self, relay: &Relay) -> R<ParentSocket> {
-        let url = format!("{}/api/socket", relay.ws());
-        let (mut ws, _) = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_tungstenite::connect_async(url),
-        )
-        .await
-        .map_err(|_| "parent connect timeout".to_owned())?
-        .map_err(|e| format!("parent connect: {e}"))?;
-        ws.send(Message::Text(
-            json!({"event": "auth", "data": {"token": self.jwt}})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .map_err(|e| e.to_string())?;
-        let mut s = ParentSocket { ws, events: vec![] };
-        s.wait("ready", Duration::from_secs(10), |_| true).await?;
-        Ok(s)
+        open_socket(relay, &self.jwt, None).await
     }
+}
+
+/// Opens a socket with `token` (a parent's JWT or a device token) as the first frame, with
+/// `lastSeq` when resuming, and waits for `ready`.
+pub async fn open_socket(relay: &Relay, token: &str, last_seq: Option<i64>) -> R<ParentSocket> {
+    let url = format!("{}/api/socket", relay.ws());
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .map_err(|_| "socket connect timeout".to_owned())?
+    .map_err(|e| format!("socket connect: {e}"))?;
+    let mut data = json!({"token": token});
+    if let Some(s) = last_seq {
+        data["lastSeq"] = json!(s);
+    }
+    ws.send(Message::Text(
+        json!({"event": "auth", "data": data}).to_string().into(),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut s = ParentSocket { ws, events: vec![] };
+    s.wait("ready", Duration::from_secs(10), |_| true).await?;
+    Ok(s)
 }
 
 /// A parent's open socket.
@@ -772,6 +781,33 @@ pub struct ParentSocket {
 }
 
 impl ParentSocket {
+    /// Reads frames for `d` (keeps them in `events`); fails if the socket ends.
+    pub async fn collect_for(&mut self, d: Duration) -> R<()> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return Ok(()),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    self.events
+                        .push(serde_json::from_str(t.as_str()).unwrap_or(Value::Null));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(format!("socket: {e}")),
+                Ok(None) => return Err("socket closed".into()),
+            }
+        }
+    }
+
+    /// The frames received so far named `event`.
+    pub fn of(&self, event: &str) -> Vec<&Value> {
+        self.events.iter().filter(|v| v["event"] == event).collect()
+    }
+
+    /// Closes the socket.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
     /// Waits for an `event` frame whose data matches `pred` (also among frames already
     /// received); returns its data.
     pub async fn wait(

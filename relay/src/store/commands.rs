@@ -196,6 +196,28 @@ impl Store {
         .await
     }
 
+    /// Commands still PENDING that were created in `[from, to)`, unexpired at `now`, oldest
+    /// first (the cluster's in-flight sweep).
+    pub async fn recent_pending(
+        &self,
+        from: Millis,
+        to: Millis,
+        now: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<Command>> {
+        self.read(move |c| {
+            c.map(
+                &format!(
+                    "SELECT {COLS} FROM commands WHERE status = 'PENDING' AND created_at >= ?1 \
+                     AND created_at < ?2 AND expires_at > ?3 ORDER BY created_at LIMIT ?4"
+                ),
+                args![from, to, now, limit],
+                command_from_row,
+            )
+        })
+        .await
+    }
+
     /// Records that commands were written to `device_id`. Only a first delivery changes
     /// anything (PENDING -> DELIVERED, guardians told).
     pub async fn mark_delivered(

@@ -108,6 +108,11 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
         name: "per_user_event_seq",
         sql: include_str!("../../migrations/sqlite/0002_per_user_event_seq.sql"),
     },
+    Migration {
+        version: 3,
+        name: "pending_by_time",
+        sql: include_str!("../../migrations/sqlite/0003_pending_by_time.sql"),
+    },
 ];
 const PG_MIGRATIONS: &[Migration] = &[
     Migration {
@@ -119,6 +124,11 @@ const PG_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "per_user_event_seq",
         sql: include_str!("../../migrations/postgres/0002_per_user_event_seq.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "pending_by_time",
+        sql: include_str!("../../migrations/postgres/0003_pending_by_time.sql"),
     },
 ];
 
@@ -516,6 +526,25 @@ impl Store {
                 |r| Ok((r.int(0)?, r.int(1)?)),
             )?
             .unwrap_or((0, 0)))
+        })
+        .await
+    }
+
+    /// For each user with events created in `[from, to)`: their newest position (the
+    /// cluster's in-flight sweep compares it with what each parent socket was sent).
+    pub async fn recent_event_heads(
+        &self,
+        from: Millis,
+        to: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        self.read(move |c| {
+            c.map(
+                "SELECT user_id, MAX(seq) FROM events WHERE created_at >= ?1 AND created_at < ?2 \
+                 GROUP BY user_id LIMIT ?3",
+                args![from, to, limit],
+                |r| Ok((r.text(0)?, r.int(1)?)),
+            )
         })
         .await
     }

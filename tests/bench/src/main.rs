@@ -70,6 +70,16 @@ struct Args {
     /// Extra environment for the relay, `KEY=VALUE` (repeatable).
     #[arg(long = "relay-env")]
     relay_env: Vec<String>,
+    /// Round trip only: relay nodes sharing PostgreSQL and Redis (needs --pg and --redis).
+    /// Devices, parents, POSTs and acks are spread so that each command crosses nodes.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// PostgreSQL server for --nodes > 1 (a fresh database is created on it).
+    #[arg(long, env = "SAFESTREAM_TEST_PG")]
+    pg: Option<String>,
+    /// Redis for --nodes > 1.
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 fn relay_bin(args: &Args) -> PathBuf {
@@ -117,6 +127,100 @@ async fn fresh(args: &Args, env: &[(&str, &str)]) -> Fresh {
     }
 }
 
+/// One relay (embedded defaults) or several on PostgreSQL + Redis.
+struct Nodes {
+    procs: Vec<RelayProc>,
+    bases: Vec<String>,
+    addrs: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Nodes {
+    fn cpu(&self) -> f64 {
+        self.procs.iter().map(|p| p.cpu()).sum()
+    }
+
+    async fn kill(self) {
+        for mut p in self.procs {
+            p.kill().await;
+        }
+    }
+}
+
+async fn start_nodes(args: &Args) -> Nodes {
+    if args.nodes <= 1 {
+        let f = fresh(args, &[]).await;
+        return Nodes {
+            bases: vec![f.base.clone()],
+            addrs: vec![f.relay.addr.clone()],
+            procs: vec![f.relay],
+            _dir: f._dir,
+        };
+    }
+    let pg = args
+        .pg
+        .clone()
+        .expect("--nodes > 1 needs --pg (or SAFESTREAM_TEST_PG)");
+    let redis = args.redis.clone().expect("--nodes > 1 needs --redis");
+    let db = fresh_pg_database(&pg);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = Nodes {
+        procs: vec![],
+        bases: vec![],
+        addrs: vec![],
+        _dir: dir,
+    };
+    for i in 0..args.nodes {
+        let addr = free_addr();
+        let mut env = vec![
+            ("SAFESTREAM_DB".to_string(), db.clone()),
+            ("SAFESTREAM_REDIS".to_string(), redis.clone()),
+            (
+                "SAFESTREAM_REDIS_PREFIX".to_string(),
+                format!("bench{}", std::process::id()),
+            ),
+            ("SAFESTREAM_NODE_ID".to_string(), format!("node-{i}")),
+        ];
+        for kv in &args.relay_env {
+            if let Some((k, v)) = kv.split_once('=') {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        let p = RelayProc::start(
+            &relay_bin(args),
+            &addr,
+            &nodes._dir.path().join("unused.db"),
+            &env,
+        )
+        .await;
+        nodes.bases.push(format!("http://{}", p.addr));
+        nodes.addrs.push(p.addr.clone());
+        nodes.procs.push(p);
+    }
+    nodes
+}
+
+/// Creates a fresh database on the server of `admin`; returns its URL.
+fn fresh_pg_database(admin: &str) -> String {
+    let name = format!("bench_{}_{}", std::process::id(), rand_suffix());
+    let (a, create) = (admin.to_string(), format!("CREATE DATABASE {name}"));
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&a, postgres::NoTls).expect("connect to --pg");
+        c.batch_execute(&create).expect("CREATE DATABASE");
+    })
+    .join()
+    .expect("creating the bench database");
+    let (base, _) = admin.rsplit_once('/').expect("--pg ends with /<database>");
+    format!("{base}/{name}")
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000)
+        .unwrap_or(0)
+}
+
 fn me_cpu() -> f64 {
     proc::cpu_secs("self")
 }
@@ -146,9 +250,15 @@ async fn setup_devices(base: &str, n: usize, per_child: usize, parents: usize) -
 }
 
 async fn connect_all(addr: &str, tokens: &[String]) -> Vec<load::Ws> {
+    connect_spread(&[addr.to_string()], 0, tokens).await
+}
+
+/// Socket `i` goes to `addrs[(i + offset) % addrs.len()]`.
+async fn connect_spread(addrs: &[String], offset: usize, tokens: &[String]) -> Vec<load::Ws> {
     let out = each(tokens.len(), 256, |i| {
         let t = tokens[i].clone();
-        async move { connect(addr, i, &t).await }
+        let addr = addrs[(i + offset) % addrs.len()].clone();
+        async move { connect(&addr, i, &t).await }
     })
     .await;
     out.into_iter()
@@ -290,20 +400,28 @@ impl Run {
 }
 
 async fn roundtrip(args: &Args) {
-    println!("## command round trip (open loop; latency from the scheduled send time)\n");
+    if args.nodes > 1 {
+        println!(
+            "## command round trip on {} nodes (PostgreSQL + Redis; device, parent, POST and ack each on a different node)\n",
+            args.nodes
+        );
+    } else {
+        println!("## command round trip (open loop; latency from the scheduled send time)\n");
+    }
     println!("| devices | offered /s | achieved /s | POST → device p50 / p99 / max (ms) | → parent `command:status` p50 / p99 / max (ms) | errors | relay CPU per command (ms) | bench CPU (% of a core) |");
     println!("|---|---|---|---|---|---|---|---|");
     for &d in &args.rt_devices {
         let parents = (d / 5).max(1);
-        let f = fresh(args, &[]).await;
-        let tokens = setup_devices(&f.base, d, 1, parents).await;
+        let f = start_nodes(args).await;
+        let n_nodes = f.bases.len();
+        let tokens = setup_devices(&f.bases[0], d, 1, parents).await;
         let h = http();
         let current: Arc<Mutex<Option<Arc<Run>>>> = Arc::new(Mutex::new(None));
         let closed = Arc::new(AtomicU64::new(0));
         let parent_tokens: Vec<String> = (0..parents)
             .map(|j| parent_token(&format!("p{j}")))
             .collect();
-        for ws in connect_all(&f.relay.addr, &parent_tokens).await {
+        for ws in connect_spread(&f.addrs, 1, &parent_tokens).await {
             let cur = current.clone();
             reader(ws, closed.clone(), move |t| {
                 if !t.contains("command:status") || !t.contains("EXECUTED") {
@@ -332,14 +450,14 @@ async fn roundtrip(args: &Args) {
                 }
             });
         }
-        for (i, ws) in connect_all(&f.relay.addr, &tokens)
+        for (i, ws) in connect_spread(&f.addrs, 0, &tokens)
             .await
             .into_iter()
             .enumerate()
         {
             let cur = current.clone();
             let h = h.clone();
-            let base = f.base.clone();
+            let base = f.bases[(i + 2) % n_nodes].clone();
             let token = tokens[i].clone();
             reader(ws, closed.clone(), move |t| {
                 if !t.contains("command:new") {
@@ -387,12 +505,16 @@ async fn roundtrip(args: &Args) {
                 done: AtomicU64::new(0),
             });
             *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(run.clone());
-            let (cpu0, me0) = (f.relay.cpu(), me_cpu());
+            let (cpu0, me0) = (f.cpu(), me_cpu());
             for k in 0..total {
                 tokio::time::sleep_until(run.sched(k).into()).await;
                 let child = (k as usize) % d;
                 let token = parent_tokens[child % parents].clone();
-                let (h, base, run) = (h.clone(), f.base.clone(), run.clone());
+                let (h, base, run) = (
+                    h.clone(),
+                    f.bases[k as usize % n_nodes].clone(),
+                    run.clone(),
+                );
                 tokio::spawn(async move {
                     let body = json!({"childId": format!("c{child}"), "commandType": "PAUSE", "payload": {"n": k, "run": run.id}});
                     let r = h
@@ -431,7 +553,7 @@ async fn roundtrip(args: &Args) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let wall = (run.last_done_us.load(Ordering::Relaxed) as f64 / 1e6).max(1e-3);
-            let (cpu1, me1) = (f.relay.cpu(), me_cpu());
+            let (cpu1, me1) = (f.cpu(), me_cpu());
             let (_, d50, d99, dmax) = run.to_device.summary();
             let (n, p50, p99, pmax) = run.to_parent.summary();
             let lost = total - run.done.load(Ordering::Relaxed);
@@ -445,8 +567,7 @@ async fn roundtrip(args: &Args) {
             *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let mut relay = f.relay;
-        relay.kill().await;
+        f.kill().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!();
