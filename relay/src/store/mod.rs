@@ -186,6 +186,8 @@ pub struct Store {
     inline: Vec<Mutex<rusqlite::Connection>>,
     devices: Arc<Mutex<HashMap<String, DeviceAuth>>>,
     engine: Engine,
+    /// Dropped with the store: stops the SQLite checkpointer thread.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// A parent event read back from the log for resume.
@@ -274,6 +276,7 @@ impl Store {
         let (rtx, rrx) = mpsc::channel::<ReadJob>(4096);
         let rrx = Arc::new(Mutex::new(rrx));
         let mut inline = Vec::new();
+        let mut checkpointer = None;
         match engine {
             Engine::Sqlite => {
                 let sync = if opts.sqlite_sync == "full" {
@@ -283,6 +286,18 @@ impl Store {
                 };
                 let wconn = open_sqlite(&path, true, sync)?;
                 migrate(Db::Lite(&wconn), SQLITE_MIGRATIONS)?;
+                // The writer never checkpoints (a checkpoint on the commit path stalls every
+                // write behind it for milliseconds); a thread of its own does, concurrently.
+                wconn
+                    .execute_batch("PRAGMA wal_autocheckpoint=0")
+                    .map_err(|e| format!("configuring {path}: {e}"))?;
+                let cconn = open_sqlite(&path, true, sync)?;
+                let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+                checkpointer = Some(stop_tx);
+                std::thread::Builder::new()
+                    .name("store-checkpoint".into())
+                    .spawn(move || sqlite_checkpoint_loop(cconn, stop_rx))
+                    .map_err(|e| e.to_string())?;
                 std::thread::Builder::new()
                     .name("store-writer".into())
                     .spawn(move || sqlite_writer_loop(wconn, wrx, bus))
@@ -337,6 +352,7 @@ impl Store {
             inline,
             devices: Arc::new(Mutex::new(HashMap::new())),
             engine,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -565,6 +581,25 @@ impl Store {
                 .exec("DELETE FROM events WHERE created_at < ?1", args![before])
         })
         .await
+    }
+}
+
+/// How often the SQLite WAL is checkpointed.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Copies committed WAL pages into the database file off the write path (`PASSIVE`: never
+/// waits for the writer or readers), until the store is dropped.
+fn sqlite_checkpoint_loop(conn: rusqlite::Connection, stop: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        match stop.recv_timeout(CHECKPOINT_EVERY) {
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %e, "store: WAL checkpoint failed");
+                }
+            }
+            _ => return,
+        }
     }
 }
 
