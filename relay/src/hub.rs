@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 use serde_json::Value;
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use crate::bus::{room, BusMessage, OutFrame};
@@ -203,7 +204,8 @@ impl Presence {
 
 /// This node's sockets. See the module doc.
 pub struct Hub {
-    rooms: DashMap<String, Vec<Arc<Conn>>>,
+    /// A room's sockets; most rooms (a device, a child with one device) hold one, inline.
+    rooms: DashMap<String, SmallVec<[Arc<Conn>; 1]>>,
     conns: DashMap<u64, Arc<Conn>>,
     identities: DashMap<String, usize>,
     presence: DashMap<String, Presence>,
