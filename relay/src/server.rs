@@ -306,9 +306,10 @@ const IN_FLIGHT_TO_MS: i64 = 1_000;
 /// Several nodes: a node may die between committing a change and publishing it, and then
 /// no message ever announces it. Every node therefore looks, every 2 s, at changes
 /// committed 1-30 s ago that still look unannounced to its own sockets — commands still
-/// PENDING (sent to the devices it holds; the agent ignores ids it already has) and parent
-/// events beyond what each of its parent sockets was sent (that socket catches up from the
-/// database). Normally both lists are empty or nearly so.
+/// PENDING (sent to the devices it holds; the agent ignores ids it already has), devices
+/// revoked (dropped from its cache, their sockets closed), and parent events beyond what
+/// each of its parent sockets was sent (that socket catches up from the database).
+/// Normally every list is empty or nearly so.
 async fn in_flight_sweeper(app: Arc<App>) {
     let mut tick = tokio::time::interval(IN_FLIGHT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -334,6 +335,16 @@ async fn in_flight_sweeper(app: Arc<App>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "in-flight sweep (commands) failed"),
+        }
+        match app.store.recently_revoked(from, to).await {
+            Ok(ids) => {
+                for device_id in ids {
+                    app.store.forget_device(&device_id);
+                    app.hub
+                        .apply(crate::bus::BusMessage::RevokeDevice { device_id });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "in-flight sweep (revocations) failed"),
         }
         match app.store.recent_event_heads(from, to, 5000).await {
             Ok(heads) => {

@@ -422,10 +422,17 @@ async fn device_open<'a>(
     let mut s = Session::new(app, conn.clone(), who, identity);
     // A revocation that committed between the check above and `register` found no socket
     // to close: look again now that this one is reachable.
-    let revoked = !matches!(app.store.device_auth(device_id).await, Ok(Some(d)) if !d.revoked);
-    if revoked {
-        close(ws, CLOSE_FORBIDDEN, "device revoked").await;
-        return Some((conn, s, false));
+    match app.store.device_auth(device_id).await {
+        Ok(Some(d)) if !d.revoked => {}
+        Ok(_) => {
+            close(ws, CLOSE_FORBIDDEN, "device revoked").await;
+            return Some((conn, s, false));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "device lookup failed");
+            close(ws, 1011, "internal error").await;
+            return Some((conn, s, false));
+        }
     }
     if let Some(p) = first {
         Box::pin(crate::presence::announce(app, device_id, &p)).await;
@@ -630,7 +637,6 @@ impl<'a> Session<'a> {
         else {
             return false;
         };
-        let (device_id, child_id) = (device_id.clone(), child_id.clone());
         let ready = json!({
             "role": "device", "deviceId": device_id, "childId": child_id,
             "heartbeatSec": self.app.cfg.heartbeat_secs,
@@ -928,7 +934,19 @@ impl<'a> Session<'a> {
     async fn catch_up(&mut self, ws: &mut WebSocket) -> bool {
         metrics::counter!("safestream_catch_ups_total").increment(1);
         match &self.who {
-            Who::Device { .. } => self.send_pending(ws).await,
+            Who::Device { device_id, .. } => {
+                // A revocation announced while the bus was away never closed this socket.
+                match self.app.store.device_auth(device_id).await {
+                    Ok(Some(d)) if !d.revoked => {}
+                    Ok(_) => {
+                        close(ws, CLOSE_FORBIDDEN, "device revoked").await;
+                        return false;
+                    }
+                    // Not a verdict: the device stays; the next catch-up checks again.
+                    Err(e) => tracing::warn!(error = %e, "catch-up: device check failed"),
+                }
+                self.send_pending(ws).await
+            }
             Who::Parent { .. } => match self.replay(ws, i64::MAX).await {
                 Ok(()) => true,
                 Err(ReplayError::Socket) => false,

@@ -554,6 +554,15 @@ fn now_s() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs a test body with a time limit: it fails (panics with the error) instead of hanging.
+pub async fn bounded(limit: Duration, f: impl std::future::Future<Output = R<()>>) {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(_) => panic!("test did not finish in {limit:?}"),
+    }
+}
+
 /// Mints a parent JWT (HS256, the test's secret).
 pub fn parent_jwt(user_id: &str) -> String {
     let claims = json!({"sub": user_id, "email": format!("{user_id}@example.com"), "isAdmin": false, "exp": now_s() + 3600, "iat": now_s()});

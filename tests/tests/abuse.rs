@@ -1,7 +1,6 @@
 //! The abuse suite (issue 6): the real relay binary attacked from outside. Every expected
 //! status and close code is the one `docs/protocol.md` gives.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,14 +14,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn bounded(limit: Duration, f: impl Future<Output = R<()>>) {
-    match tokio::time::timeout(limit, f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e}"),
-        Err(_) => panic!("test did not finish in {limit:?}"),
-    }
-}
 
 fn now() -> i64 {
     std::time::SystemTime::now()

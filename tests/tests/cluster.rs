@@ -5,7 +5,6 @@
 //! loudly without them (see `safestream_tests::cluster`). `./scripts/test.sh` provides both.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -14,15 +13,6 @@ use safestream_tests::*;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(15);
-
-/// Every test is bounded: it fails instead of hanging.
-async fn bounded(limit: Duration, f: impl Future<Output = R<()>>) {
-    match tokio::time::timeout(limit, f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e}"),
-        Err(_) => panic!("test did not finish in {limit:?}"),
-    }
-}
 
 fn ack_path(id: &str) -> String {
     format!("/api/dashboard/remote-control/{id}")
@@ -347,6 +337,31 @@ async fn devices_of_a_dead_node_go_offline_within_two_heartbeats() {
             .filter(|v| v["data"]["online"] == false)
             .count();
         assert_eq!(offline, 1, "{:?}", psock.events);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_while_redis_is_down_still_reaches_the_other_nodes() {
+    bounded(Duration::from_secs(90), async {
+        let mut c = Cluster::start(3, &[]).await?;
+        let (device_id, token) = family(&c).await?;
+        // Node 0 authenticated the device just now: it is in node 0's cache.
+        let mut dsock = open_socket(&c.nodes[0], &token, None).await?;
+        c.redis.kill();
+        Backend::new(&c.nodes[2]).revoke(&device_id).await?;
+        // No message announces it; node 0 finds it in the database (in-flight sweep).
+        let closed = dsock
+            .wait("never", T, |_| false)
+            .await
+            .expect_err("the socket is closed");
+        assert!(closed.contains("closed"), "{closed}");
+        let (status, body) = Client::new(&c.nodes[0], &token)
+            .call(Method::GET, "/api/devices/me/commands", None)
+            .await?;
+        assert_eq!(status, 401, "{body}");
+        c.redis.restart();
         Ok(())
     })
     .await

@@ -1,21 +1,11 @@
 //! The agent against the real relay: real sockets, real processes, real SIGKILLs.
 
-use std::future::Future;
 use std::time::Duration;
 
 use safestream_tests::*;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);
-
-/// Every test is bounded: it fails instead of hanging.
-async fn bounded(limit: Duration, f: impl Future<Output = R<()>>) {
-    match tokio::time::timeout(limit, f).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e}"),
-        Err(_) => panic!("test did not finish in {limit:?}"),
-    }
-}
 
 struct World {
     relay: Relay,

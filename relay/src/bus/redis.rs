@@ -10,8 +10,9 @@
 //!
 //! **How loss is detected and repaired.** Messages can be lost in three places, and each
 //! ends in [`Hub::catch_up_all`] on the nodes concerned — devices get their open commands
-//! again from the database (the agent ignores ids it already ran), parents every event after
-//! the last position they were sent:
+//! again from the database (the agent ignores ids it already ran) after their device is
+//! checked again (a revocation may have been missed: the device cache is cleared), parents
+//! every event after the last position they were sent:
 //! - a node's subscription drops (Redis restarted, network cut): on re-subscribing, that
 //!   node catches up its own sockets;
 //! - a node fails to publish (Redis down, or its outgoing queue full): once it can publish
@@ -302,6 +303,7 @@ async fn subscriber(
         if subscribed_before {
             // Whatever was published while we were away is lost to us: catch up.
             tracing::info!("bus: re-subscribed; catching up this node's sockets");
+            store.forget_all_devices();
             hub.catch_up_all();
         }
         subscribed_before = true;
@@ -314,7 +316,10 @@ async fn subscriber(
                     }
                     hub.apply(m);
                 }
-                Some(Received::CatchUp) => hub.catch_up_all(),
+                Some(Received::CatchUp) => {
+                    store.forget_all_devices();
+                    hub.catch_up_all();
+                }
                 None => {}
             }
         }

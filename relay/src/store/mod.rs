@@ -96,41 +96,39 @@ struct Migration {
     sql: &'static str,
 }
 
-/// The same versions on both engines: version N is the same schema in either dialect.
-const SQLITE_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "per_user_event_seq",
-        sql: include_str!("../../migrations/sqlite/0002_per_user_event_seq.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "pending_by_time",
-        sql: include_str!("../../migrations/sqlite/0003_pending_by_time.sql"),
-    },
-];
-const PG_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "init",
-        sql: include_str!("../../migrations/postgres/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "per_user_event_seq",
-        sql: include_str!("../../migrations/postgres/0002_per_user_event_seq.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "pending_by_time",
-        sql: include_str!("../../migrations/postgres/0003_pending_by_time.sql"),
-    },
-];
+/// The migrations of one dialect (`relay/migrations/<dialect>/`): the same versions and
+/// names for both engines, so version N is the same schema in either.
+macro_rules! migrations {
+    ($dialect:literal) => {
+        &[
+            Migration {
+                version: 1,
+                name: "init",
+                sql: include_str!(concat!("../../migrations/", $dialect, "/0001_init.sql")),
+            },
+            Migration {
+                version: 2,
+                name: "per_user_event_seq",
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $dialect,
+                    "/0002_per_user_event_seq.sql"
+                )),
+            },
+            Migration {
+                version: 3,
+                name: "pending_by_time",
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $dialect,
+                    "/0003_pending_by_time.sql"
+                )),
+            },
+        ]
+    };
+}
+const SQLITE_MIGRATIONS: &[Migration] = migrations!("sqlite");
+const PG_MIGRATIONS: &[Migration] = migrations!("postgres");
 
 /// Jobs taken into one transaction at most.
 const MAX_BATCH: usize = 256;

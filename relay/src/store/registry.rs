@@ -338,6 +338,28 @@ impl Store {
             .remove(id);
     }
 
+    /// Forgets every cached device (a revocation from another node may have been missed:
+    /// the next authentication of each reads the database).
+    pub fn forget_all_devices(&self) {
+        self.devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Devices revoked in `[from, to)` (the cluster's in-flight sweep: a node that died
+    /// between the revocation's COMMIT and its publication told no other node).
+    pub async fn recently_revoked(&self, from: Millis, to: Millis) -> StoreResult<Vec<String>> {
+        self.read(move |c| {
+            c.map(
+                "SELECT id FROM devices WHERE revoked_at >= ?1 AND revoked_at < ?2 LIMIT 1000",
+                args![from, to],
+                |r| r.text(0),
+            )
+        })
+        .await
+    }
+
     /// One device.
     pub async fn device(&self, id: &str) -> StoreResult<Option<Device>> {
         let id = id.to_string();
