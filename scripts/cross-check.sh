@@ -11,6 +11,7 @@
 #
 # Needs: clang, llvm (llvm-ar, llvm-nm); `rustup target add` of the four targets.
 # Usage: scripts/cross-check.sh [TARGET...]   (default: all four)
+#        PROFILE=mobile scripts/cross-check.sh  (the shipped, size-optimized profile; slower)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -63,13 +64,15 @@ for t in "${TARGETS[@]}"; do
   fi
   echo "== $t"
   start=$(date +%s)
-  if env "${env_args[@]}" cargo rustc -q -p bindings --lib --crate-type staticlib --target "$t"; then
-    lib="$TARGET_DIR/$t/debug/libsafestream_ffi.a"
+  profile="${PROFILE:-dev}"
+  dir=debug; [ "$profile" != dev ] && dir="$profile"
+  if env "${env_args[@]}" cargo rustc -q -p bindings --lib --crate-type staticlib --target "$t" --profile "$profile"; then
+    lib="$TARGET_DIR/$t/$dir/libsafestream_ffi.a"
     # Debian's llvm-nm (LLVM 14) cannot read the bitcode of some std members and exits 1:
     # only its symbol list matters here.
     n=$( { llvm-nm --defined-only "$lib" 2>/dev/null || true; } | grep -cE " T _?uniffi_safestream_ffi_fn_" || true)
     if [ "${n:-0}" -gt 20 ]; then
-      echo "ok   $t: $(du -h "$lib" | cut -f1) staticlib exports $n uniffi functions ($(( $(date +%s) - start ))s)"
+      echo "ok   $t ($profile): $(du -h "$lib" | cut -f1) staticlib, $(stat -c %s "$lib") bytes, exports $n uniffi functions ($(( $(date +%s) - start ))s)"
     else
       echo "FAIL $t: $lib exports too few uniffi functions (${n:-0})"; fail=1
     fi
