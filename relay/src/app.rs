@@ -14,6 +14,35 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::store::Store;
 
+/// See [`App::client_ip`]. Entries are read right to left (proxies append), so a client's own
+/// `X-Forwarded-For` entries are only ever to the left of the one its first proxy added.
+pub fn client_ip(
+    trusted: &[ipnet::IpNet],
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| {
+        let ip = ip.to_canonical();
+        trusted.iter().any(|n| n.contains(&ip))
+    };
+    let peer = peer.to_canonical();
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(v) = value.to_str() else { return client };
+        for part in v.rsplit(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) if is_trusted(&ip) => client = ip,
+                Ok(ip) => return ip.to_canonical(),
+                Err(_) => return client,
+            }
+        }
+    }
+    client
+}
+
 /// Shared state of one relay process.
 pub struct App {
     /// The configuration it started with.
@@ -73,22 +102,7 @@ impl App {
     /// The client's address: the peer, or behind a trusted proxy the rightmost
     /// `X-Forwarded-For` entry that is not itself a trusted proxy.
     pub fn client_ip(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
-        let trusted = |ip: &IpAddr| self.cfg.trusted_proxies.iter().any(|n| n.contains(ip));
-        if !trusted(&peer) {
-            return peer;
-        }
-        let mut client = peer;
-        for value in headers.get_all("x-forwarded-for").iter().rev() {
-            let Ok(v) = value.to_str() else { return client };
-            for part in v.rsplit(',') {
-                match part.trim().parse::<IpAddr>() {
-                    Ok(ip) if trusted(&ip) => client = ip,
-                    Ok(ip) => return ip,
-                    Err(_) => return client,
-                }
-            }
-        }
-        client
+        client_ip(&self.cfg.trusted_proxies, peer, headers)
     }
 
     /// Whether a graceful shutdown has begun.
@@ -151,5 +165,47 @@ impl Limits {
         self.pairing_claims.retain_recent();
         self.user_frames.shrink_to_fit();
         self.requests.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn client_address_behind_trusted_proxies_only() {
+        let lb: IpAddr = "10.0.0.5".parse().unwrap();
+        let trusted = vec![ipnet::IpNet::from(lb), "10.1.0.0/16".parse().unwrap()];
+        // No proxies configured: the header is ignored.
+        assert_eq!(client_ip(&[], lb, &headers(&["1.2.3.4"])), lb);
+        // From the balancer: the rightmost untrusted entry, whatever the client prepended.
+        let h = headers(&["6.6.6.6, 1.2.3.4, 10.1.2.3"]);
+        assert_eq!(
+            client_ip(&trusted, lb, &h),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        let h = headers(&["6.6.6.6", "1.2.3.4"]);
+        assert_eq!(
+            client_ip(&trusted, lb, &h),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        // Not from a trusted proxy: the header is not believed.
+        let other: IpAddr = "8.8.8.8".parse().unwrap();
+        assert_eq!(client_ip(&trusted, other, &h), other);
+        // IPv4-mapped peers match IPv4 ranges; garbage stops the walk at the last proxy.
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        assert_eq!(
+            client_ip(&trusted, mapped, &h),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(&trusted, lb, &headers(&["junk"])), lb);
     }
 }

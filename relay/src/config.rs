@@ -42,7 +42,8 @@ pub struct Config {
     /// Load balancers / proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is
     /// believed: the client address is the rightmost entry not in this list. Empty: the
     /// peer address is the client address and the header is ignored.
-    #[arg(long, env = "SAFESTREAM_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(long, env = "SAFESTREAM_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// HS256 secret shared with the main app, used to verify parent JWTs.
@@ -170,6 +171,14 @@ pub struct Config {
     #[arg(long, env = "SAFESTREAM_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// An IP network (`10.0.0.0/24`) or a single address (`10.0.0.5`, taken as /32 or /128).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR network"))
 }
 
 impl Config {
@@ -319,5 +328,27 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        assert_eq!(parse_net("10.0.0.5").unwrap().to_string(), "10.0.0.5/32");
+        assert_eq!(
+            parse_net(" 10.0.0.0/24").unwrap().to_string(),
+            "10.0.0.0/24"
+        );
+        assert_eq!(parse_net("::1").unwrap().to_string(), "::1/128");
+        assert!(parse_net("10.0.0.300").is_err());
+        let c = Config::parse_from([
+            "safestream-relay",
+            "--trusted-proxies",
+            "10.0.0.5,192.168.0.0/16",
+        ]);
+        assert_eq!(c.trusted_proxies.len(), 2);
     }
 }

@@ -172,7 +172,9 @@ impl ClusterPresence {
 
     /// This node holds the device (first socket, or a status change).
     pub async fn put(&self, device_id: &str, p: &Presence) {
+        // MULTI/EXEC: the reaper never sees the hash entry without its due-set member.
         let mut pipe = redis::pipe();
+        pipe.atomic();
         self.add_to(&mut pipe, device_id, p, now_ms());
         self.run(pipe, "put").await;
     }
@@ -196,6 +198,7 @@ impl ClusterPresence {
         let now = now_ms();
         for chunk in local.chunks(500) {
             let mut pipe = redis::pipe();
+            pipe.atomic();
             for (id, p) in chunk {
                 self.add_to(&mut pipe, id, p, now);
             }
@@ -292,9 +295,10 @@ pub async fn lookup_many(app: &App, ids: &[String]) -> HashMap<String, Presence>
 /// Sends `device:status` to every guardian of the device's child.
 ///
 /// What is published is the presence *after* the guardians were read, not the state the
-/// caller saw: two sockets of one device racing (a quick drop and reconnect, maybe on two
-/// nodes) then both publish the truth, so the last `device:status` a guardian gets is never
-/// stale. `fallback` is what is reported when the device is online nowhere.
+/// caller saw: two sockets of one device racing (a quick drop and reconnect) then both
+/// publish the truth, so on one node the last `device:status` a guardian gets is never
+/// stale. Across nodes two such frames may arrive in either order; `lastSeen` tells which is
+/// newer. `fallback` is what is reported when the device is online nowhere.
 pub async fn publish(app: &App, device_id: &str, fallback: &Presence) {
     let guardians = match app.store.guardians(&fallback.child_id).await {
         Ok(g) => g,
@@ -333,13 +337,29 @@ pub async fn maintain(app: Arc<App>) {
     let Some(cluster) = app.presence.as_ref() else {
         return;
     };
-    let refresh_every = Duration::from_millis((app.cfg.heartbeat_secs * 500).max(500));
-    let mut refresh = tokio::time::interval(refresh_every);
+    // Refreshing runs on its own: a long reap (a big node died) must never delay it, or this
+    // node's own live entries would come due and be reported offline.
+    let refresher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Some(cluster) = app.presence.as_ref() else {
+                return;
+            };
+            let every = Duration::from_millis((app.cfg.heartbeat_secs * 500).max(500));
+            let mut refresh = tokio::time::interval(every);
+            let mut stop = app.shutdown_signal();
+            loop {
+                tokio::select! {
+                    _ = refresh.tick() => cluster.refresh(&app.hub.local_devices()).await,
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    };
     let mut reap = tokio::time::interval(Duration::from_secs(1));
     let mut stop = app.shutdown_signal();
     loop {
         tokio::select! {
-            _ = refresh.tick() => cluster.refresh(&app.hub.local_devices()).await,
             _ = reap.tick() => {
                 for (device_id, last) in cluster.reap().await {
                     metrics::counter!("safestream_presence_reaped_total").increment(1);
@@ -348,7 +368,10 @@ pub async fn maintain(app: Arc<App>) {
                     }
                 }
             }
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                refresher.abort();
+                return;
+            }
         }
     }
 }

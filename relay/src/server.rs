@@ -346,7 +346,7 @@ async fn in_flight_sweeper(app: Arc<App>) {
             }
             Err(e) => tracing::warn!(error = %e, "in-flight sweep (revocations) failed"),
         }
-        match app.store.recent_event_heads(from, to, 5000).await {
+        match app.store.recent_event_heads(from, to, 50_000).await {
             Ok(heads) => {
                 for (user, seq) in heads {
                     app.hub.catch_up_behind(&crate::bus::room::user(&user), seq);

@@ -522,7 +522,7 @@ impl<'a> Session<'a> {
             return false;
         };
         let user_id = user_id.clone();
-        let (pruned, newest) = match self.app.store.event_positions(&user_id).await {
+        let (newest, next_kept) = match self.app.store.event_positions(&user_id, last_seq).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reading event positions");
@@ -532,7 +532,7 @@ impl<'a> Session<'a> {
         };
         let mut resync = false;
         if let Some(ls) = last_seq {
-            if ls < pruned || ls > newest {
+            if ls > newest || !next_kept {
                 resync = true;
             } else {
                 match self
@@ -600,6 +600,13 @@ impl<'a> Session<'a> {
                 if ev.seq >= before {
                     reached = true;
                     break;
+                }
+                if ev.seq > self.last_seq + 1 {
+                    // Events in between are gone (pruned while we read): say so, go on.
+                    let why = json!({"reason": "history_gap", "seq": ev.seq - 1});
+                    if !send(ws, frame("resync", why)).await {
+                        return Err(ReplayError::Socket);
+                    }
                 }
                 let text = format!(
                     r#"{{"event":{},"seq":{},"data":{}}}"#,
@@ -947,15 +954,38 @@ impl<'a> Session<'a> {
                 }
                 self.send_pending(ws).await
             }
-            Who::Parent { .. } => match self.replay(ws, i64::MAX).await {
-                Ok(()) => true,
-                Err(ReplayError::Socket) => false,
-                Err(ReplayError::Db(e)) => {
-                    tracing::error!(error = %e, "reading events to catch up");
-                    close(ws, 1011, "internal error").await;
-                    false
+            Who::Parent { user_id, .. } => {
+                // Too far behind to replay (a long outage): the client refetches instead.
+                if let Ok(true) = self
+                    .app
+                    .store
+                    .more_events_than(user_id, self.last_seq, MAX_REPLAY)
+                    .await
+                {
+                    let newest = match self.app.store.event_positions(user_id, None).await {
+                        Ok((n, _)) => n,
+                        Err(_) => self.last_seq,
+                    };
+                    let why = json!({"reason": "history_gap", "seq": newest});
+                    self.last_seq = newest;
+                    self.conn.set_sent_seq(newest);
+                    return send(ws, frame("resync", why)).await;
                 }
-            },
+                self.catch_up_replay(ws).await
+            }
+        }
+    }
+
+    /// A parent's catch-up: every event after the last one it was sent.
+    async fn catch_up_replay(&mut self, ws: &mut WebSocket) -> bool {
+        match self.replay(ws, i64::MAX).await {
+            Ok(()) => true,
+            Err(ReplayError::Socket) => false,
+            Err(ReplayError::Db(e)) => {
+                tracing::error!(error = %e, "reading events to catch up");
+                close(ws, 1011, "internal error").await;
+                false
+            }
         }
     }
 

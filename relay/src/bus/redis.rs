@@ -69,7 +69,16 @@ enum WireMsg {
     /// Messages may have been lost: every node catches up from the database.
     #[serde(rename = "c")]
     CatchUp,
+    /// Sent by each node every [`BEAT`] when it has nothing else to publish: a subscriber
+    /// that hears nothing at all for [`SILENT`] (not even its own beats) reconnects.
+    #[serde(rename = "b")]
+    Beat,
 }
+
+/// How often an idle publisher sends a beat.
+const BEAT: Duration = Duration::from_secs(5);
+/// A subscription that received nothing for this long is taken as dead (half-open).
+const SILENT: Duration = Duration::from_secs(15);
 
 fn encode(node: &str, msg: &BusMessage) -> String {
     let m = match msg {
@@ -101,7 +110,7 @@ enum Received {
 
 fn decode(node: &str, payload: &[u8]) -> Option<Received> {
     let w: Wire = serde_json::from_slice(payload).ok()?;
-    if w.n == node {
+    if w.n == node || matches!(w.m, WireMsg::Beat) {
         return None;
     }
     Some(match w.m {
@@ -119,6 +128,7 @@ fn decode(node: &str, payload: &[u8]) -> Option<Received> {
         }),
         WireMsg::Revoke { d } => Received::Msg(BusMessage::RevokeDevice { device_id: d }),
         WireMsg::CatchUp => Received::CatchUp,
+        WireMsg::Beat => return None,
     })
 }
 
@@ -251,7 +261,15 @@ async fn publisher(
                 }
                 tracing::info!("bus: published a catch-up after lost messages");
             }
-            let Some(first) = rx.recv().await else { return };
+            let first = match tokio::time::timeout(BEAT, rx.recv()).await {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(_) => serde_json::to_string(&Wire {
+                    n: node.clone(),
+                    m: WireMsg::Beat,
+                })
+                .unwrap_or_default(),
+            };
             batch.push(first);
             while batch.len() < PIPELINE {
                 match rx.try_recv() {
@@ -300,15 +318,25 @@ async fn subscriber(
             }
         };
         attempt = 0;
+        // Whatever was published while we were away (or, the first time, before the
+        // subscription took effect, while sockets were already being accepted) is lost to us:
+        // catch up.
         if subscribed_before {
-            // Whatever was published while we were away is lost to us: catch up.
             tracing::info!("bus: re-subscribed; catching up this node's sockets");
-            store.forget_all_devices();
-            hub.catch_up_all();
         }
         subscribed_before = true;
+        store.forget_all_devices();
+        hub.catch_up_all();
         let mut stream = ps.into_on_message();
-        while let Some(msg) = stream.next().await {
+        loop {
+            let msg = match tokio::time::timeout(SILENT, stream.next()).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!("bus: nothing heard from Redis for 15 s; reconnecting");
+                    break;
+                }
+            };
             match decode(&node, msg.get_payload_bytes()) {
                 Some(Received::Msg(m)) => {
                     if let BusMessage::RevokeDevice { device_id } = &m {

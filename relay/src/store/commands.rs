@@ -196,8 +196,9 @@ impl Store {
         .await
     }
 
-    /// Commands still PENDING that were created in `[from, to)`, unexpired at `now`, oldest
-    /// first (the cluster's in-flight sweep).
+    /// Commands still PENDING that were created in `[from, to)`, unexpired at `now`, newest
+    /// first (the cluster's in-flight sweep: with more than `limit`, mostly commands for
+    /// offline devices, the newest are the ones a dead node may not have announced).
     pub async fn recent_pending(
         &self,
         from: Millis,
@@ -209,7 +210,7 @@ impl Store {
             c.map(
                 &format!(
                     "SELECT {COLS} FROM commands WHERE status = 'PENDING' AND created_at >= ?1 \
-                     AND created_at < ?2 AND expires_at > ?3 ORDER BY created_at LIMIT ?4"
+                     AND created_at < ?2 AND expires_at > ?3 ORDER BY created_at DESC LIMIT ?4"
                 ),
                 args![from, to, now, limit],
                 command_from_row,

@@ -158,12 +158,51 @@ pub struct StoreOptions {
 pub struct W<'c> {
     conn: Db<'c>,
     out: Vec<BusMessage>,
+    /// Parent events logged by the operation, written when it ends (see [`W::flush_events`]).
+    events: Vec<PendingEvent>,
+}
+
+/// A parent event waiting for its position.
+struct PendingEvent {
+    user_id: String,
+    event: String,
+    data: Value,
+    now: Millis,
 }
 
 impl W<'_> {
     /// Queues a bus message, published after commit.
     fn publish(&mut self, msg: BusMessage) {
         self.out.push(msg);
+    }
+
+    /// Writes the operation's parent events, in one pass **sorted by user** (stable, so each
+    /// user's events keep their order). Taking a position locks that user's `user_seqs` row
+    /// until commit; taking them last and in one global order means two transactions never
+    /// wait on each other's users in opposite orders (no deadlock between nodes).
+    fn flush_events(&mut self) -> StoreResult<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let mut events = std::mem::take(&mut self.events);
+        events.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        for e in events {
+            let seq = self.conn.int(
+                "INSERT INTO user_seqs (user_id, seq, pruned_through) VALUES (?1, 1, 0) \
+                 ON CONFLICT (user_id) DO UPDATE SET seq = user_seqs.seq + 1 RETURNING seq",
+                args![e.user_id],
+            )?;
+            let text = e.data.to_string();
+            self.conn.exec(
+                "INSERT INTO events (user_id, seq, event, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![e.user_id, seq, e.event, text, e.now],
+            )?;
+            self.out.push(BusMessage::deliver(
+                room::user(&e.user_id),
+                Arc::new(OutFrame::event(&e.event, Some(seq), &e.data)),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -370,8 +409,9 @@ impl Store {
             let mut w = W {
                 conn,
                 out: Vec::new(),
+                events: Vec::new(),
             };
-            let res = f(&mut w);
+            let res = f(&mut w).and_then(|v| w.flush_events().map(|()| v));
             let failed = res.is_err();
             let msgs = if failed { Vec::new() } else { w.out };
             Done {
@@ -450,7 +490,8 @@ impl Store {
 
     // ---- the parent event log (resume) ---------------------------------------------------
 
-    /// Appends an event for `user_id` inside a write and queues its delivery.
+    /// Logs an event for `user_id` in the current write: it gets the user's next position
+    /// when the operation ends ([`W::flush_events`]) and is delivered after commit.
     ///
     /// Positions are per user and gap-free: the upsert on `user_seqs` takes the next number
     /// and holds the user's row lock until commit, so another writer (on any node) that logs
@@ -461,22 +502,14 @@ impl Store {
         event: &str,
         data: &Value,
         now: Millis,
-    ) -> StoreResult<i64> {
-        let seq = w.conn.int(
-            "INSERT INTO user_seqs (user_id, seq, pruned_through) VALUES (?1, 1, 0) \
-             ON CONFLICT (user_id) DO UPDATE SET seq = user_seqs.seq + 1 RETURNING seq",
-            args![user_id],
-        )?;
-        let text = data.to_string();
-        w.conn.exec(
-            "INSERT INTO events (user_id, seq, event, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            args![user_id, seq, event, text, now],
-        )?;
-        w.publish(BusMessage::deliver(
-            room::user(user_id),
-            Arc::new(OutFrame::event(event, Some(seq), data)),
-        ));
-        Ok(seq)
+    ) -> StoreResult<()> {
+        w.events.push(PendingEvent {
+            user_id: user_id.to_string(),
+            event: event.to_string(),
+            data: data.clone(),
+            now,
+        });
+        Ok(())
     }
 
     /// Logs one event for every user in `users`.
@@ -529,17 +562,31 @@ impl Store {
         .await
     }
 
-    /// `(pruned_through, newest)` for `user_id`: every event of theirs at or below the first
-    /// was deleted; the second is the newest position they were given (0 if none).
-    pub async fn event_positions(&self, user_id: &str) -> StoreResult<(i64, i64)> {
+    /// `(newest, next_kept)` for `user_id`: the newest position they were given (0 if none),
+    /// and — when `after` is below it — whether the event right after `after` is still kept
+    /// (if not, it was pruned and a resume from `after` cannot be complete).
+    pub async fn event_positions(
+        &self,
+        user_id: &str,
+        after: Option<i64>,
+    ) -> StoreResult<(i64, bool)> {
         let user_id = user_id.to_string();
         self.read(move |c| {
-            Ok(c.opt(
-                "SELECT pruned_through, seq FROM user_seqs WHERE user_id = ?1",
-                args![user_id],
-                |r| Ok((r.int(0)?, r.int(1)?)),
-            )?
-            .unwrap_or((0, 0)))
+            let newest = c
+                .opt(
+                    "SELECT seq FROM user_seqs WHERE user_id = ?1",
+                    args![user_id],
+                    |r| r.int(0),
+                )?
+                .unwrap_or(0);
+            let next_kept = match after {
+                Some(a) if a < newest => c.exists(
+                    "SELECT 1 FROM events WHERE user_id = ?1 AND seq = ?2",
+                    args![user_id, a + 1],
+                )?,
+                _ => true,
+            };
+            Ok((newest, next_kept))
         })
         .await
     }
@@ -563,18 +610,12 @@ impl Store {
         .await
     }
 
-    /// Deletes events created before `before`; returns how many.
+    /// Deletes events created before `before`; returns how many. Positions live on in
+    /// `user_seqs` (never reused); a resume that needs a deleted event gets `resync` (see
+    /// [`Store::event_positions`]). Only event rows are touched: no lock any other write
+    /// waits on. (`user_seqs.pruned_through` is no longer used.)
     pub async fn prune_events(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |w| {
-            // Each user's pruned position moves up to the newest event of theirs deleted, so
-            // a parent resuming from below it is told to resync. Positions themselves live in
-            // `user_seqs` and never go back.
-            w.conn.exec(
-                "UPDATE user_seqs SET pruned_through = (SELECT MAX(seq) FROM events \
-                 WHERE events.user_id = user_seqs.user_id AND events.created_at < ?1) \
-                 WHERE user_id IN (SELECT user_id FROM events WHERE created_at < ?1)",
-                args![before],
-            )?;
             w.conn
                 .exec("DELETE FROM events WHERE created_at < ?1", args![before])
         })

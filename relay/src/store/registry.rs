@@ -306,7 +306,14 @@ impl Store {
         if cache.len() >= DEVICE_CACHE_MAX && !cache.contains_key(id) {
             cache.clear();
         }
-        cache.insert(id.to_string(), auth);
+        // Never un-revoke: a lookup that read the row before a revocation committed may
+        // finish after it (devices are never un-revoked, so `true` is always right).
+        match cache.get_mut(id) {
+            Some(cur) => cur.revoked |= auth.revoked,
+            None => {
+                cache.insert(id.to_string(), auth);
+            }
+        }
     }
 
     /// What authenticating device `id` needs: its child and whether it is revoked.
