@@ -43,6 +43,9 @@ pub fn client_ip(
     client
 }
 
+/// Sockets of one node that catch up from the database at the same time, at most.
+const CONCURRENT_CATCH_UPS: usize = 16;
+
 /// Shared state of one relay process.
 pub struct App {
     /// The configuration it started with.
@@ -63,6 +66,9 @@ pub struct App {
     pub limits: Limits,
     /// One permit per open HTTP connection (a WebSocket's is released at upgrade).
     pub http_conns: Arc<tokio::sync::Semaphore>,
+    /// Sockets catching up from the database at once (after the bus lost messages, every
+    /// socket of the node wants to): the rest wait their turn instead of piling on.
+    pub catch_ups: tokio::sync::Semaphore,
     shutting_down: AtomicBool,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -94,6 +100,7 @@ impl App {
             node_id,
             limits,
             http_conns,
+            catch_ups: tokio::sync::Semaphore::new(CONCURRENT_CATCH_UPS),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
         }

@@ -940,6 +940,8 @@ impl<'a> Session<'a> {
     /// parent every event after the last one it was sent.
     async fn catch_up(&mut self, ws: &mut WebSocket) -> bool {
         metrics::counter!("safestream_catch_ups_total").increment(1);
+        // Taken in turn across the node's sockets (the semaphore is never closed).
+        let _turn = self.app.catch_ups.acquire().await;
         match &self.who {
             Who::Device { device_id, .. } => {
                 // A revocation announced while the bus was away never closed this socket.
