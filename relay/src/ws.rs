@@ -569,15 +569,7 @@ impl<'a> Session<'a> {
         // read is replayed; anything later arrives live with a larger seq.
         self.last_seq = after;
         self.conn.set_sent_seq(after);
-        match self.replay(ws, i64::MAX).await {
-            Ok(()) => true,
-            Err(ReplayError::Socket) => false,
-            Err(ReplayError::Db(e)) => {
-                tracing::error!(error = %e, "reading events for resume");
-                close(ws, 1011, "internal error").await;
-                false
-            }
-        }
+        self.replay_rest(ws, "resume").await
     }
 
     /// Writes this parent's logged events after `self.last_seq` and below `before`, oldest
@@ -973,18 +965,19 @@ impl<'a> Session<'a> {
                     self.conn.set_sent_seq(newest);
                     return send(ws, frame("resync", why)).await;
                 }
-                self.catch_up_replay(ws).await
+                self.replay_rest(ws, "catch-up").await
             }
         }
     }
 
-    /// A parent's catch-up: every event after the last one it was sent.
-    async fn catch_up_replay(&mut self, ws: &mut WebSocket) -> bool {
+    /// Every event after the last one this parent was sent (resume, catch-up); a database
+    /// failure closes the socket with 1011. False when the socket must end.
+    async fn replay_rest(&mut self, ws: &mut WebSocket, why: &'static str) -> bool {
         match self.replay(ws, i64::MAX).await {
             Ok(()) => true,
             Err(ReplayError::Socket) => false,
             Err(ReplayError::Db(e)) => {
-                tracing::error!(error = %e, "reading events to catch up");
+                tracing::error!(error = %e, why, "reading events to replay");
                 close(ws, 1011, "internal error").await;
                 false
             }
