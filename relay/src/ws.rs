@@ -627,13 +627,20 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A device session's `(device id, child id)`; `None` for a parent.
+    fn device_ids(&self) -> Option<(String, String)> {
+        match &self.who {
+            Who::Device {
+                device_id,
+                child_id,
+            } => Some((device_id.clone(), child_id.clone())),
+            Who::Parent { .. } => None,
+        }
+    }
+
     /// `ready`, then every pending unexpired command. False if the socket is gone.
     async fn device_start(&mut self, ws: &mut WebSocket) -> bool {
-        let Who::Device {
-            device_id,
-            child_id,
-        } = &self.who
-        else {
+        let Some((device_id, child_id)) = self.device_ids() else {
             return false;
         };
         let ready = json!({
@@ -649,14 +656,9 @@ impl<'a> Session<'a> {
     /// Writes every open, unexpired command for this device from the database (at connect,
     /// and again when the bus may have lost some). False if the socket is gone.
     async fn send_pending(&mut self, ws: &mut WebSocket) -> bool {
-        let Who::Device {
-            device_id,
-            child_id,
-        } = &self.who
-        else {
+        let Some((device_id, child_id)) = self.device_ids() else {
             return false;
         };
-        let (device_id, child_id) = (device_id.clone(), child_id.clone());
         let mut ids = self.sent_at_connect.take().unwrap_or_default();
         let mut after = None;
         loop {

@@ -366,3 +366,33 @@ async fn a_revocation_made_while_redis_is_down_still_reaches_the_other_nodes() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_no_message_announced_is_delivered_from_the_database() {
+    bounded(Duration::from_secs(90), async {
+        // With Redis down no node hears another: what a node committed but never published
+        // (as when it dies between COMMIT and publish) must still reach the others' sockets,
+        // from the database, by the in-flight sweep.
+        let mut c = Cluster::start(3, &[]).await?;
+        let (_, token) = family(&c).await?;
+        let mut dsock = open_socket(&c.nodes[0], &token, None).await?;
+        let parent = Parent::new(&c.nodes[1], "u1");
+        let mut psock = open_socket(&c.nodes[2], &parent.jwt, None).await?;
+        c.redis.kill();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(parent.command("kid", "PAUSE", 120).await?);
+        }
+        for id in &ids {
+            dsock
+                .wait("command:new", T, |d| d["id"] == id.as_str())
+                .await?;
+            psock
+                .wait("command:sent", T, |d| d["commandId"] == id.as_str())
+                .await?;
+        }
+        c.redis.restart();
+        Ok(())
+    })
+    .await
+}

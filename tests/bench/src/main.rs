@@ -157,11 +157,10 @@ async fn start_nodes(args: &Args) -> Nodes {
             _dir: f._dir,
         };
     }
-    let pg = args
-        .pg
-        .clone()
-        .expect("--nodes > 1 needs --pg (or SAFESTREAM_TEST_PG)");
-    let redis = args.redis.clone().expect("--nodes > 1 needs --redis");
+    let (Some(pg), Some(redis)) = (args.pg.clone(), args.redis.clone()) else {
+        eprintln!("relay-bench: --nodes > 1 needs --pg (or SAFESTREAM_TEST_PG) and --redis");
+        std::process::exit(2);
+    };
     let db = fresh_pg_database(&pg);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = Nodes {
@@ -284,6 +283,10 @@ fn reader(mut ws: load::Ws, closed: Arc<AtomicU64>, on_text: impl Fn(&str) + Sen
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if args.nodes > 1 && (args.pg.is_none() || args.redis.is_none()) {
+        eprintln!("relay-bench: --nodes > 1 needs --pg (or SAFESTREAM_TEST_PG) and --redis");
+        std::process::exit(2);
+    }
     eprintln!("relay: {}", relay_bin(&args).display());
     println!("# relay-bench\n");
     println!(
