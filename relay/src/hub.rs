@@ -148,6 +148,14 @@ impl Conn {
         self.last_seen.store(hub.elapsed_ms(), Ordering::Relaxed);
     }
 
+    /// Asks the socket's task to send a ping.
+    pub fn ping(&self) {
+        let mut m = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        m.ping = true;
+        drop(m);
+        self.notify.notify_one();
+    }
+
     /// Changes this socket's heartbeat interval (the `heartbeat` frame).
     pub fn set_interval(&self, hub: &Hub, interval_ms: u64) {
         self.interval_ms.store(interval_ms, Ordering::Relaxed);
@@ -374,9 +382,11 @@ impl Hub {
         }
     }
 
-    /// One heartbeat sweep: pings due sockets, closes silent and expired ones.
-    pub fn sweep(&self, now_unix_secs: i64) {
+    /// One heartbeat sweep: closes silent and expired sockets and returns those due for a
+    /// ping (the caller spreads them out with [`Conn::ping`]; see `server::heartbeat_sweeper`).
+    pub fn sweep(&self, now_unix_secs: i64) -> Vec<Arc<Conn>> {
         let now = self.elapsed_ms();
+        let mut due = Vec::new();
         for c in self.conns.iter() {
             let exp = c.token_exp.load(Ordering::Relaxed);
             if exp > 0 && now_unix_secs >= exp {
@@ -391,12 +401,10 @@ impl Hub {
             }
             if now >= c.next_ping.load(Ordering::Relaxed) {
                 c.next_ping.store(now + interval, Ordering::Relaxed);
-                let mut m = c.mailbox.lock().unwrap_or_else(|e| e.into_inner());
-                m.ping = true;
-                drop(m);
-                c.notify.notify_one();
+                due.push(c.value().clone());
             }
         }
+        due
     }
 
     // ---- presence -------------------------------------------------------------------
@@ -517,8 +525,18 @@ mod tests {
         let hub = Hub::new(4, 0); // interval 0: everything is due at once
         let c = hub.register(Role::Device, &[]);
         c.set_interval(&hub, 1_000_000);
-        hub.sweep(0);
-        assert!(c.take().close.is_none());
+        c.next_ping.store(0, Ordering::Relaxed); // its ping is due now
+        let due = hub.sweep(0);
+        assert_eq!(due.len(), 1, "due for its first ping");
+        assert!(Arc::ptr_eq(&due[0], &c));
+        let b = c.take();
+        assert!(
+            b.close.is_none() && !b.ping,
+            "the sweep itself sends nothing"
+        );
+        due[0].ping();
+        assert!(c.take().ping);
+        assert!(hub.sweep(0).is_empty(), "not due again before its interval");
         let t = hub.register(Role::Parent, &[]);
         t.set_token_exp(100);
         hub.sweep(99);

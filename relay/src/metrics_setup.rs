@@ -45,6 +45,14 @@ fn describe() {
         "refused requests, frames and sockets by reason"
     );
     metrics::describe_counter!("safestream_http_requests_total", "HTTP responses by status");
+    metrics::describe_counter!(
+        "safestream_store_commits_total",
+        "SQLite write transactions (each commits a batch of jobs)"
+    );
+    metrics::describe_counter!(
+        "safestream_store_jobs_total",
+        "SQLite write jobs committed or rolled back in a batch"
+    );
 }
 
 /// The Prometheus text.

@@ -44,12 +44,20 @@ pub struct CommandMeta {
 impl OutFrame {
     /// Builds `{"event": name, "seq"?: seq, "data": data}`.
     pub fn event(name: &str, seq: Option<i64>, data: &Value) -> OutFrame {
+        Self::event_json(name, seq, &data.to_string())
+    }
+
+    /// [`OutFrame::event`] with `data` already serialized (`data_json` must be one JSON
+    /// value, as `Value::to_string` gives): the store logs that text and sends the same.
+    pub fn event_json(name: &str, seq: Option<i64>, data_json: &str) -> OutFrame {
+        // A `&str` always serializes.
+        let name = serde_json::to_string(name).unwrap_or_default();
         let text = match seq {
-            Some(seq) => serde_json::json!({"event": name, "seq": seq, "data": data}),
-            None => serde_json::json!({"event": name, "data": data}),
+            Some(seq) => format!(r#"{{"event":{name},"seq":{seq},"data":{data_json}}}"#),
+            None => format!(r#"{{"event":{name},"data":{data_json}}}"#),
         };
         OutFrame {
-            text: Utf8Bytes::from(text.to_string()),
+            text: Utf8Bytes::from(text),
             seq,
             command: None,
         }
@@ -120,4 +128,26 @@ pub mod room {
     }
     /// Admin parents' sockets.
     pub const ADMINS: &str = "admins";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_frames_are_the_json_they_describe() {
+        let data = serde_json::json!({"commandId": "c\"1", "n": [1, 2], "s": "é\n"});
+        for seq in [None, Some(7)] {
+            let f = OutFrame::event("command:status", seq, &data);
+            let v: Value = serde_json::from_str(f.text.as_str()).unwrap();
+            assert_eq!(v["event"], "command:status");
+            assert_eq!(v["data"], data);
+            assert_eq!(v.get("seq").and_then(Value::as_i64), seq);
+            assert_eq!(f.seq, seq);
+        }
+        // An event name that needs escaping stays one string.
+        let f = OutFrame::event("a\"b", None, &Value::Null);
+        let v: Value = serde_json::from_str(f.text.as_str()).unwrap();
+        assert_eq!(v["event"], "a\"b");
+    }
 }

@@ -110,7 +110,7 @@ impl Store {
                     }
                 }
                 let cmd = Command {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: uuid::Uuid::now_v7().to_string(),
                     child_id: new.child_id,
                     device_id: new.device_id,
                     command_type: new.command_type,

@@ -8,9 +8,12 @@
 //!
 //! Phases: `idle` (memory and CPU per idle device socket), `roundtrip` (open-loop command
 //! round trips at fixed rates), `fanout` (one publish to a room of N sockets), `storm`
-//! (N devices with pending commands reconnecting after the relay is SIGKILLed and restarted).
+//! (N devices with pending commands reconnecting after the relay is SIGKILLed and restarted),
+//! `floor` (the fan-out's frame written to N plain sockets by a bare sender: what a delivery
+//! costs at the least on this machine; not in the default set).
 //! The relay and this load generator share the machine; both CPUs are reported.
 
+mod floor;
 mod load;
 mod proc;
 
@@ -33,7 +36,7 @@ use proc::{RelayProc, SERVER_KEY};
     about = "Benchmark safestream-relay from another process over loopback"
 )]
 struct Args {
-    /// Phases to run, comma-separated: idle, roundtrip, fanout, storm.
+    /// Phases to run, comma-separated: idle, roundtrip, fanout, storm, floor.
     #[arg(
         long,
         value_delimiter = ',',
@@ -80,6 +83,9 @@ struct Args {
     /// Redis for --nodes > 1.
     #[arg(long)]
     redis: Option<String>,
+    /// Internal: run as the `floor` phase's sender with this many sockets.
+    #[arg(long, hide = true)]
+    floor_serve: Option<usize>,
 }
 
 fn relay_bin(args: &Args) -> PathBuf {
@@ -283,6 +289,13 @@ fn reader(mut ws: load::Ws, closed: Arc<AtomicU64>, on_text: impl Fn(&str) + Sen
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(n) = args.floor_serve {
+        if let Err(e) = floor::serve(n) {
+            eprintln!("relay-bench floor sender: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.nodes > 1 && (args.pg.is_none() || args.redis.is_none()) {
         eprintln!("relay-bench: --nodes > 1 needs --pg (or SAFESTREAM_TEST_PG) and --redis");
         std::process::exit(2);
@@ -300,6 +313,7 @@ async fn main() {
             "roundtrip" => roundtrip(&args).await,
             "fanout" => fanout(&args).await,
             "storm" => storm(&args).await,
+            "floor" => floor::run(args.fanout_size, args.fanout_rounds).await,
             other => eprintln!("unknown phase {other}"),
         }
     }
