@@ -68,6 +68,7 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     };
     let opts = StoreOptions {
         sqlite_sync: cfg.sqlite_sync.clone(),
+        ..StoreOptions::default()
     };
     let store = Arc::new(Store::open(&cfg.db, &opts, bus.clone()).await?);
     if let Some(rb) = &redis_bus {

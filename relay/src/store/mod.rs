@@ -153,6 +153,21 @@ const PG_MIGRATION_LOCK: i64 = 0x5afe_57ea;
 pub struct StoreOptions {
     /// SQLite `synchronous`: `normal` or `full`.
     pub sqlite_sync: String,
+    /// SQLite: WAL length in frames past which it is made to start over
+    /// ([`WAL_RESTART_FRAMES`] in production; tests use a small one).
+    pub wal_restart_frames: i64,
+    /// SQLite: how often the checkpoint thread runs ([`CHECKPOINT_EVERY`] in production).
+    pub checkpoint_every: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sqlite_sync: "normal".into(),
+            wal_restart_frames: WAL_RESTART_FRAMES,
+            checkpoint_every: CHECKPOINT_EVERY,
+        }
+    }
 }
 
 /// A write in progress, handed to an operation's closure on a writer thread.
@@ -335,10 +350,14 @@ impl Store {
                 let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
                 checkpointer = Some(stop_tx);
                 let catch_up = Arc::new(AtomicBool::new(false));
+                let restart_frames = opts.wal_restart_frames.max(1);
+                let every = opts.checkpoint_every;
                 let writer_catch_up = catch_up.clone();
                 std::thread::Builder::new()
                     .name("store-checkpoint".into())
-                    .spawn(move || sqlite_checkpoint_loop(cconn, stop_rx, catch_up))
+                    .spawn(move || {
+                        sqlite_checkpoint_loop(cconn, stop_rx, catch_up, restart_frames, every)
+                    })
                     .map_err(|e| e.to_string())?;
                 std::thread::Builder::new()
                     .name("store-writer".into())
@@ -629,13 +648,13 @@ impl Store {
 }
 
 /// How often the SQLite WAL is checkpointed.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// WAL length (in frames, one page each) past which the writer finishes a checkpoint itself
 /// so that its next transaction starts the WAL over (128 MiB of 4 KiB pages). Each restart
 /// holds the writer for the last copy and two or three fsyncs, 5–40 ms on the benchmark
 /// machine depending on the write load, so it should be rare: at 1,000 commands/s (about
 /// 40 KB of WAL each) this is once every 3 s.
-const WAL_RESTART_FRAMES: i64 = 32768;
+pub const WAL_RESTART_FRAMES: i64 = 32768;
 /// The WAL file is truncated back to this size when it starts over after a burst.
 const WAL_SIZE_LIMIT: i64 = 256 << 20;
 /// Frames the writer's own catch-up may have left to copy: the checkpoint thread keeps
@@ -673,15 +692,17 @@ fn sqlite_checkpoint_loop(
     conn: rusqlite::Connection,
     stop: std::sync::mpsc::Receiver<()>,
     catch_up: Arc<AtomicBool>,
+    restart_frames: i64,
+    every: std::time::Duration,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     loop {
-        match stop.recv_timeout(CHECKPOINT_EVERY) {
+        match stop.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {
                 let mut passes = 0;
                 while let Some((frames, copied)) = wal_checkpoint(&conn) {
                     passes += 1;
-                    if frames < WAL_RESTART_FRAMES {
+                    if frames < restart_frames {
                         break;
                     }
                     if frames - copied <= CATCH_UP_FRAMES {
@@ -921,9 +942,7 @@ mod tests {
     async fn a_failing_job_rolls_back_alone_in_its_batch() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let opts = StoreOptions {
-            sqlite_sync: "normal".into(),
-        };
+        let opts = StoreOptions::default();
         let store = Arc::new(
             Store::open(db.to_str().unwrap(), &opts, Arc::new(NullBus))
                 .await
@@ -954,5 +973,68 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 25, "only the successful jobs' writes remain");
+    }
+
+    /// Under a steady write load the WAL starts over instead of growing with every write
+    /// (a passive checkpoint alone never lets it: this test fails without the catch-up).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_a_steady_load() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let opts = StoreOptions {
+            wal_restart_frames: 64,
+            checkpoint_every: std::time::Duration::from_millis(10),
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(
+            Store::open(db.to_str().unwrap(), &opts, Arc::new(NullBus))
+                .await
+                .unwrap(),
+        );
+        let wal = dir.path().join("t.db-wal");
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let (wal, sampling) = (wal.clone(), sampling.clone());
+            tokio::spawn(async move {
+                let mut biggest = 0u64;
+                while sampling.load(Ordering::Relaxed) {
+                    biggest = biggest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                biggest
+            })
+        };
+        // 3,000 rows of 4 KB, 32 writes always in flight (no idle moment in which a passive
+        // checkpoint could catch up by itself): 12 MB of WAL if it never started over.
+        let blob = "x".repeat(4000);
+        let results: Vec<StoreResult<u64>> = futures_util::stream::iter(0..3000)
+            .map(|i| {
+                let (s, blob) = (store.clone(), blob.clone());
+                async move {
+                    s.write(move |w| {
+                        w.conn.exec(
+                            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                            args![format!("w{i}"), blob],
+                        )
+                    })
+                    .await
+                }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        sampling.store(false, Ordering::Relaxed);
+        let biggest = sampler.await.unwrap();
+        assert!(results.iter().all(|r| r.is_ok()));
+        let n: i64 = store
+            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key LIKE 'w%'", args![]))
+            .await
+            .unwrap();
+        assert_eq!(n, 3000);
+        assert!(
+            biggest < 6 << 20,
+            "the WAL grew to {biggest} bytes: it never started over"
+        );
     }
 }
