@@ -130,7 +130,8 @@ pub struct Config {
     #[arg(long, env = "SAFESTREAM_MAX_CONN_PER_DEVICE", default_value_t = 4)]
     pub max_conn_per_device: usize,
 
-    /// Open connections (HTTP or WebSocket) allowed per relay process.
+    /// Open connections (HTTP or WebSocket) allowed per relay process. Lowered at start to
+    /// fit under the open-file limit with 256 files to spare (logged when it is).
     #[arg(long, env = "SAFESTREAM_MAX_CONNECTIONS", default_value_t = 200_000)]
     pub max_connections: usize,
 

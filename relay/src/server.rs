@@ -38,6 +38,7 @@ pub struct Running {
 /// Opens everything and starts serving. Errors are one-line explanations for a person.
 pub async fn start(mut cfg: Config) -> Result<Running, String> {
     cfg.validate()?;
+    cfg.max_connections = fit_to_open_files(cfg.max_connections);
     let generated = if cfg.dev {
         crate::dev::fill_secrets(&mut cfg)
     } else {
@@ -269,6 +270,40 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, tls: Option<tokio_rus
     }
 }
 
+/// Open files kept for everything but client connections: the database, its WAL and
+/// read connections, PostgreSQL and Redis sockets, the listener, logs.
+const FD_RESERVE: u64 = 256;
+
+/// Raises the soft open-file limit to the hard one and lowers `max` (connections) to fit
+/// under it with [`FD_RESERVE`] to spare. Without this, a flood of connections ends with
+/// `accept` failing (EMFILE) and, worse, with the relay unable to open a database or Redis
+/// connection; with it, connections past the cap are accepted and closed at once.
+fn fit_to_open_files(max: usize) -> usize {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => {
+            let fitted = connections_within(max, files);
+            if fitted < max {
+                tracing::warn!(
+                    open_files = files,
+                    max_connections = fitted,
+                    "max connections lowered to fit the open-file limit"
+                );
+            }
+            fitted
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the open-file limit");
+            max
+        }
+    }
+}
+
+/// At most `max` connections, and no more than `files` open files allow.
+fn connections_within(max: usize, files: u64) -> usize {
+    let budget = files.saturating_sub(FD_RESERVE).max(files / 2).max(1);
+    max.min(usize::try_from(budget).unwrap_or(usize::MAX))
+}
+
 /// The pause between two steps of pings (at least). Shorter steps spread the pings thinner
 /// but wake the runtime more often: at 10 ms, 19,000 idle sockets cost 2.6 % of a core
 /// instead of ~1.4 %; at 100 ms the idle cost is that of one burst per sweep.
@@ -413,5 +448,20 @@ async fn housekeeping(app: Arc<App>) {
         }
         app.limits.housekeeping();
         crate::metrics_setup::upkeep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_fit_under_the_open_file_limit() {
+        assert_eq!(connections_within(200_000, 20_000), 19_744);
+        assert_eq!(connections_within(1_000, 20_000), 1_000);
+        // A small limit keeps half for connections rather than none.
+        assert_eq!(connections_within(200_000, 400), 200);
+        assert_eq!(connections_within(200_000, 1), 1);
+        assert_eq!(connections_within(5, 0), 1);
     }
 }

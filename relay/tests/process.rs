@@ -1,5 +1,6 @@
 //! The `safestream-relay` binary itself: refusing to start without secrets, `--help`,
-//! SIGKILL between a 201 and the device's connect, SIGTERM.
+//! SIGKILL between a 201 and the device's connect, SIGTERM, a connection flood under a
+//! small open-file limit.
 
 mod common;
 
@@ -126,4 +127,100 @@ async fn sigkill_between_201_and_connect_loses_nothing() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+/// Under a small open-file limit the relay lowers its connection cap to fit (400 files: 200
+/// connections), closes connections past it at once instead of running out of files, and
+/// keeps serving once they are gone.
+#[tokio::test]
+async fn a_connection_flood_is_capped_under_the_open_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("flood.db");
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("ulimit -n 400 && exec \"$0\"")
+        .arg(BIN)
+        .env_clear()
+        .env("SAFESTREAM_LISTEN", "127.0.0.1:0")
+        .env("SAFESTREAM_DB", db.to_str().unwrap())
+        .env("SAFESTREAM_JWT_SECRET", SECRET)
+        .env("SAFESTREAM_SERVER_KEY", SERVER_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("relay binary starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), out.next_line())
+        .await
+        .expect("relay prints its address")
+        .unwrap()
+        .unwrap();
+    let base = line.rsplit(' ').next().unwrap().to_string();
+    let addr = base.trim_start_matches("http://").to_string();
+    let warned = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(l)) = err.next_line().await {
+            // (The log may be coloured: look for the words and the number apart.)
+            if l.contains("max connections lowered") && l.contains("200") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(warned, "the relay says it lowered its cap to 200");
+
+    // 300 idle connections: 200 are held, 100 are closed by the relay at once.
+    let mut socks = Vec::new();
+    for _ in 0..300 {
+        socks.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let reads = socks.iter_mut().map(|s| async move {
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::io::AsyncReadExt::read(s, &mut b),
+        )
+        .await;
+        matches!(r, Ok(Ok(0)) | Ok(Err(_)))
+    });
+    let closed = futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter(|c| *c)
+        .count();
+    assert_eq!(closed, 100, "connections past the cap are closed at once");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the relay is still running"
+    );
+    drop(socks);
+    // Once they are gone the relay serves again (and was never out of files).
+    let http = reqwest::Client::new();
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                ok = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the relay answers /readyz after the flood");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("reason=\"accept_failed\""),
+        "accept never failed for want of files"
+    );
 }
