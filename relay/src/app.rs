@@ -64,7 +64,8 @@ pub struct App {
     pub node_id: String,
     /// Rate limiters.
     pub limits: Limits,
-    /// One permit per open HTTP connection (a WebSocket's is released at upgrade).
+    /// One permit per open connection: an HTTP connection holds one until it ends or is
+    /// upgraded, a WebSocket one of its own from the upgrade until it closes.
     pub http_conns: Arc<tokio::sync::Semaphore>,
     /// Sockets catching up from the database at once (after the bus lost messages, every
     /// socket of the node wants to): the rest wait their turn instead of piling on.

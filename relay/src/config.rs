@@ -92,7 +92,8 @@ pub struct Config {
     #[arg(long, env = "SAFESTREAM_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
-    /// Seconds between WebSocket pings; a socket silent for two intervals is dropped.
+    /// Seconds between WebSocket pings; a socket silent for 1.75 intervals is dropped (so a
+    /// vanished device shows offline within two).
     #[arg(long, env = "SAFESTREAM_HEARTBEAT_SECS", default_value_t = 25,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub heartbeat_secs: u64,

@@ -6,10 +6,11 @@
 //! allocation per socket. A mailbox that reaches its bound is cleared and its socket is
 //! closed with 4509: a slow consumer never grows memory.
 //!
-//! There is no timer per socket. One sweeper task calls [`Hub::sweep`] four times per
-//! heartbeat interval; it asks each socket to ping when its interval has passed, and closes
-//! sockets that showed no life for 1.75 intervals (so a vanished device is offline within
-//! two intervals) or whose token expired.
+//! There is no timer per socket. One sweeper task calls [`Hub::sweep`] eight times per
+//! heartbeat interval; the sweep closes sockets that showed no life for 1.75 intervals (so a
+//! vanished device is offline within two intervals) or whose token expired, and returns
+//! those whose interval has passed, which the sweeper asks to ping, spread out over the
+//! time until its next run.
 //!
 //! **Architecture Invariant:** nothing here awaits or does I/O; every method is a few
 //! lock-protected memory operations, safe to call from the store's commit path.

@@ -292,8 +292,26 @@ fn fit_to_open_files(max: usize) -> usize {
             fitted
         }
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the open-file limit");
-            max
+            // Could not raise it (a sandbox, a hard limit above `fs.nr_open`): fit the
+            // current soft limit instead.
+            match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+                Ok((soft, _)) => {
+                    let fitted = connections_within(max, soft);
+                    if fitted < max {
+                        tracing::warn!(
+                            open_files = soft,
+                            max_connections = fitted,
+                            error = %e,
+                            "max connections lowered to fit the open-file limit"
+                        );
+                    }
+                    fitted
+                }
+                Err(_) => {
+                    tracing::warn!(error = %e, "could not read the open-file limit");
+                    max
+                }
+            }
         }
     }
 }

@@ -133,8 +133,16 @@ pub async fn upgrade(
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
+    // The socket holds a connection permit for as long as it lives (its HTTP connection's
+    // own permit ends with the upgrade), so sockets still authenticating count against
+    // `max_connections` too, and the open-file budget holds.
+    let Ok(permit) = app.http_conns.clone().try_acquire_owned() else {
+        metrics::counter!("safestream_rejects_total", "reason" => "max_connections").increment(1);
+        return ApiError::unavailable("too many connections on this relay").into_response();
+    };
     // One task per socket, holding this future directly (no wrapper, no extra box).
     tokio::spawn(async move {
+        let _permit = permit;
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };

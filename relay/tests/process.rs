@@ -130,8 +130,8 @@ async fn sigkill_between_201_and_connect_loses_nothing() {
 }
 
 /// Under a small open-file limit the relay lowers its connection cap to fit (400 files: 200
-/// connections), closes connections past it at once instead of running out of files, and
-/// keeps serving once they are gone.
+/// connections), closes connections past it at once instead of running out of files, keeps
+/// serving once they are gone, and counts WebSockets (even unauthenticated ones) in the cap.
 #[tokio::test]
 async fn a_connection_flood_is_capped_under_the_open_file_limit() {
     let dir = tempfile::tempdir().unwrap();
@@ -198,8 +198,12 @@ async fn a_connection_flood_is_capped_under_the_open_file_limit() {
         "the relay is still running"
     );
     drop(socks);
-    // Once they are gone the relay serves again (and was never out of files).
-    let http = reqwest::Client::new();
+    // Once they are gone the relay serves again (and was never out of files). No idle
+    // keep-alive connection stays behind to hold a place under the cap.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let mut ok = false;
     for _ in 0..50 {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
@@ -211,6 +215,38 @@ async fn a_connection_flood_is_capped_under_the_open_file_limit() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "the relay answers /readyz after the flood");
+    // WebSockets that never authenticate count too: 150 of them and 100 plain connections
+    // leave room for 50 of the latter.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ws_url = format!("ws://{addr}/api/socket");
+    let mut sockets = Vec::new();
+    for _ in 0..150 {
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            .await
+            .expect("upgrade");
+        sockets.push(ws);
+    }
+    let mut plain = Vec::new();
+    for _ in 0..100 {
+        plain.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let reads = plain.iter_mut().map(|s| async move {
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::io::AsyncReadExt::read(s, &mut b),
+        )
+        .await;
+        matches!(r, Ok(Ok(0)) | Ok(Err(_)))
+    });
+    let closed = futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter(|c| *c)
+        .count();
+    assert_eq!(closed, 50, "open WebSockets hold their place under the cap");
+    drop(sockets);
+    drop(plain);
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()

@@ -686,8 +686,9 @@ fn wal_checkpoint(conn: &rusqlite::Connection) -> Option<(i64, i64)> {
 /// ~90 MB/s at 2,000 commands/s and never shrank. So once the WAL is past
 /// [`WAL_RESTART_FRAMES`], this thread makes passes until at most [`CATCH_UP_FRAMES`] are
 /// left to copy, then raises `catch_up`; the writer runs one more passive checkpoint
-/// between two batches (those few frames, then two or three fsyncs) and its
-/// next transaction rewinds the WAL.
+/// between two batches (those frames plus at most one batch's pages, then two or three
+/// fsyncs) and its next transaction rewinds the WAL. A reader still in an old snapshot only
+/// puts the rewind off to a later cycle.
 fn sqlite_checkpoint_loop(
     conn: rusqlite::Connection,
     stop: std::sync::mpsc::Receiver<()>,

@@ -3,7 +3,8 @@
 //! A child process (this binary run with `--floor-serve N`) accepts N plain TCP sockets on
 //! loopback and, for each line it reads on stdin, writes the same pre-encoded WebSocket text
 //! frame (the fan-out phase's frame, byte for byte) to every socket with one blocking
-//! `write` each: no runtime, no framing work, no per-socket task. Its CPU per delivered
+//! `write` each, from one thread: no event loop (the process's tokio runtime stays idle), no
+//! framing work, no per-socket task. Its CPU per delivered
 //! message is the floor that the relay's fan-out figure is compared against: on loopback the
 //! kernel charges the sender for its own TCP transmit path and for the receiver's TCP
 //! receive path and wake-up, which the relay cannot avoid either.
@@ -69,6 +70,10 @@ pub fn serve(n: usize) -> std::io::Result<()> {
 
 /// The phase: `n` sockets, `rounds` frames to each; prints one table.
 pub async fn run(n: usize, rounds: usize) {
+    if n == 0 || rounds == 0 {
+        eprintln!("floor: needs --fanout-size and --fanout-rounds above 0");
+        return;
+    }
     println!(
         "## floor: the same frame written to {n} plain sockets by a bare sender, {rounds} times\n"
     );

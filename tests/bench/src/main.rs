@@ -592,6 +592,10 @@ async fn roundtrip(args: &Args) {
 
 async fn fanout(args: &Args) {
     let n = args.fanout_size;
+    if n == 0 || args.fanout_rounds == 0 {
+        eprintln!("fanout: needs --fanout-size and --fanout-rounds above 0");
+        return;
+    }
     println!(
         "## fan-out: one publish to a room of {n} sockets, {} times\n",
         args.fanout_rounds
