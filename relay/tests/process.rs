@@ -129,6 +129,30 @@ async fn sigkill_between_201_and_connect_loses_nothing() {
     assert!(exit.success(), "{exit:?}");
 }
 
+/// Opens `n` plain connections that send nothing; returns them and how many the relay closed
+/// at once (end of stream or reset within 500 ms).
+async fn open_idle(addr: &str, n: usize) -> (Vec<tokio::net::TcpStream>, usize) {
+    let mut socks = Vec::new();
+    for _ in 0..n {
+        socks.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let reads = socks.iter_mut().map(|s| async move {
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::io::AsyncReadExt::read(s, &mut b),
+        )
+        .await;
+        matches!(r, Ok(Ok(0)) | Ok(Err(_)))
+    });
+    let closed = futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter(|c| *c)
+        .count();
+    (socks, closed)
+}
+
 /// Under a small open-file limit the relay lowers its connection cap to fit (400 files: 200
 /// connections), closes connections past it at once instead of running out of files, keeps
 /// serving once they are gone, and counts WebSockets (even unauthenticated ones) in the cap.
@@ -174,24 +198,7 @@ async fn a_connection_flood_is_capped_under_the_open_file_limit() {
     assert!(warned, "the relay says it lowered its cap to 200");
 
     // 300 idle connections: 200 are held, 100 are closed by the relay at once.
-    let mut socks = Vec::new();
-    for _ in 0..300 {
-        socks.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
-    }
-    let reads = socks.iter_mut().map(|s| async move {
-        let mut b = [0u8; 1];
-        let r = tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::io::AsyncReadExt::read(s, &mut b),
-        )
-        .await;
-        matches!(r, Ok(Ok(0)) | Ok(Err(_)))
-    });
-    let closed = futures_util::future::join_all(reads)
-        .await
-        .into_iter()
-        .filter(|c| *c)
-        .count();
+    let (socks, closed) = open_idle(&addr, 300).await;
     assert_eq!(closed, 100, "connections past the cap are closed at once");
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -226,24 +233,7 @@ async fn a_connection_flood_is_capped_under_the_open_file_limit() {
             .expect("upgrade");
         sockets.push(ws);
     }
-    let mut plain = Vec::new();
-    for _ in 0..100 {
-        plain.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
-    }
-    let reads = plain.iter_mut().map(|s| async move {
-        let mut b = [0u8; 1];
-        let r = tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::io::AsyncReadExt::read(s, &mut b),
-        )
-        .await;
-        matches!(r, Ok(Ok(0)) | Ok(Err(_)))
-    });
-    let closed = futures_util::future::join_all(reads)
-        .await
-        .into_iter()
-        .filter(|c| *c)
-        .count();
+    let (plain, closed) = open_idle(&addr, 100).await;
     assert_eq!(closed, 50, "open WebSockets hold their place under the cap");
     drop(sockets);
     drop(plain);
