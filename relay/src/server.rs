@@ -323,9 +323,10 @@ fn connections_within(max: usize, files: u64) -> usize {
 }
 
 /// The pause between two steps of pings (at least). Shorter steps spread the pings thinner
-/// but wake the runtime more often: at 10 ms, 19,000 idle sockets cost 2.6 % of a core
-/// instead of ~1.4 %; at 100 ms the idle cost is that of one burst per sweep.
-const PING_STEP_EVERY: Duration = Duration::from_millis(100);
+/// but wake the runtime more often and let fewer pongs share a wake-up: with 19,000 idle
+/// sockets, 10 ms steps cost 2.6 % of a core instead of ~1.4 %, 100 ms steps ~0.2 % more,
+/// 250 ms steps no more than one burst per sweep within the noise (BENCHMARKS.md, fix 9).
+const PING_STEP_EVERY: Duration = Duration::from_millis(250);
 
 /// Every eighth of the heartbeat interval: closes silent and expired sockets, then sends the
 /// pings that came due, spread evenly over most of the time until the next sweep.
