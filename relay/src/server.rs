@@ -283,7 +283,8 @@ fn fit_to_open_files(max: usize) -> usize {
         Ok(files) => {
             let fitted = connections_within(max, files);
             if fitted < max {
-                tracing::warn!(
+                // Expected with the default cap on most machines: information, not a fault.
+                tracing::info!(
                     open_files = files,
                     max_connections = fitted,
                     "max connections lowered to fit the open-file limit"
@@ -298,7 +299,7 @@ fn fit_to_open_files(max: usize) -> usize {
                 Ok((soft, _)) => {
                     let fitted = connections_within(max, soft);
                     if fitted < max {
-                        tracing::warn!(
+                        tracing::info!(
                             open_files = soft,
                             max_connections = fitted,
                             error = %e,

@@ -169,7 +169,7 @@ async fn a_connection_flood_is_capped_under_the_open_file_limit() {
         .env("SAFESTREAM_DB", db.to_str().unwrap())
         .env("SAFESTREAM_JWT_SECRET", SECRET)
         .env("SAFESTREAM_SERVER_KEY", SERVER_KEY)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -196,6 +196,8 @@ async fn a_connection_flood_is_capped_under_the_open_file_limit() {
     .await
     .unwrap_or(false);
     assert!(warned, "the relay says it lowered its cap to 200");
+    // Keep reading its log so that a full pipe never blocks it.
+    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
 
     // 300 idle connections: 200 are held, 100 are closed by the relay at once.
     let (socks, closed) = open_idle(&addr, 300).await;
