@@ -68,42 +68,51 @@ pub fn serve(n: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The phase: `n` sockets, `rounds` frames to each; prints one table.
+/// The phase: `n` sockets, `rounds` frames to each; prints one table, or why it could not.
 pub async fn run(n: usize, rounds: usize) {
     if n == 0 || rounds == 0 {
         eprintln!("floor: needs --fanout-size and --fanout-rounds above 0");
         return;
     }
+    if let Err(e) = measure(n, rounds).await {
+        eprintln!("floor: {e}");
+    }
+}
+
+async fn measure(n: usize, rounds: usize) -> Result<(), String> {
     println!(
         "## floor: the same frame written to {n} plain sockets by a bare sender, {rounds} times\n"
     );
-    let me = std::env::current_exe().expect("current exe");
+    let me = std::env::current_exe().map_err(|e| format!("this binary's path: {e}"))?;
     let mut child = tokio::process::Command::new(me)
         .args(["--floor-serve", &n.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("spawn the floor sender");
-    let pid = child.id().expect("sender pid").to_string();
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        .map_err(|e| format!("starting the sender: {e}"))?;
+    let pid = child.id().ok_or("the sender exited at once")?.to_string();
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err("the sender's pipes are missing".into());
+    };
+    let mut lines = BufReader::new(stdout).lines();
     let addr: SocketAddr = lines
         .next_line()
         .await
         .ok()
         .flatten()
         .and_then(|l| l.parse().ok())
-        .expect("the sender's address");
+        .ok_or("the sender did not print its address")?;
     let got = Arc::new(AtomicU64::new(0));
     for i in 0..n {
         let src = Ipv4Addr::new(127, 0, 0, 2 + (i % 50) as u8);
-        let sock = TcpSocket::new_v4().expect("socket");
-        sock.bind(SocketAddr::from((src, 0))).expect("bind");
+        let sock = TcpSocket::new_v4().map_err(|e| format!("socket {i}: {e}"))?;
+        sock.bind(SocketAddr::from((src, 0)))
+            .map_err(|e| format!("binding socket {i} to {src}: {e}"))?;
         let mut s = sock
             .connect(addr)
             .await
-            .expect("connect to the floor sender");
+            .map_err(|e| format!("connecting socket {i}: {e}"))?;
         let _ = s.set_nodelay(true);
         let got = got.clone();
         tokio::spawn(async move {
@@ -116,11 +125,9 @@ pub async fn run(n: usize, rounds: usize) {
             }
         });
     }
-    assert_eq!(
-        lines.next_line().await.ok().flatten().as_deref(),
-        Some("ready"),
-        "the floor sender did not accept every socket"
-    );
+    if lines.next_line().await.ok().flatten().as_deref() != Some("ready") {
+        return Err("the sender did not accept every socket".into());
+    }
     let cpu0 = crate::proc::cpu_secs(&pid);
     let me0 = crate::me_cpu();
     let t_all = Instant::now();
@@ -133,8 +140,11 @@ pub async fn run(n: usize, rounds: usize) {
         stdin
             .write_all(format!("{p}\n").as_bytes())
             .await
-            .expect("write to the floor sender");
-        stdin.flush().await.expect("flush");
+            .map_err(|e| format!("writing to the sender: {e}"))?;
+        stdin
+            .flush()
+            .await
+            .map_err(|e| format!("writing to the sender: {e}"))?;
         let _ = lines.next_line().await;
         while got.load(Ordering::Relaxed) < expected && t0.elapsed() < Duration::from_secs(30) {
             tokio::time::sleep(Duration::from_micros(500)).await;
@@ -161,6 +171,7 @@ pub async fn run(n: usize, rounds: usize) {
     );
     drop(stdin);
     let _ = child.wait().await;
+    Ok(())
 }
 
 #[cfg(test)]
