@@ -396,6 +396,8 @@ struct Run {
     last_done_us: AtomicU64,
     to_device: Samples,
     to_parent: Samples,
+    /// How late each POST started against its scheduled time (the load generator's own lag).
+    lag: Samples,
     errors: AtomicU64,
     done: AtomicU64,
 }
@@ -416,6 +418,46 @@ impl Run {
     }
 }
 
+/// Posts command `k` of `run` for child `c{child}` and records its id (or an error).
+async fn post_command(
+    h: reqwest::Client,
+    base: String,
+    token: String,
+    child: usize,
+    k: u64,
+    run: Arc<Run>,
+) {
+    run.lag.push(run.sched(k).elapsed().as_micros() as u64);
+    let body = json!({"childId": format!("c{child}"), "commandType": "PAUSE", "payload": {"n": k, "run": run.id}});
+    let r = h
+        .post(format!("{base}/api/dashboard/remote-control"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status().as_u16() == 201 => {
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            if let Some(id) = v["command"]["id"].as_str() {
+                let early = {
+                    let mut ids = run.ids.lock().unwrap_or_else(|e| e.into_inner());
+                    ids.insert(id.to_string(), k);
+                    run.early
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(id)
+                };
+                if let Some(at) = early {
+                    run.complete(k, at);
+                }
+            }
+        }
+        _ => {
+            run.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 async fn roundtrip(args: &Args) {
     if args.nodes > 1 {
         println!(
@@ -425,8 +467,8 @@ async fn roundtrip(args: &Args) {
     } else {
         println!("## command round trip (open loop; latency from the scheduled send time)\n");
     }
-    println!("| devices | offered /s | achieved /s | POST → device p50 / p99 / max (ms) | → parent `command:status` p50 / p99 / max (ms) | errors | relay CPU per command (ms) | bench CPU (% of a core) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| devices | offered /s | achieved /s | POST → device p50 / p99 / max (ms) | → parent `command:status` p50 / p99 / max (ms) | errors | relay CPU per command (ms) | bench CPU (% of a core) | send lag p50 / p99 (ms) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &d in &args.rt_devices {
         let parents = (d / 5).max(1);
         let f = start_nodes(args).await;
@@ -518,50 +560,43 @@ async fn roundtrip(args: &Args) {
                 last_done_us: AtomicU64::new(0),
                 to_device: Samples::default(),
                 to_parent: Samples::default(),
+                lag: Samples::default(),
                 errors: AtomicU64::new(0),
                 done: AtomicU64::new(0),
             });
             *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(run.clone());
             let (cpu0, me0) = (f.cpu(), me_cpu());
-            for k in 0..total {
-                tokio::time::sleep_until(run.sched(k).into()).await;
-                let child = (k as usize) % d;
-                let token = parent_tokens[child % parents].clone();
-                let (h, base, run) = (
-                    h.clone(),
-                    f.bases[k as usize % n_nodes].clone(),
+            // The pacer is a thread of its own: tokio's timer ticks in whole milliseconds, which
+            // made sends up to 1 ms late and counted that against the relay.
+            let pacer = {
+                let (run, h, bases, parent_tokens) = (
                     run.clone(),
+                    h.clone(),
+                    f.bases.clone(),
+                    parent_tokens.clone(),
                 );
-                tokio::spawn(async move {
-                    let body = json!({"childId": format!("c{child}"), "commandType": "PAUSE", "payload": {"n": k, "run": run.id}});
-                    let r = h
-                        .post(format!("{base}/api/dashboard/remote-control"))
-                        .bearer_auth(token)
-                        .json(&body)
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if r.status().as_u16() == 201 => {
-                            let v: Value = r.json().await.unwrap_or(Value::Null);
-                            if let Some(id) = v["command"]["id"].as_str() {
-                                let early = {
-                                    let mut ids = run.ids.lock().unwrap_or_else(|e| e.into_inner());
-                                    ids.insert(id.to_string(), k);
-                                    run.early
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .remove(id)
-                                };
-                                if let Some(at) = early {
-                                    run.complete(k, at);
-                                }
-                            }
+                let rt = tokio::runtime::Handle::current();
+                std::thread::spawn(move || {
+                    for k in 0..total {
+                        let at = run.sched(k);
+                        let now = Instant::now();
+                        if at > now {
+                            std::thread::sleep(at - now);
                         }
-                        _ => {
-                            run.errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                        let child = (k as usize) % d;
+                        rt.spawn(post_command(
+                            h.clone(),
+                            bases[k as usize % n_nodes].clone(),
+                            parent_tokens[child % parents].clone(),
+                            child,
+                            k,
+                            run.clone(),
+                        ));
                     }
-                });
+                })
+            };
+            while !pacer.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let deadline = Instant::now() + Duration::from_secs(10);
             while run.done.load(Ordering::Relaxed) + run.errors.load(Ordering::Relaxed) < total
@@ -573,9 +608,10 @@ async fn roundtrip(args: &Args) {
             let (cpu1, me1) = (f.cpu(), me_cpu());
             let (_, d50, d99, dmax) = run.to_device.summary();
             let (n, p50, p99, pmax) = run.to_parent.summary();
+            let (_, l50, l99, _) = run.lag.summary();
             let lost = total - run.done.load(Ordering::Relaxed);
             println!(
-                "| {d} | {rate} | {:.0} | {d50:.1} / {d99:.1} / {dmax:.1} | {p50:.1} / {p99:.1} / {pmax:.1} | {} (not completed: {lost}) | {:.3} | {:.0} |",
+                "| {d} | {rate} | {:.0} | {d50:.1} / {d99:.1} / {dmax:.1} | {p50:.1} / {p99:.1} / {pmax:.1} | {} (not completed: {lost}) | {:.3} | {:.0} | {l50:.2} / {l99:.2} |",
                 n as f64 / wall,
                 run.errors.load(Ordering::Relaxed),
                 (cpu1 - cpu0) * 1000.0 / total as f64,
