@@ -94,11 +94,13 @@ impl Store {
     pub async fn create_command(&self, new: NewCommand, now: Millis) -> StoreResult<Command> {
         let cmd = self
             .write(move |w| {
-                if !child_exists(w.conn, &new.child_id)? {
-                    return Err(StoreError::NotFound("no such child".into()));
-                }
+                // A guardian row implies the child (foreign key): the child's existence is
+                // only looked up to tell 404 from 403.
                 let guardians = guardians_of(w.conn, &new.child_id)?;
                 if !guardians.contains(&new.created_by) {
+                    if !child_exists(w.conn, &new.child_id)? {
+                        return Err(StoreError::NotFound("no such child".into()));
+                    }
                     return Err(StoreError::Forbidden("you are not a guardian of this child".into()));
                 }
                 if let Some(dev) = &new.device_id {
