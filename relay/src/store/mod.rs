@@ -647,8 +647,12 @@ impl Store {
     }
 }
 
-/// How often the SQLite WAL is checkpointed.
-pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the SQLite WAL is checkpointed. Small, frequent copies disturb the writer less
+/// than large ones: each pass ends with an fsync of the WAL and of the database, and a
+/// longer one holds the disk longer. At 2,000 commands/s, round-trip p99 was 12–20 ms with
+/// 50 ms, 17–26 ms with 200 ms and 50–76 ms with 1 s (BENCHMARKS.md, fix 13). A pass with
+/// nothing to copy costs a few lock calls and no fsync.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 /// WAL length (in frames, one page each) past which the writer finishes a checkpoint itself
 /// so that its next transaction starts the WAL over (128 MiB of 4 KiB pages). Each restart
 /// holds the writer for the last copy and two or three fsyncs, 5–40 ms on the benchmark
@@ -727,6 +731,12 @@ fn sqlite_writer_loop(
     wal_catch_up: Arc<AtomicBool>,
 ) {
     let db = Db::Lite(&conn);
+    // The statements every batch runs, prepared once (`execute_batch` would parse them anew
+    // each time: a few percent of the writer's CPU).
+    let run = |sql: &str| -> StoreResult<()> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         if wal_catch_up.swap(false, Ordering::Relaxed) {
@@ -741,7 +751,7 @@ fn sqlite_writer_loop(
             drain_into(&mut rx, &mut batch);
         }
         let mut dones = Vec::with_capacity(batch.len());
-        if let Err(e) = db.batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             tracing::error!(error = %msg, "store: BEGIN failed");
             for job in batch.drain(..) {
@@ -751,18 +761,18 @@ fn sqlite_writer_loop(
             continue;
         }
         for job in batch.drain(..) {
-            let _ = db.batch("SAVEPOINT job");
+            let _ = run("SAVEPOINT job");
             let done = job(db);
             if done.failed {
                 let _ = db.batch("ROLLBACK TO job; RELEASE job");
             } else {
-                let _ = db.batch("RELEASE job");
+                let _ = run("RELEASE job");
             }
             dones.push(done);
         }
         metrics::counter!("safestream_store_commits_total").increment(1);
         metrics::counter!("safestream_store_jobs_total").increment(dones.len() as u64);
-        match db.batch("COMMIT") {
+        match run("COMMIT") {
             Ok(()) => {
                 for d in dones {
                     for m in d.msgs {
