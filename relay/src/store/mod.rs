@@ -137,10 +137,13 @@ const MAX_BATCH: usize = 256;
 const READERS: usize = 2;
 /// Read connections used inline by async callers (one per runtime worker is plenty).
 const INLINE_READERS: usize = 4;
-/// A batch smaller than this waits [`LINGER`] once for more jobs before committing.
+/// A batch smaller than this waits [`LINGER`] once for more jobs before committing, when
+/// jobs arrive fast enough that one is expected within it (see [`Arrivals`]).
 const LINGER_BELOW: usize = 16;
 /// How long a small batch waits (adds at most this to a write's latency).
 const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
+/// Over how long the writer measures its arrival rate.
+const ARRIVAL_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 /// PostgreSQL writer threads (one connection and one transaction per job each).
 const PG_WRITERS: usize = 4;
 /// PostgreSQL reader threads.
@@ -738,6 +741,7 @@ fn sqlite_writer_loop(
         Ok(())
     };
     let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
+    let mut arrivals = Arrivals::new();
     while let Some(first) = rx.blocking_recv() {
         if wal_catch_up.swap(false, Ordering::Relaxed) {
             // See `sqlite_checkpoint_loop`: with every frame copied, this batch rewinds the WAL.
@@ -745,11 +749,12 @@ fn sqlite_writer_loop(
         }
         batch.push(first);
         drain_into(&mut rx, &mut batch);
-        if batch.len() < LINGER_BELOW {
+        if batch.len() < LINGER_BELOW && arrivals.busy() {
             // A commit costs about the same for one job or many: wait a moment for company.
             std::thread::sleep(LINGER);
             drain_into(&mut rx, &mut batch);
         }
+        arrivals.count(batch.len());
         let mut dones = Vec::with_capacity(batch.len());
         if let Err(e) = run("BEGIN IMMEDIATE") {
             let msg = e.to_string();
@@ -831,6 +836,47 @@ fn pg_writer_loop(conn: PgConn, rx: Arc<Mutex<mpsc::Receiver<WriteJob>>>, bus: A
                 let _ = db.batch("ROLLBACK");
                 (done.reply)(Some(msg));
             }
+        }
+    }
+}
+
+/// The SQLite writer's recent arrival rate, which decides whether a small batch lingers.
+///
+/// Lingering pays when another job is likely to arrive within [`LINGER`] (at least one per
+/// `LINGER` on average, 4,000 jobs/s): commits are then shared and the writer spends less
+/// per job. Below that rate a linger mostly adds its whole length to each write (a command
+/// waits for two writes) and saves little: at 1,000 commands/s (3,000 jobs/s) lingering
+/// raised the round trip's p50 from 0.7–0.9 to 1.5–1.8 ms for the same CPU, while at
+/// 2,000/s not lingering cost ~15 % more CPU per command (BENCHMARKS.md, fix 14).
+struct Arrivals {
+    since: std::time::Instant,
+    jobs: usize,
+    busy: bool,
+}
+
+impl Arrivals {
+    fn new() -> Arrivals {
+        Arrivals {
+            since: std::time::Instant::now(),
+            jobs: 0,
+            busy: false,
+        }
+    }
+
+    /// Whether the last full window saw at least one job per [`LINGER`].
+    fn busy(&self) -> bool {
+        self.busy
+    }
+
+    /// Counts `n` jobs taken; closes the window when it is over.
+    fn count(&mut self, n: usize) {
+        self.jobs += n;
+        let elapsed = self.since.elapsed();
+        if elapsed >= ARRIVAL_WINDOW {
+            // jobs / elapsed >= 1 / LINGER
+            self.busy = self.jobs as u128 * LINGER.as_nanos() >= elapsed.as_nanos();
+            self.jobs = 0;
+            self.since = std::time::Instant::now();
         }
     }
 }
@@ -947,6 +993,26 @@ mod tests {
     struct NullBus;
     impl Bus for NullBus {
         fn publish(&self, _: BusMessage) {}
+    }
+
+    #[test]
+    fn the_writer_lingers_only_when_jobs_come_at_least_one_per_linger() {
+        let mut a = Arrivals::new();
+        assert!(!a.busy(), "a fresh writer does not linger");
+        // 100 jobs in a window of at least 100 ms: at most 1,000/s, below one per 250 µs.
+        a.since -= ARRIVAL_WINDOW;
+        a.count(100);
+        assert!(!a.busy());
+        // 1,000 jobs in about 100 ms: ~10,000/s.
+        a.since -= ARRIVAL_WINDOW;
+        a.count(1000);
+        assert!(a.busy());
+        // Within a window nothing changes; a quiet window turns it off again.
+        a.count(1);
+        assert!(a.busy());
+        a.since -= ARRIVAL_WINDOW * 10;
+        a.count(1);
+        assert!(!a.busy());
     }
 
     #[tokio::test]
