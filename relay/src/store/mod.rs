@@ -34,7 +34,7 @@ mod notify;
 mod registry;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -356,15 +356,26 @@ impl Store {
                 let restart_frames = opts.wal_restart_frames.max(1);
                 let every = opts.checkpoint_every;
                 let writer_catch_up = catch_up.clone();
+                let commits = Arc::new(AtomicU64::new(0));
+                let writer_commits = commits.clone();
                 std::thread::Builder::new()
                     .name("store-checkpoint".into())
                     .spawn(move || {
-                        sqlite_checkpoint_loop(cconn, stop_rx, catch_up, restart_frames, every)
+                        sqlite_checkpoint_loop(
+                            cconn,
+                            stop_rx,
+                            catch_up,
+                            commits,
+                            restart_frames,
+                            every,
+                        )
                     })
                     .map_err(|e| e.to_string())?;
                 std::thread::Builder::new()
                     .name("store-writer".into())
-                    .spawn(move || sqlite_writer_loop(wconn, wrx, bus, writer_catch_up))
+                    .spawn(move || {
+                        sqlite_writer_loop(wconn, wrx, bus, writer_catch_up, writer_commits)
+                    })
                     .map_err(|e| e.to_string())?;
                 for i in 0..READERS {
                     let conn = open_sqlite(&path, false, sync)?;
@@ -653,8 +664,8 @@ impl Store {
 /// How often the SQLite WAL is checkpointed. Small, frequent copies disturb the writer less
 /// than large ones: each pass ends with an fsync of the WAL and of the database, and a
 /// longer one holds the disk longer. At 2,000 commands/s, round-trip p99 was 12–20 ms with
-/// 50 ms, 17–26 ms with 200 ms and 50–76 ms with 1 s (BENCHMARKS.md, fix 13). A pass with
-/// nothing to copy costs a few lock calls and no fsync.
+/// 50 ms, 17–26 ms with 200 ms and 50–76 ms with 1 s (BENCHMARKS.md, fix 14). A pass is
+/// skipped when nothing was committed since the last one and nothing was left to copy.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 /// WAL length (in frames, one page each) past which the writer finishes a checkpoint itself
 /// so that its next transaction starts the WAL over (128 MiB of 4 KiB pages). Each restart
@@ -700,16 +711,28 @@ fn sqlite_checkpoint_loop(
     conn: rusqlite::Connection,
     stop: std::sync::mpsc::Receiver<()>,
     catch_up: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
     restart_frames: i64,
     every: std::time::Duration,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
+    // Passes are skipped while nothing was committed and nothing was left to copy, so an
+    // idle relay does not pay for them every 50 ms.
+    let mut seen = u64::MAX;
+    let mut left = false;
     loop {
         match stop.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {
+                let now = commits.load(Ordering::Relaxed);
+                if now == seen && !left {
+                    continue;
+                }
+                seen = now;
+                left = false;
                 let mut passes = 0;
                 while let Some((frames, copied)) = wal_checkpoint(&conn) {
                     passes += 1;
+                    left = copied < frames;
                     if frames < restart_frames {
                         break;
                     }
@@ -732,6 +755,7 @@ fn sqlite_writer_loop(
     mut rx: mpsc::Receiver<WriteJob>,
     bus: Arc<dyn Bus>,
     wal_catch_up: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
 ) {
     let db = Db::Lite(&conn);
     // The statements every batch runs, prepared once (`execute_batch` would parse them anew
@@ -779,6 +803,7 @@ fn sqlite_writer_loop(
         metrics::counter!("safestream_store_jobs_total").increment(dones.len() as u64);
         match run("COMMIT") {
             Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
                 for d in dones {
                     for m in d.msgs {
                         bus.publish(m);
@@ -847,7 +872,7 @@ fn pg_writer_loop(conn: PgConn, rx: Arc<Mutex<mpsc::Receiver<WriteJob>>>, bus: A
 /// per job. Below that rate a linger mostly adds its whole length to each write (a command
 /// waits for two writes) and saves little: at 1,000 commands/s (3,000 jobs/s) lingering
 /// raised the round trip's p50 from 0.7–0.9 to 1.5–1.8 ms for the same CPU, while at
-/// 2,000/s not lingering cost ~15 % more CPU per command (BENCHMARKS.md, fix 14).
+/// 2,000/s not lingering cost ~15 % more CPU per command (BENCHMARKS.md, fix 15).
 struct Arrivals {
     since: std::time::Instant,
     jobs: usize,
