@@ -689,7 +689,13 @@ fn wal_checkpoint(conn: &rusqlite::Connection) -> Option<(i64, i64)> {
     }) {
         Ok(frames) => Some(frames),
         Err(e) => {
-            tracing::warn!(error = %e, "store: WAL checkpoint failed");
+            // At most one warning per 10 s: the checkpoint thread retries every 50 ms.
+            static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+            let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+                *last = Some(std::time::Instant::now());
+                tracing::warn!(error = %e, "store: WAL checkpoint failed");
+            }
             None
         }
     }
@@ -728,7 +734,8 @@ fn sqlite_checkpoint_loop(
                     continue;
                 }
                 seen = now;
-                left = false;
+                // Stays set if the pass fails, so the next tick tries again.
+                left = true;
                 let mut passes = 0;
                 while let Some((frames, copied)) = wal_checkpoint(&conn) {
                     passes += 1;
@@ -786,6 +793,11 @@ fn sqlite_writer_loop(
             for job in batch.drain(..) {
                 let done = job_failed_before_run(job, db);
                 (done.reply)(Some(msg.clone()));
+            }
+            if !conn.is_autocommit() {
+                // A transaction left open (a COMMIT and its ROLLBACK both failed) would make
+                // every later BEGIN fail too.
+                let _ = db.batch("ROLLBACK");
             }
             continue;
         }

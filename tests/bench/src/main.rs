@@ -598,6 +598,9 @@ async fn roundtrip(args: &Args) {
             while !pacer.is_finished() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            if let Err(panic) = pacer.join() {
+                std::panic::resume_unwind(panic);
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             while run.done.load(Ordering::Relaxed) + run.errors.load(Ordering::Relaxed) < total
                 && Instant::now() < deadline
