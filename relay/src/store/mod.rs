@@ -1053,6 +1053,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn notifications_of_the_same_millisecond_list_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store = Store::open(
+            db.to_str().unwrap(),
+            &StoreOptions::default(),
+            Arc::new(NullBus),
+        )
+        .await
+        .unwrap();
+        let now = 1_700_000_000_000;
+        for i in 0..20 {
+            let n = crate::store::NewNotification {
+                user_id: "u1".into(),
+                kind: "RESTRICTED_CONTENT".into(),
+                title: format!("n{i}"),
+                message: "m".into(),
+                metadata: serde_json::json!({}),
+            };
+            store.create_notification(n, now).await.unwrap();
+        }
+        let titles: Vec<String> = store
+            .list_notifications("u1", 50, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.title)
+            .collect();
+        let expected: Vec<String> = (0..20).rev().map(|i| format!("n{i}")).collect();
+        assert_eq!(titles, expected);
+    }
+
+    #[tokio::test]
     async fn a_failing_job_rolls_back_alone_in_its_batch() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");

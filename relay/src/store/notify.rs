@@ -140,7 +140,10 @@ fn insert_notification(
     now: Millis,
 ) -> StoreResult<Notification> {
     let notif = Notification {
-        id: uuid::Uuid::new_v4().to_string(),
+        // Time-ordered (and ordered within a millisecond in this process): the list is
+        // newest first by (created_at, id), so two notifications of the same millisecond
+        // keep their order.
+        id: uuid::Uuid::now_v7().to_string(),
         user_id: n.user_id,
         kind: n.kind,
         title: n.title,
