@@ -107,7 +107,9 @@ pub(super) fn insert_device(
     if !child_exists(w.conn, child_id)? {
         return Err(StoreError::NotFound("no such child".into()));
     }
-    let id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered like command and notification ids: a child's devices are listed oldest
+    // first by (created_at, id), so two registered in one millisecond keep their order.
+    let id = uuid::Uuid::now_v7().to_string();
     w.conn.exec(
         "INSERT INTO devices (id, child_id, name, created_by, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
