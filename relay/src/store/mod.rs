@@ -722,24 +722,17 @@ fn sqlite_checkpoint_loop(
     every: std::time::Duration,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    // Passes are skipped while nothing was committed and nothing was left to copy, so an
-    // idle relay does not pay for them every 50 ms.
-    let mut seen = u64::MAX;
-    let mut left = false;
+    let mut gate = PassGate::new();
     loop {
         match stop.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {
-                let now = commits.load(Ordering::Relaxed);
-                if now == seen && !left {
+                if !gate.due(commits.load(Ordering::Relaxed)) {
                     continue;
                 }
-                seen = now;
-                // Stays set if the pass fails, so the next tick tries again.
-                left = true;
                 let mut passes = 0;
                 while let Some((frames, copied)) = wal_checkpoint(&conn) {
                     passes += 1;
-                    left = copied < frames;
+                    gate.copied(frames, copied);
                     if frames < restart_frames {
                         break;
                     }
@@ -754,6 +747,40 @@ fn sqlite_checkpoint_loop(
             }
             _ => return,
         }
+    }
+}
+
+/// Whether the checkpoint thread's next tick should make a pass: only after a commit, or
+/// when the last pass left frames to copy or failed, so an idle relay does not pay for a
+/// pass every 50 ms.
+struct PassGate {
+    seen: u64,
+    left: bool,
+}
+
+impl PassGate {
+    fn new() -> PassGate {
+        // The first tick always runs (a WAL may be left from an earlier process).
+        PassGate {
+            seen: u64::MAX,
+            left: false,
+        }
+    }
+
+    /// Given the writer's commit count; when it says yes, the pass is assumed to fail
+    /// until [`PassGate::copied`] says otherwise.
+    fn due(&mut self, commits: u64) -> bool {
+        if commits == self.seen && !self.left {
+            return false;
+        }
+        self.seen = commits;
+        self.left = true;
+        true
+    }
+
+    /// What a pass found: the WAL's length and how much of it is copied, in frames.
+    fn copied(&mut self, frames: i64, copied: i64) {
+        self.left = copied < frames;
     }
 }
 
@@ -1030,6 +1057,21 @@ mod tests {
     struct NullBus;
     impl Bus for NullBus {
         fn publish(&self, _: BusMessage) {}
+    }
+
+    #[test]
+    fn checkpoint_passes_run_after_commits_and_until_the_wal_is_copied() {
+        let mut g = PassGate::new();
+        assert!(g.due(0), "the first tick runs");
+        g.copied(10, 10);
+        assert!(!g.due(0), "nothing committed, nothing left: skipped");
+        assert!(g.due(1), "a commit since");
+        g.copied(20, 15);
+        assert!(g.due(1), "frames left to copy: runs again without a commit");
+        // A failed pass (no `copied`) is tried again on the next tick.
+        assert!(g.due(1));
+        g.copied(20, 20);
+        assert!(!g.due(1));
     }
 
     #[test]
