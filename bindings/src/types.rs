@@ -41,33 +41,27 @@ impl From<AgentConfig> for core::AgentConfig {
     }
 }
 
-/// The kinds of remote command. Any other kind is answered FAILED "unsupported" by the
-/// agent without reaching the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
-pub enum CommandType {
-    /// Pause playback.
-    Pause,
-    /// Resume playback.
-    Resume,
-    /// Lock the device.
-    LockDevice,
-    /// Unlock the device.
-    UnlockDevice,
-    /// Show a message (the text is in the payload).
-    ShowMessage,
+macro_rules! ffi_command_type {
+    ($($(#[$doc:meta])* $variant:ident = $wire:literal,)*) => {
+        /// The kinds of remote command. Any other kind is answered FAILED "unsupported" by the
+        /// agent without reaching the host.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+        pub enum CommandType {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl From<core::CommandType> for CommandType {
+            fn from(t: core::CommandType) -> Self {
+                match t {
+                    $(core::CommandType::$variant => Self::$variant,)*
+                }
+            }
+        }
+    };
 }
 
-impl From<core::CommandType> for CommandType {
-    fn from(t: core::CommandType) -> Self {
-        match t {
-            core::CommandType::Pause => Self::Pause,
-            core::CommandType::Resume => Self::Resume,
-            core::CommandType::LockDevice => Self::LockDevice,
-            core::CommandType::UnlockDevice => Self::UnlockDevice,
-            core::CommandType::ShowMessage => Self::ShowMessage,
-        }
-    }
-}
+// The one list of command types is the wire crate's: a new type appears here by itself.
+wire::with_command_types!(ffi_command_type);
 
 /// A command to run, given to `CommandRunner.onCommand`.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::model::{now_ms, valid_id};
+use crate::model::now_ms;
+use wire::validate::valid_id;
 
 /// `kid` header of relay-issued device tokens.
 pub const DEVICE_KID: &str = "safestream-device";

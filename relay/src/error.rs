@@ -1,4 +1,7 @@
 //! The JSON error every REST call answers with: `{"error": {"code", "message"}}`.
+//!
+//! The codes are the wire crate's (`wire::error`). This module depends on nothing else in
+//! the relay: the store's errors are turned into `ApiError` where both meet (`http`).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,35 +33,43 @@ impl ApiError {
     }
     /// 400 — the input is malformed.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, wire::error::BAD_REQUEST, message)
     }
     /// 401 — no credential, or an invalid one.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, wire::error::UNAUTHORIZED, message)
     }
     /// 403 — a valid credential that may not do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, wire::error::FORBIDDEN, message)
     }
     /// 404 — no such thing.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, wire::error::NOT_FOUND, message)
     }
     /// 409 — conflicts with the current state.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
+        Self::new(StatusCode::CONFLICT, wire::error::CONFLICT, message)
     }
     /// 410 — it existed but is gone (an expired pairing).
     pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::GONE, "expired", message)
+        Self::new(StatusCode::GONE, wire::error::EXPIRED, message)
     }
     /// 413 — the body is over the limit.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            wire::error::PAYLOAD_TOO_LARGE,
+            message,
+        )
     }
     /// 429 — a rate limit was hit.
     pub fn rate_limited(message: impl Into<String>, retry_after_secs: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            wire::error::RATE_LIMITED,
+            message,
+        );
         e.retry_after = Some(retry_after_secs.max(1));
         e
     }
@@ -66,13 +77,17 @@ impl ApiError {
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            wire::error::INTERNAL,
             "internal error; nothing was changed",
         )
     }
     /// 503 — shutting down or storage unavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            wire::error::UNAVAILABLE,
+            message,
+        )
     }
 }
 
@@ -90,19 +105,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
-        match e {
-            StoreError::BadRequest(m) => ApiError::bad_request(m),
-            StoreError::NotFound(m) => ApiError::not_found(m),
-            StoreError::Forbidden(m) => ApiError::forbidden(m),
-            StoreError::Conflict(m) => ApiError::conflict(m),
-            StoreError::Gone(m) => ApiError::gone(m),
-            StoreError::Db(err) => {
-                tracing::error!(error = %err, "storage error");
-                ApiError::internal()
-            }
-        }
+impl From<wire::Invalid> for ApiError {
+    fn from(e: wire::Invalid) -> Self {
+        ApiError::bad_request(e.0)
     }
 }

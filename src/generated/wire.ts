@@ -280,7 +280,8 @@ export type NotificationView = {
  */
 id: string, 
 /**
- * What it is about.
+ * What it is about: a [`NotificationType`] (text, so that a relay that knows a newer
+ * type can still send it to an older client).
  */
 type: NotificationType, 
 /**

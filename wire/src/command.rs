@@ -29,7 +29,7 @@ macro_rules! with_command_types {
             LockDevice = "LOCK_DEVICE",
             /// Unlock the device.
             UnlockDevice = "UNLOCK_DEVICE",
-            /// Show a message (its text in the payload).
+            /// Show a message (the text is in the payload).
             ShowMessage = "SHOW_MESSAGE",
         }
     };

@@ -99,9 +99,11 @@ define_notification_type! {
 pub struct NotificationView {
     /// Relay-issued id (UUIDv7: newest sorts last).
     pub id: String,
-    /// What it is about.
+    /// What it is about: a [`NotificationType`] (text, so that a relay that knows a newer
+    /// type can still send it to an older client).
     #[serde(rename = "type")]
-    pub kind: NotificationType,
+    #[cfg_attr(test, ts(type = "NotificationType"))]
+    pub kind: String,
     /// Short title.
     pub title: String,
     /// Body text.

@@ -11,10 +11,10 @@ use super::{reply, ApiPath, Caller, JsonBody};
 use crate::app::App;
 use crate::auth::Actor;
 use crate::error::ApiError;
-use crate::model::{
-    check_id, now_ms, opt_str, parse_tz, req_str, require_object, valid_id, Device,
-};
+use crate::model::{now_ms, parse_tz, Device};
 use crate::store::{ChildPatch, ChildWriter};
+use wire::rest::{CreateDevice, FromBody, PutChild};
+use wire::validate::check_id;
 
 /// Checks that the caller is the backend or a guardian of `child_id`.
 pub(super) async fn backend_or_guardian(
@@ -35,61 +35,20 @@ pub(super) async fn backend_or_guardian(
 }
 
 fn parse_patch(body: &Value) -> Result<ChildPatch, ApiError> {
-    require_object(body)?;
-    let mut patch = ChildPatch {
-        name: opt_str(body, "name", 1, 100)?,
-        ..Default::default()
-    };
-    match body.get("dailyLimitMinutes") {
-        None => {}
-        Some(Value::Null) => patch.daily_limit_minutes = Some(None),
-        Some(v) => match v.as_i64() {
-            Some(n) if (0..=1440).contains(&n) => patch.daily_limit_minutes = Some(Some(n)),
-            _ => {
-                return Err(ApiError::bad_request(
-                    "dailyLimitMinutes must be an integer from 0 to 1440, or null",
-                ))
-            }
-        },
-    }
-    if let Some(tz) = opt_str(body, "timezone", 1, 64)? {
-        if parse_tz(&tz).is_none() {
+    let req = PutChild::from_body(body)?;
+    if let Some(tz) = &req.timezone {
+        if parse_tz(tz).is_none() {
             return Err(ApiError::bad_request(
                 "timezone must be an IANA time zone name such as Europe/Paris",
             ));
         }
-        patch.timezone = Some(tz);
     }
-    match body.get("guardians") {
-        None => {}
-        Some(Value::Array(items)) => {
-            if items.len() > 100 {
-                return Err(ApiError::bad_request("guardians: at most 100"));
-            }
-            let mut list = Vec::with_capacity(items.len());
-            for item in items {
-                let id = match item {
-                    Value::String(s) if valid_id(s) => s.clone(),
-                    Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
-                    _ => {
-                        return Err(ApiError::bad_request(
-                            "guardians must be a list of user ids",
-                        ))
-                    }
-                };
-                if !list.contains(&id) {
-                    list.push(id);
-                }
-            }
-            patch.guardians = Some(list);
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "guardians must be a list of user ids",
-            ))
-        }
-    }
-    Ok(patch)
+    Ok(ChildPatch {
+        name: req.name,
+        daily_limit_minutes: req.daily_limit_minutes,
+        timezone: req.timezone,
+        guardians: req.guardians,
+    })
 }
 
 /// `PUT /api/children/{childId}`.
@@ -159,8 +118,7 @@ pub async fn create_device(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     check_id("childId", &child_id)?;
-    require_object(&body)?;
-    let name = req_str(&body, "name", 100)?;
+    let CreateDevice { name } = CreateDevice::from_body(&body)?;
     backend_or_guardian(&app, &caller, &child_id).await?;
     let by = match &caller.0 {
         Actor::Parent { user_id, .. } => user_id.as_str(),

@@ -6,17 +6,16 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{reply, ApiPath, ApiQuery, Caller, JsonBody};
 use crate::app::App;
 use crate::auth::Actor;
 use crate::error::ApiError;
-use crate::model::{
-    check_id, now_ms, opt_int, opt_object, opt_str, parse_rfc3339, req_str, require_object,
-    CommandStatus, COMMAND_TYPES,
-};
+use crate::model::{now_ms, parse_rfc3339, CommandStatus};
 use crate::store::{AckOutcome, CommandFilter, NewCommand};
+use wire::rest::{AckCommand, CreateCommand, FromBody};
+use wire::validate::check_id;
 
 /// `POST /api/dashboard/remote-control`.
 pub async fn create_command(
@@ -25,34 +24,21 @@ pub async fn create_command(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let user = caller.parent()?.to_string();
-    require_object(&body)?;
-    let child_id = req_str(&body, "childId", 128)?;
-    check_id("childId", &child_id)?;
-    let command_type = req_str(&body, "commandType", 64)?;
-    if !COMMAND_TYPES.contains(&command_type.as_str()) {
-        return Err(ApiError::bad_request(format!(
-            "commandType must be one of {}",
-            COMMAND_TYPES.join(", ")
-        )));
-    }
-    let payload = opt_object(&body, "payload", 8 * 1024)?;
-    let device_id = opt_str(&body, "deviceId", 1, 128)?;
-    if let Some(d) = &device_id {
-        check_id("deviceId", d)?;
-    }
-    let ttl = opt_int(&body, "expiresInSeconds", 1, 604_800)?
+    let req = CreateCommand::from_body(&body)?;
+    let ttl = req
+        .expires_in_seconds
         .unwrap_or(app.cfg.default_command_ttl_secs as i64);
     let now = now_ms();
     let new = NewCommand {
         created_by: user,
-        child_id,
-        device_id,
-        command_type,
-        payload,
+        child_id: req.child_id,
+        device_id: req.device_id,
+        command_type: req.command_type,
+        payload: req.payload.unwrap_or_else(|| json!({})),
         expires_at: now + ttl * 1000,
     };
     let cmd = app.store.create_command(new, now).await?;
-    tracing::info!(command_id = %cmd.id, child_id = %cmd.child_id, command_type = %cmd.command_type, "command created");
+    tracing::info!(command_id = %cmd.id, child_id = %cmd.child_id, command_type = cmd.command_type.as_str(), "command created");
     Ok(reply(StatusCode::CREATED, json!({"command": cmd})))
 }
 
@@ -128,17 +114,18 @@ pub async fn ack_command(
 ) -> Result<Response, ApiError> {
     // Input first: a malformed ack is 400 whatever the command's state.
     check_id("id", &id)?;
-    require_object(&body)?;
-    let status = match body.get("status").and_then(Value::as_str) {
-        Some("EXECUTED") => CommandStatus::Executed,
-        Some("FAILED") => CommandStatus::Failed,
-        _ => return Err(ApiError::bad_request("status must be EXECUTED or FAILED")),
-    };
-    let error = opt_str(&body, "error", 0, 1000)?;
+    let ack = AckCommand::from_body(&body)?;
     let (device_id, child_id) = caller.device()?;
     let outcome = app
         .store
-        .ack_command(&id, device_id, child_id, status, error, now_ms())
+        .ack_command(
+            &id,
+            device_id,
+            child_id,
+            ack.status.status(),
+            ack.error,
+            now_ms(),
+        )
         .await?;
     let cmd = match outcome {
         AckOutcome::Updated(c) => {

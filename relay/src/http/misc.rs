@@ -6,31 +6,20 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{reply, ApiPath, ApiQuery, Caller, JsonBody};
 use crate::app::App;
 use crate::auth::Actor;
 use crate::bus::{room, BusMessage, OutFrame};
 use crate::error::ApiError;
-use crate::model::{
-    check_id, now_ms, opt_int, opt_object, opt_str, req_str, require_object, valid_id,
-    NOTIFICATION_TYPES,
-};
+use crate::model::now_ms;
 use crate::store::NewNotification;
-
-/// Event names that belong to the socket protocol itself; the publish API refuses them.
-const CONTROL_EVENTS: &[&str] = &[
-    "auth",
-    "auth:refresh",
-    "auth:refreshed",
-    "ready",
-    "resync",
-    "error",
-    "ping",
-    "pong",
-    "heartbeat",
-];
+use wire::records::NotificationType;
+use wire::rest::{
+    CreateNotification, FromBody, Publish, PublishRoom, RestrictedAttempt, ScreenTimeReport,
+};
+use wire::validate::check_id;
 
 /// `POST /api/dashboard/notifications`.
 pub async fn create_notification(
@@ -39,28 +28,13 @@ pub async fn create_notification(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.backend()?;
-    require_object(&body)?;
-    let user_id = match body.get("userId") {
-        Some(Value::String(s)) if valid_id(s) => s.clone(),
-        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
-        _ => return Err(ApiError::bad_request("userId must be a user id")),
-    };
-    let kind = req_str(&body, "type", 64)?;
-    if !NOTIFICATION_TYPES.contains(&kind.as_str()) {
-        return Err(ApiError::bad_request(format!(
-            "type must be one of {}",
-            NOTIFICATION_TYPES.join(", ")
-        )));
-    }
-    let title = req_str(&body, "title", 200)?;
-    let message = opt_str(&body, "message", 0, 2000)?.unwrap_or_default();
-    let metadata = opt_object(&body, "metadata", 8 * 1024)?;
+    let req = CreateNotification::from_body(&body)?;
     let n = NewNotification {
-        user_id,
-        kind,
-        title,
-        message,
-        metadata,
+        user_id: req.user_id,
+        kind: req.kind.as_str().to_owned(),
+        title: req.title,
+        message: req.message,
+        metadata: req.metadata,
     };
     let notif = app.store.create_notification(n, now_ms()).await?;
     Ok(reply(StatusCode::CREATED, json!({"notification": notif})))
@@ -110,12 +84,10 @@ pub async fn screen_time(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    require_object(&body)?;
-    let child_id = req_str(&body, "childId", 128)?;
-    check_id("childId", &child_id)?;
-    let minutes = opt_int(&body, "minutesUsed", 0, 1440)?.ok_or_else(|| {
-        ApiError::bad_request("minutesUsed is required (an integer from 0 to 1440)")
-    })?;
+    let ScreenTimeReport {
+        child_id,
+        minutes_used: minutes,
+    } = ScreenTimeReport::from_body(&body)?;
     match &caller.0 {
         Actor::Backend => {}
         Actor::Device { child_id: own, .. } if *own == child_id => {}
@@ -149,11 +121,12 @@ pub async fn restricted_attempt(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    require_object(&body)?;
-    let url = opt_str(&body, "url", 0, 2000)?;
-    let title = opt_str(&body, "title", 0, 2000)?;
-    let reason = opt_str(&body, "reason", 0, 2000)?;
-    let metadata = opt_object(&body, "metadata", 8 * 1024)?;
+    let RestrictedAttempt {
+        url,
+        title,
+        reason,
+        metadata,
+    } = RestrictedAttempt::from_body(&body)?;
     let (device_id, child_id) = caller.device()?;
     let child = app
         .store
@@ -176,7 +149,7 @@ pub async fn restricted_attempt(
         .store
         .notify_guardians(
             child_id,
-            "RESTRICTED_CONTENT",
+            NotificationType::RestrictedContent.as_str(),
             "Restricted content blocked",
             &message,
             meta,
@@ -193,25 +166,12 @@ pub async fn publish(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     caller.backend()?;
-    require_object(&body)?;
-    let target = req_str(&body, "room", 140)?;
-    let target = match target.split_once(':') {
-        Some(("user", id)) if valid_id(id) => room::user(id),
-        Some(("child", id)) if valid_id(id) => room::child(id),
-        None if target == room::ADMINS => room::ADMINS.to_string(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "room must be user:<id>, child:<id> or admins",
-            ))
-        }
+    let Publish { room, event, data } = Publish::from_body(&body)?;
+    let target = match room {
+        PublishRoom::User(id) => room::user(&id),
+        PublishRoom::Child(id) => room::child(&id),
+        PublishRoom::Admins => room::ADMINS.to_string(),
     };
-    let event = req_str(&body, "event", 64)?;
-    if !valid_id(&event) || CONTROL_EVENTS.contains(&event.as_str()) {
-        return Err(ApiError::bad_request(
-            "event must be 1-64 characters of A-Z a-z 0-9 _ . : - and not a protocol event (auth, ready, resync, error, pong, ...)",
-        ));
-    }
-    let data = body.get("data").cloned().unwrap_or(Value::Null);
     app.bus.publish(BusMessage::deliver(
         target,
         Arc::new(OutFrame::event(&event, None, &data)),

@@ -31,6 +31,23 @@ use crate::app::App;
 use crate::auth::{bearer, Actor};
 use crate::error::ApiError;
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::BadRequest(m) => ApiError::bad_request(m),
+            StoreError::NotFound(m) => ApiError::not_found(m),
+            StoreError::Forbidden(m) => ApiError::forbidden(m),
+            StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::Gone(m) => ApiError::gone(m),
+            StoreError::Db(err) => {
+                tracing::error!(error = %err, "storage error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
 /// Builds the router for every REST endpoint and the socket.
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
@@ -123,7 +140,7 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     let mut e = ApiError::not_found("method not allowed on this endpoint");
     e.status = StatusCode::METHOD_NOT_ALLOWED;
-    e.code = "method_not_allowed";
+    e.code = wire::error::METHOD_NOT_ALLOWED;
     e
 }
 
@@ -261,7 +278,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             if mime != "application/json" && !mime.ends_with("+json") {
                 let mut e = ApiError::bad_request("Content-Type must be application/json");
                 e.status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-                e.code = "unsupported_media_type";
+                e.code = wire::error::UNSUPPORTED_MEDIA_TYPE;
                 return Err(e);
             }
         }

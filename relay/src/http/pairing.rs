@@ -20,8 +20,10 @@ use super::{reply, ApiPath, ApiQuery, Caller, JsonBody};
 use crate::app::App;
 use crate::auth::bearer;
 use crate::error::ApiError;
-use crate::model::{check_id, now_ms, opt_str, req_str, rfc3339};
+use crate::model::{now_ms, rfc3339};
 use crate::store::{Pairing, PairingStatus, StoreError};
+use wire::rest::{ApprovePairing, ClaimPairing, CreatePairing, FromBody};
+use wire::validate::check_id;
 
 /// Letters and digits that cannot be confused when read aloud or typed.
 const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -64,13 +66,9 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let client_ip = app.client_ip(peer.ip(), &headers);
-    let device_name = if body.is_null() {
-        None
-    } else {
-        crate::model::require_object(&body)?;
-        opt_str(&body, "deviceName", 1, 100)?
-    };
-    let device_name = device_name.unwrap_or_else(|| "New device".into());
+    let device_name = CreatePairing::from_body(&body)?
+        .device_name
+        .unwrap_or_else(|| "New device".into());
     if app.limits.pairing_by_ip.check_key(&client_ip).is_err() {
         return Err(ApiError::rate_limited(
             "too many pairing requests from this address",
@@ -114,14 +112,9 @@ pub async fn claim(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let user = caller.parent()?.to_string();
-    crate::model::require_object(&body)?;
-    let code = req_str(&body, "code", 20)?;
+    let ClaimPairing { code, child_id } = ClaimPairing::from_body(&body)?;
     let code = normalize_code(&code)
         .ok_or_else(|| ApiError::bad_request("code must be the 8 characters the device shows"))?;
-    let child_id = opt_str(&body, "childId", 1, 128)?;
-    if let Some(c) = &child_id {
-        check_id("childId", c)?;
-    }
     if app.limits.pairing_claims.check_key(&user).is_err() {
         return Err(ApiError::rate_limited(
             "too many pairing codes entered; wait a few minutes",
@@ -153,10 +146,7 @@ pub async fn approve(
 ) -> Result<Response, ApiError> {
     check_id("pairingId", &id)?;
     let user = caller.parent()?;
-    crate::model::require_object(&body)?;
-    let child_id = req_str(&body, "childId", 128)?;
-    check_id("childId", &child_id)?;
-    let name = opt_str(&body, "name", 1, 100)?;
+    let ApprovePairing { child_id, name } = ApprovePairing::from_body(&body)?;
     let d = app
         .store
         .approve_pairing(&id, user, &child_id, name, now_ms())

@@ -11,7 +11,8 @@ use super::db::{args, Arg, Row};
 use super::registry::{child_exists, guardians_of};
 use super::{Store, StoreError, StoreResult};
 use crate::bus::{room, BusMessage, CommandMeta, OutFrame};
-use crate::model::{Command, CommandStatus, Millis};
+use crate::model::{Command, CommandStatus, CommandType, Millis};
+use wire::event;
 
 /// A validated `POST /api/dashboard/remote-control`.
 #[derive(Debug, Clone)]
@@ -22,8 +23,8 @@ pub struct NewCommand {
     pub child_id: String,
     /// Target device, or every device of the child.
     pub device_id: Option<String>,
-    /// One of the known types.
-    pub command_type: String,
+    /// What to do.
+    pub command_type: CommandType,
     /// JSON object.
     pub payload: Value,
     /// Absolute expiry.
@@ -59,11 +60,13 @@ const COLS: &str =
 fn command_from_row(r: &Row<'_>) -> StoreResult<Command> {
     let status = r.text(5)?;
     let payload = r.text(4)?;
+    let command_type = r.text(3)?;
     Ok(Command {
         id: r.text(0)?,
         child_id: r.text(1)?,
         device_id: r.opt_text(2)?,
-        command_type: r.text(3)?,
+        command_type: CommandType::parse(&command_type)
+            .ok_or_else(|| StoreError::Db(format!("unknown command type {command_type}")))?,
         payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
         status: CommandStatus::parse(&status)
             .ok_or_else(|| StoreError::Db(format!("unknown command status {status}")))?,
@@ -79,7 +82,7 @@ fn command_from_row(r: &Row<'_>) -> StoreResult<Command> {
 
 /// The `command:new` frame for devices, with the metadata sockets need.
 pub fn device_frame(c: &Command) -> Arc<OutFrame> {
-    let mut f = OutFrame::event("command:new", None, &c.device_frame_data());
+    let mut f = OutFrame::event(event::COMMAND_NEW, None, &c.device_frame_data());
     f.command = Some(CommandMeta {
         id: c.id.clone(),
         expires_at: c.expires_at,
@@ -134,7 +137,7 @@ impl Store {
                         cmd.id,
                         cmd.child_id,
                         cmd.device_id,
-                        cmd.command_type,
+                        cmd.command_type.as_str(),
                         cmd.payload.to_string(),
                         cmd.status.as_str(),
                         cmd.created_by,
@@ -142,7 +145,7 @@ impl Store {
                         cmd.expires_at
                     ],
                 )?;
-                Self::log_event_for_all(w, &guardians, "command:sent", &cmd.sent_frame_data(), now)?;
+                Self::log_event_for_all(w, &guardians, event::COMMAND_SENT, &cmd.sent_frame_data(), now)?;
                 let target = match &cmd.device_id {
                     Some(d) => room::device(d),
                     None => room::child(&cmd.child_id),
@@ -247,7 +250,7 @@ impl Store {
                         metrics::histogram!("safestream_delivery_latency_seconds")
                             .record((now - cmd.created_at).max(0) as f64 / 1000.0);
                         let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                        Self::log_event_for_all(w, &guardians, "command:status", &cmd.status_frame_data(), now)?;
+                        Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
                         changed += 1;
                     }
                 }
@@ -307,7 +310,7 @@ impl Store {
                     command_from_row,
                 )?;
                 let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                Self::log_event_for_all(w, &guardians, "command:status", &cmd.status_frame_data(), now)?;
+                Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
                 Ok(AckOutcome::Updated(cmd))
             })
             .await?;
@@ -338,7 +341,7 @@ impl Store {
                         cmd.ack_device_id = None;
                     }
                     let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                    Self::log_event_for_all(w, &guardians, "command:status", &cmd.status_frame_data(), now)?;
+                    Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
                 }
                 Ok(rows.len())
             })
