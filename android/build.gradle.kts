@@ -16,6 +16,14 @@ val withReactNative: Boolean =
         ?: (rootProject.findProject(":app") != null &&
             file("${rootProject.projectDir}/../node_modules/react-native/package.json").exists())
 
+// The app's `newArchEnabled` (gradle.properties): the module is then a TurboModule built on
+// the codegen spec (src/reactnative/newarch), else a bridge module (src/reactnative/oldarch).
+val newArch: Boolean = (findProperty("newArchEnabled") as String?)?.toBoolean() ?: false
+
+// React Native's Gradle plugin runs codegen on package.json `codegenConfig` (the app's
+// build script has it on the classpath).
+if (withReactNative && newArch) apply(plugin = "com.facebook.react")
+
 android {
     namespace = "com.safestream.agent"
     compileSdk = 35
@@ -27,7 +35,10 @@ android {
 
     sourceSets["main"].apply {
         jniLibs.srcDirs("src/main/jniLibs")
-        if (withReactNative) java.srcDir("src/reactnative/java")
+        if (withReactNative) {
+            java.srcDir("src/reactnative/java")
+            java.srcDir(if (newArch) "src/reactnative/newarch" else "src/reactnative/oldarch")
+        }
     }
 
     compileOptions {

@@ -11,11 +11,15 @@ KOTLINC="$PWD/node_modules/kotlin-compiler/bin/kotlinc"
 [ -x "$KOTLINC" ] || npm ci --no-audit --no-fund --loglevel=error
 KLIB="$PWD/node_modules/kotlin-compiler/lib"
 JNA="${JNA_JAR:-/usr/share/java/jna.jar}"
-OUT="$TARGET/android-stub-check"
+# RN_ARCH=newarch: the React Native module against the codegen Java spec that
+# scripts/rn-codegen-check.js generated (New Architecture); default oldarch (old bridge).
+ARCH="${RN_ARCH:-oldarch}"
+OUT="$TARGET/android-stub-check-$ARCH"
 rm -rf "$OUT"
 mkdir -p "$OUT"
-mapfile -t sources < <(find android/src/main/java android/src/reactnative/java -name '*.kt' | sort)
-mapfile -t stubs < <(find android/stubs -name '*.java' | sort)
+mapfile -t sources < <(find android/src/main/java android/src/reactnative/java "android/src/reactnative/$ARCH" -name '*.kt' | sort)
+gen=(); [ "$ARCH" = newarch ] && gen=("$TARGET/rn-codegen/java")
+mapfile -t stubs < <(find android/stubs "${gen[@]}" -name '*.java' | sort)
 if "$KOTLINC" -nowarn -cp "$JNA:$KLIB/kotlinx-coroutines-core-jvm.jar" -d "$OUT/classes" \
      "${sources[@]}" "${stubs[@]}" 2>&1 | grep -v "^warning: unable to find kotlin-stdlib.jar"; then :; fi
 n=$(find "$OUT/classes" -name '*.class' 2>/dev/null | grep -c -E "android/|reactnative/" || true)

@@ -3,7 +3,9 @@
 # Installs what is missing (Java, JNA, clang/llvm, the npm dev dependencies incl. the
 # kotlin-compiler, the rustup targets), then runs:
 #   1. scripts/kotlin-test.sh   generated Kotlin on the JVM against a real relay
-#   2. scripts/android-stub-check.sh   android/'s own Kotlin against Android/RN API stubs
+#   2. npm run codegen-check   React Native codegen on src/NativeSafeStreamAgent.ts
+#      scripts/android-stub-check.sh   android/'s own Kotlin against Android/RN API stubs
+#      (twice: old bridge, and New Architecture against the generated Java spec)
 #   3. npm run typecheck, npm test   the React Native module's TypeScript (vitest)
 #   4. scripts/cross-check.sh   staticlibs for 3 Android ABIs and iOS (no NDK/Xcode here)
 # Measured from a fresh clone (empty target/ and node_modules/, packages and rustup targets
@@ -41,8 +43,12 @@ done
 step "kotlin (JVM) test"
 ./scripts/kotlin-test.sh
 
-step "android Kotlin against SDK/RN stubs"
+step "react native codegen on the spec (schema, Java + ObjC specs, iOS selectors)"
+npm run -s codegen-check
+
+step "android Kotlin against SDK/RN stubs (old bridge, then the codegen spec)"
 ./scripts/android-stub-check.sh
+RN_ARCH=newarch ./scripts/android-stub-check.sh
 
 step "react native: typecheck + unit tests"
 npm run -s typecheck

@@ -1,4 +1,11 @@
-/** The shape of the native module (`android/src/reactnative`, `ios/RNSafeStreamAgent`). */
+import type { TurboModule } from 'react-native';
+import type { Spec } from './NativeSafeStreamAgent';
+
+/**
+ * The shape of the native module (`android/src/reactnative`, `ios/RNSafeStreamAgent`), old
+ * bridge or TurboModule. The codegen spec (`./NativeSafeStreamAgent`) must have exactly these
+ * methods: checked at compile time below.
+ */
 export interface NativeSafeStreamAgent {
   start(config: Record<string, unknown>): Promise<string>;
   stop(): Promise<void>;
@@ -37,3 +44,10 @@ export interface NativeCommandEvent {
 export interface EventSource {
   addListener(event: string, listener: (data: any) => void): { remove(): void };
 }
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Assert<T extends true> = T;
+/** Compile-time check: the codegen spec and this interface name the same methods. */
+export type SpecMatchesNative = Assert<Same<Exclude<keyof Spec, keyof TurboModule>, keyof NativeSafeStreamAgent>>;
+/** Compile-time check: the TurboModule can be used as this interface. */
+export type SpecUsableAsNative = Assert<Spec extends NativeSafeStreamAgent ? true : false>;

@@ -7,4 +7,18 @@ declare module 'react-native' {
     constructor(nativeModule?: any);
     addListener(eventType: string, listener: (event: any) => void): { remove(): void };
   }
+  /** The base of a codegen spec (New Architecture). */
+  export interface TurboModule {
+    getConstants?(): {};
+  }
+  /** Finds native modules: TurboModules, or bridge modules through the interop layer. */
+  export const TurboModuleRegistry: {
+    get<T extends TurboModule>(name: string): T | null;
+    getEnforcing<T extends TurboModule>(name: string): T;
+  };
+}
+
+// The codegen types a spec may use (React Native 0.74+ ships this file).
+declare module 'react-native/Libraries/Types/CodegenTypes' {
+  export type UnsafeObject = object;
 }

@@ -53,7 +53,7 @@ final class SafeStreamAgentModule: RCTEventEmitter {
         }
     }
 
-    @objc(start:resolver:rejecter:)
+    @objc(start:resolve:reject:)
     func start(_ config: NSDictionary, resolver resolve: RCTPromiseResolveBlock, rejecter reject: RCTPromiseRejectBlock) {
         if let agent = agent { return resolve(Self.stateName(agent.state())) }
         guard let relayUrl = config["relayUrl"] as? String else { return reject("Config", "relayUrl is required", nil) }
@@ -87,19 +87,19 @@ final class SafeStreamAgentModule: RCTEventEmitter {
         }
     }
 
-    @objc(stop:rejecter:)
+    @objc(stop:reject:)
     func stop(_ resolve: @escaping RCTPromiseResolveBlock, rejecter reject: @escaping RCTPromiseRejectBlock) {
         guard let a = agent else { return resolve(nil) }
         agent = nil
         Task { try? await a.shutdown(); resolve(nil) }
     }
 
-    @objc(getState:rejecter:)
+    @objc(getState:reject:)
     func getState(_ resolve: RCTPromiseResolveBlock, rejecter reject: RCTPromiseRejectBlock) {
         resolve(agent.map { Self.stateName($0.state()) } ?? "stopped")
     }
 
-    @objc(completeCommand:status:error:resolver:rejecter:)
+    @objc(completeCommand:status:error:resolve:reject:)
     func completeCommand(_ id: String, status: String, error: String?, resolver resolve: RCTPromiseResolveBlock,
                          rejecter reject: RCTPromiseRejectBlock) {
         guard let agent = agent else { return reject("Stopped", "call start() first", nil) }
@@ -111,7 +111,7 @@ final class SafeStreamAgentModule: RCTEventEmitter {
         }
     }
 
-    @objc(pair:resolver:rejecter:)
+    @objc(pair:resolve:reject:)
     func pair(_ deviceName: String, resolver resolve: @escaping RCTPromiseResolveBlock, rejecter reject: @escaping RCTPromiseRejectBlock) {
         run(resolve, reject) { a in
             let c = try await a.pair(deviceName: deviceName)
@@ -119,7 +119,7 @@ final class SafeStreamAgentModule: RCTEventEmitter {
         }
     }
 
-    @objc(waitForPairing:rejecter:)
+    @objc(waitForPairing:reject:)
     func waitForPairing(_ resolve: @escaping RCTPromiseResolveBlock, rejecter reject: @escaping RCTPromiseRejectBlock) {
         run(resolve, reject) { a in
             let d = try await a.waitForPairing()
@@ -132,7 +132,7 @@ final class SafeStreamAgentModule: RCTEventEmitter {
         agent?.reportStatus(activeViewing: activeViewing, currentVideo: currentVideoJson)
     }
 
-    @objc(reportRestrictedAttempt:resolver:rejecter:)
+    @objc(reportRestrictedAttempt:resolve:reject:)
     func reportRestrictedAttempt(_ attempt: NSDictionary, resolver resolve: @escaping RCTPromiseResolveBlock,
                                  rejecter reject: @escaping RCTPromiseRejectBlock) {
         let a = RestrictedAttempt(url: attempt["url"] as? String, title: attempt["title"] as? String,
@@ -140,18 +140,18 @@ final class SafeStreamAgentModule: RCTEventEmitter {
         run(resolve, reject) { agent in try await agent.reportRestrictedAttempt(attempt: a); return nil }
     }
 
-    @objc(syncNow:rejecter:)
+    @objc(syncNow:reject:)
     func syncNow(_ resolve: @escaping RCTPromiseResolveBlock, rejecter reject: @escaping RCTPromiseRejectBlock) {
         run(resolve, reject) { a in Int(try await a.syncNow()) }
     }
 
-    @objc(setToken:resolver:rejecter:)
+    @objc(setToken:resolve:reject:)
     func setToken(_ token: String, resolver resolve: RCTPromiseResolveBlock, rejecter reject: RCTPromiseRejectBlock) {
         guard let agent = agent else { return reject("Stopped", "call start() first", nil) }
         do { try agent.setToken(token: token); resolve(nil) } catch { Self.reject(reject, error) }
     }
 
-    @objc(clearToken:rejecter:)
+    @objc(clearToken:reject:)
     func clearToken(_ resolve: RCTPromiseResolveBlock, rejecter reject: RCTPromiseRejectBlock) {
         guard let agent = agent else { return reject("Stopped", "call start() first", nil) }
         do { try agent.clearToken(); resolve(nil) } catch { Self.reject(reject, error) }

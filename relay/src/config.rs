@@ -183,6 +183,22 @@ fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR network"))
 }
 
+/// The shortest HS256 secret and server key accepted outside dev mode, in bytes: RFC 7518
+/// section 3.2 asks for an HMAC key at least as long as the hash (SHA-256: 32 bytes).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// How to make a secret, for the messages of [`Config::validate`].
+const GENERATE_HINT: &str = "generate one with `openssl rand -base64 32` (44 characters)";
+
+/// `"1 byte"` / `"5 bytes"`.
+fn bytes(n: usize) -> String {
+    if n == 1 {
+        "1 byte".into()
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 impl Config {
     /// A configuration for tests: loopback on a free port, the given database, fixed secrets.
     pub fn for_tests(db: impl Into<String>, jwt_secret: &str, server_key: &str) -> Self {
@@ -204,30 +220,81 @@ impl Config {
         Duration::from_secs(self.handshake_timeout_secs)
     }
 
-    /// Checks what clap cannot: secrets present unless in dev mode, key files readable.
-    pub fn validate(&self) -> Result<(), String> {
-        if !self.dev {
-            let uses_hs = self.jwt_alg.eq_ignore_ascii_case("HS256");
-            if uses_hs && self.jwt_secret.as_deref().unwrap_or("").is_empty() {
-                return Err(
-                    "refusing to start: SAFESTREAM_JWT_SECRET (--jwt-secret) is not set; \
-                            set it to the main app's HS256 secret, or run with --dev"
-                        .into(),
-                );
-            }
-            if !uses_hs && self.jwt_public_key.is_none() {
+    /// Outside dev mode: the HS256 secret (when HS256 is the algorithm) and the server key are
+    /// set and at least [`MIN_SECRET_BYTES`] long; an asymmetric algorithm has its key file.
+    fn check_secrets(&self) -> Result<(), String> {
+        let uses_hs = self.jwt_alg.eq_ignore_ascii_case("HS256");
+        if uses_hs {
+            let secret = self.jwt_secret.as_deref().unwrap_or("");
+            if secret.is_empty() {
                 return Err(format!(
-                    "refusing to start: --jwt-alg {} needs --jwt-public-key (SAFESTREAM_JWT_PUBLIC_KEY)",
-                    self.jwt_alg
+                    "refusing to start: SAFESTREAM_JWT_SECRET (--jwt-secret) is not set; \
+                     set it to the main app's HS256 secret of at least {MIN_SECRET_BYTES} bytes \
+                     ({GENERATE_HINT}), or run with --dev"
                 ));
             }
-            if self.server_key.as_deref().unwrap_or("").is_empty() {
-                return Err(
-                    "refusing to start: SAFESTREAM_SERVER_KEY (--server-key) is not set; \
-                            set it to the backend's key, or run with --dev"
-                        .into(),
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(format!(
+                    "refusing to start: SAFESTREAM_JWT_SECRET (--jwt-secret) is {}; an HS256 \
+                     secret must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2). \
+                     Set SAFESTREAM_JWT_SECRET to a random secret of at least \
+                     {MIN_SECRET_BYTES} bytes ({GENERATE_HINT}) and sign the main app's parent \
+                     tokens with the same secret, or run with --dev on a laptop",
+                    bytes(secret.len())
+                ));
+            }
+        } else if self.jwt_public_key.is_none() {
+            return Err(format!(
+                "refusing to start: --jwt-alg {} needs --jwt-public-key (SAFESTREAM_JWT_PUBLIC_KEY)",
+                self.jwt_alg
+            ));
+        }
+        let key = self.server_key.as_deref().unwrap_or("");
+        if key.is_empty() {
+            return Err(format!(
+                "refusing to start: SAFESTREAM_SERVER_KEY (--server-key) is not set; set it to \
+                 the backend's key of at least {MIN_SECRET_BYTES} bytes ({GENERATE_HINT}), or \
+                 run with --dev"
+            ));
+        }
+        if key.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "refusing to start: SAFESTREAM_SERVER_KEY (--server-key) is {}; it must be at \
+                 least {MIN_SECRET_BYTES} bytes. Set SAFESTREAM_SERVER_KEY to a random key of at \
+                 least {MIN_SECRET_BYTES} bytes ({GENERATE_HINT}) and give the same key to the \
+                 backend (it sends `Authorization: Bearer <key>`), or run with --dev on a laptop",
+                bytes(key.len())
+            ));
+        }
+        Ok(())
+    }
+
+    /// Dev mode accepts short secrets it is given (missing ones are generated at 32 random
+    /// bytes), but says so in the log.
+    fn warn_short_dev_secrets(&self) {
+        let given = [
+            ("SAFESTREAM_JWT_SECRET", self.jwt_secret.as_deref()),
+            ("SAFESTREAM_SERVER_KEY", self.server_key.as_deref()),
+        ];
+        for (name, value) in given {
+            let n = value.map_or(0, str::len);
+            if n > 0 && n < MIN_SECRET_BYTES {
+                tracing::warn!(
+                    "dev mode: {name} is {}, shorter than the {MIN_SECRET_BYTES} bytes required \
+                     outside --dev",
+                    bytes(n)
                 );
             }
+        }
+    }
+
+    /// Checks what clap cannot: secrets present and long enough unless in dev mode, settings
+    /// in range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dev {
+            self.warn_short_dev_secrets();
+        } else {
+            self.check_secrets()?;
         }
         if self.redis.is_some() && !self.db.starts_with("postgres") {
             return Err(
@@ -352,5 +419,89 @@ mod tests {
             "10.0.0.5,192.168.0.0/16",
         ]);
         assert_eq!(c.trusted_proxies.len(), 2);
+    }
+
+    /// A production configuration with the given secrets (none set when `None`).
+    fn prod(jwt: Option<&str>, key: Option<&str>) -> Config {
+        let mut c = Config::parse_from(["safestream-relay"]);
+        c.jwt_secret = jwt.map(str::to_owned);
+        c.server_key = key.map(str::to_owned);
+        c
+    }
+
+    const GOOD: &str = "0123456789abcdef0123456789abcdef"; // 32 bytes
+
+    #[test]
+    fn short_secrets_are_refused_outside_dev_mode_with_what_to_do() {
+        assert_eq!(GOOD.len(), MIN_SECRET_BYTES);
+        assert_eq!(prod(Some(GOOD), Some(GOOD)).validate(), Ok(()));
+        let short = &GOOD[..31];
+
+        let e = prod(Some("short"), Some(GOOD)).validate().unwrap_err();
+        assert!(
+            e.starts_with("refusing to start: SAFESTREAM_JWT_SECRET"),
+            "{e}"
+        );
+        assert!(
+            e.contains("is 5 bytes") && e.contains("at least 32 bytes"),
+            "{e}"
+        );
+        assert!(
+            e.contains("RFC 7518") && e.contains("openssl rand -base64 32"),
+            "{e}"
+        );
+        let e = prod(Some(short), Some(GOOD)).validate().unwrap_err();
+        assert!(
+            e.contains("SAFESTREAM_JWT_SECRET") && e.contains("is 31 bytes"),
+            "{e}"
+        );
+
+        let e = prod(Some(GOOD), Some("k")).validate().unwrap_err();
+        assert!(
+            e.starts_with("refusing to start: SAFESTREAM_SERVER_KEY"),
+            "{e}"
+        );
+        assert!(
+            e.contains("is 1 byte;") && e.contains("at least 32 bytes"),
+            "{e}"
+        );
+        assert!(e.contains("openssl rand -base64 32"), "{e}");
+        let e = prod(Some(GOOD), Some(short)).validate().unwrap_err();
+        assert!(
+            e.contains("SAFESTREAM_SERVER_KEY") && e.contains("is 31 bytes"),
+            "{e}"
+        );
+
+        // Missing ones are refused too, with the same hint.
+        for (jwt, key, name) in [
+            (None, Some(GOOD), "SAFESTREAM_JWT_SECRET"),
+            (Some(GOOD), None, "SAFESTREAM_SERVER_KEY"),
+        ] {
+            let e = prod(jwt, key).validate().unwrap_err();
+            assert!(e.contains(name) && e.contains("is not set"), "{e}");
+            assert!(e.contains("openssl rand -base64 32"), "{e}");
+        }
+        // Length is counted in bytes: 11 three-byte characters are 33 bytes.
+        let wide = "€€€€€€€€€€€";
+        assert_eq!(prod(Some(wide), Some(GOOD)).validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_asymmetric_algorithm_needs_no_hs256_secret_but_still_a_long_server_key() {
+        let mut c = prod(Some("short"), Some(GOOD));
+        c.jwt_alg = "RS256".into();
+        c.jwt_public_key = Some(PathBuf::from("/nonexistent/key.pem"));
+        assert_eq!(c.validate(), Ok(()));
+        c.server_key = Some("k".into());
+        assert!(c.validate().unwrap_err().contains("SAFESTREAM_SERVER_KEY"));
+    }
+
+    #[test]
+    fn dev_mode_accepts_short_or_missing_secrets() {
+        for (jwt, key) in [(Some("short"), Some("k")), (None, None)] {
+            let mut c = prod(jwt, key);
+            c.dev = true;
+            assert_eq!(c.validate(), Ok(()));
+        }
     }
 }

@@ -1,6 +1,6 @@
-//! The `safestream-relay` binary itself: refusing to start without secrets, `--help`,
-//! SIGKILL between a 201 and the device's connect, SIGTERM, a connection flood under a
-//! small open-file limit.
+//! The `safestream-relay` binary itself: refusing to start without secrets or with short
+//! ones, `--help`, SIGKILL between a 201 and the device's connect, SIGTERM, a connection
+//! flood under a small open-file limit.
 
 mod common;
 
@@ -79,6 +79,36 @@ async fn refuses_to_start_without_secrets_and_documents_its_flags() {
         "SAFESTREAM_LISTEN",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
+    }
+}
+
+#[tokio::test]
+async fn refuses_to_start_with_short_secrets_and_says_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "0123456789abcdef0123456789abcdef"; // 32 bytes
+    for (jwt, key, named, size) in [
+        ("short", long, "SAFESTREAM_JWT_SECRET", "is 5 bytes"),
+        (long, "k", "SAFESTREAM_SERVER_KEY", "is 1 byte"),
+    ] {
+        let out = Command::new(BIN)
+            .env_clear()
+            .env("SAFESTREAM_LISTEN", "127.0.0.1:0")
+            .env("SAFESTREAM_DB", dir.path().join("relay.db"))
+            .env("SAFESTREAM_JWT_SECRET", jwt)
+            .env("SAFESTREAM_SERVER_KEY", key)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refusing to start")
+                && err.contains(named)
+                && err.contains(size)
+                && err.contains("at least 32 bytes")
+                && err.contains("openssl rand -base64 32"),
+            "{err}"
+        );
     }
 }
 

@@ -3,6 +3,16 @@ import { FakeNative } from './fake-native';
 
 export const fake = new FakeNative();
 export const NativeModules: Record<string, unknown> = { SafeStreamAgent: fake };
+/** TurboModules `TurboModuleRegistry` finds (a test puts one here for the New Architecture). */
+export const turboModules: Record<string, unknown> = {};
+export const TurboModuleRegistry = {
+  get: (name: string) => turboModules[name] ?? null,
+  getEnforcing: (name: string) => {
+    const m = turboModules[name];
+    if (!m) throw new Error(`TurboModuleRegistry.getEnforcing(...): '${name}' could not be found`);
+    return m;
+  },
+};
 export const Platform = { OS: 'android' as const };
 export class NativeEventEmitter {
   constructor(private readonly module: FakeNative) {}

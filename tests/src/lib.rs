@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 /// The HS256 secret shared by the relay and the tests' "main app".
 pub const JWT_SECRET: &str = "e2e-test-secret-0123456789abcdef0123456789";
 /// The backend's server key.
-pub const SERVER_KEY: &str = "e2e-server-key-fedcba9876543210";
+pub const SERVER_KEY: &str = "e2e-server-key-fedcba9876543210fedcba";
 
 /// Result type of the helpers.
 pub type R<T> = Result<T, String>;

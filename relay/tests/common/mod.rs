@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "test-jwt-secret-0123456789abcdef";
-pub const SERVER_KEY: &str = "test-server-key-0123456789";
+pub const SERVER_KEY: &str = "test-server-key-0123456789abcdef";
 
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()

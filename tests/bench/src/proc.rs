@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 /// Secrets the bench starts the relay with.
 pub const SECRET: &str = "bench-jwt-secret-0123456789abcdef";
 /// The backend key.
-pub const SERVER_KEY: &str = "bench-server-key-0123456789";
+pub const SERVER_KEY: &str = "bench-server-key-0123456789abcdef";
 
 /// Clock ticks per second for `/proc/<pid>/stat`.
 fn clk_tck() -> f64 {

@@ -3,7 +3,6 @@ package com.safestream.agent.reactnative
 import com.facebook.react.bridge.Arguments
 import com.facebook.react.bridge.Promise
 import com.facebook.react.bridge.ReactApplicationContext
-import com.facebook.react.bridge.ReactContextBaseJavaModule
 import com.facebook.react.bridge.ReactMethod
 import com.facebook.react.bridge.ReadableMap
 import com.facebook.react.bridge.WritableMap
@@ -30,7 +29,10 @@ import kotlinx.coroutines.cancel
 import kotlinx.coroutines.launch
 
 /**
- * The React Native module `SafeStreamAgent` (TypeScript API in the package's `src/`).
+ * The React Native module `SafeStreamAgent` (TypeScript API in the package's `src/`): a
+ * TurboModule implementing the codegen spec `src/NativeSafeStreamAgent.ts` on the New
+ * Architecture, a bridge module on the old one (the base [SafeStreamAgentSpec] comes from
+ * `src/reactnative/newarch` or `src/reactnative/oldarch`).
  *
  * Commands go to JavaScript as `SafeStreamCommand` events; JavaScript answers with
  * [completeCommand] (a promise), which calls `Agent.completeCommand` from the bridge's
@@ -38,11 +40,9 @@ import kotlinx.coroutines.launch
  * Errors reject with the `SafeStreamException` subclass name as the code (`Config`,
  * `Unauthorized`, `UnknownCommand`, ...).
  */
-class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : ReactContextBaseJavaModule(ctx) {
+class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : SafeStreamAgentSpec(ctx) {
     private val scope = CoroutineScope(SupervisorJob() + Dispatchers.Default)
     @Volatile private var agent: Agent? = null
-
-    override fun getName() = "SafeStreamAgent"
 
     private fun emit(event: String, body: WritableMap) {
         if (ctx.hasActiveReactInstance()) {
@@ -115,7 +115,7 @@ class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : ReactCon
 
     /** Starts the agent (once per process); resolves with the first state. */
     @ReactMethod
-    fun start(config: ReadableMap, promise: Promise) {
+    override fun start(config: ReadableMap, promise: Promise) {
         try {
             agent?.let { return promise.resolve(stateName(it.state())) }
             val level = when (config.str("logLevel")) {
@@ -145,7 +145,7 @@ class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : ReactCon
 
     /** Stops the agent and waits for it; a later start() makes a new one. */
     @ReactMethod
-    fun stop(promise: Promise) {
+    override fun stop(promise: Promise) {
         val a = agent ?: return promise.resolve(null)
         agent = null
         scope.launch {
@@ -157,20 +157,20 @@ class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : ReactCon
 
     /** The current state name. */
     @ReactMethod
-    fun getState(promise: Promise) {
+    override fun getState(promise: Promise) {
         promise.resolve(agent?.let { stateName(it.state()) } ?: "stopped")
     }
 
     /** Finishes a command: `status` is `EXECUTED` or `FAILED` (with `error`). */
     @ReactMethod
-    fun completeCommand(id: String, status: String, error: String?, promise: Promise) = withAgent(promise) {
+    override fun completeCommand(id: String, status: String, error: String?, promise: Promise) = withAgent(promise) {
         val outcome = if (status == "EXECUTED") CommandOutcome.Executed else CommandOutcome.Failed(error ?: "failed")
         it.completeCommand(id, outcome)
         promise.resolve(null)
     }
 
     @ReactMethod
-    fun pair(deviceName: String, promise: Promise) = launch(promise) {
+    override fun pair(deviceName: String, promise: Promise) = launch(promise) {
         val code = it.pair(deviceName)
         Arguments.createMap().apply {
             putString("pairingId", code.pairingId)
@@ -180,7 +180,7 @@ class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : ReactCon
     }
 
     @ReactMethod
-    fun waitForPairing(promise: Promise) = launch(promise) {
+    override fun waitForPairing(promise: Promise) = launch(promise) {
         val d = it.waitForPairing()
         Arguments.createMap().apply {
             putString("deviceId", d.deviceId)
@@ -189,12 +189,12 @@ class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : ReactCon
     }
 
     @ReactMethod
-    fun reportStatus(activeViewing: Boolean, currentVideoJson: String?) {
+    override fun reportStatus(activeViewing: Boolean, currentVideoJson: String?) {
         agent?.reportStatus(activeViewing, currentVideoJson)
     }
 
     @ReactMethod
-    fun reportRestrictedAttempt(attempt: ReadableMap, promise: Promise) = launch(promise) {
+    override fun reportRestrictedAttempt(attempt: ReadableMap, promise: Promise) = launch(promise) {
         it.reportRestrictedAttempt(
             RestrictedAttempt(
                 url = attempt.str("url"),
@@ -207,36 +207,36 @@ class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : ReactCon
     }
 
     @ReactMethod
-    fun syncNow(promise: Promise) = launch(promise) { it.syncNow().toInt() }
+    override fun syncNow(promise: Promise) = launch(promise) { it.syncNow().toInt() }
 
     @ReactMethod
-    fun setToken(token: String, promise: Promise) = withAgent(promise) {
+    override fun setToken(token: String, promise: Promise) = withAgent(promise) {
         it.setToken(token)
         promise.resolve(null)
     }
 
     @ReactMethod
-    fun clearToken(promise: Promise) = withAgent(promise) {
+    override fun clearToken(promise: Promise) = withAgent(promise) {
         it.clearToken()
         promise.resolve(null)
     }
 
     @ReactMethod
-    fun setBackground(background: Boolean) {
+    override fun setBackground(background: Boolean) {
         agent?.setBackground(background)
     }
 
     @ReactMethod
-    fun networkAvailable() {
+    override fun networkAvailable() {
         agent?.networkAvailable()
     }
 
     // Required by NativeEventEmitter.
     @ReactMethod
-    fun addListener(eventName: String) {}
+    override fun addListener(eventName: String) {}
 
     @ReactMethod
-    fun removeListeners(count: Double) {}
+    override fun removeListeners(count: Double) {}
 
     override fun invalidate() {
         agent?.stop()

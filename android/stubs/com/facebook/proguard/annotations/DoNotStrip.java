@@ -1,0 +1,2 @@
+package com.facebook.proguard.annotations;
+public @interface DoNotStrip {}

@@ -1,0 +1,5 @@
+package com.facebook.react.turbomodule.core.interfaces;
+public interface TurboModule {
+    void initialize();
+    void invalidate();
+}
