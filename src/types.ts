@@ -1,5 +1,7 @@
-/** The kinds of remote command the parent can send. */
-export type CommandType = 'PAUSE' | 'RESUME' | 'LOCK_DEVICE' | 'UNLOCK_DEVICE' | 'SHOW_MESSAGE';
+import type { CommandType } from './generated/wire';
+
+/** The kinds of remote command the parent can send: generated from the `wire` crate. */
+export type { CommandType };
 
 /** A command to run, given to the `onCommand` handler. */
 export interface AgentCommand {
