@@ -25,7 +25,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 use tokio::sync::Notify;
 
-use crate::bus::{room, BusMessage, OutFrame};
+use crate::message::{room, BusMessage, OutFrame};
 use crate::model::Millis;
 
 /// Close code: token missing/invalid/expired.
