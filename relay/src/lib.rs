@@ -13,7 +13,8 @@
 //! - [`hub`]: this node's sockets, rooms, mailboxes, presence, heartbeat sweep.
 //! - [`bus`]: the fan-out seam: in-process on one node, Redis pub/sub across nodes.
 //! - [`message`]: what travels on the bus: frames, room-addressed messages, room names.
-//! - [`presence`]: device presence across nodes (Redis entries with expiry).
+//! - [`presence`]: the presence seam: the hub alone on one node, Redis entries with expiry
+//!   across nodes.
 //! - [`store`]: durable state behind one seam: SQLite file, or PostgreSQL by URL.
 //! - [`model`]: domain types, JSON shapes, validation.
 //! - [`error`]: the JSON error shape.

@@ -97,7 +97,7 @@ async fn device_open<'a>(
         }
     }
     if let Some(p) = first {
-        Box::pin(crate::presence::announce(app, device_id, &p)).await;
+        app.presence.announce(device_id, &p).await;
         Box::pin(crate::presence::publish(app, device_id, &p)).await;
     }
     let live = Box::pin(s.device_start(ws)).await;
@@ -111,7 +111,7 @@ async fn device_close(app: &App, conn: &Arc<Conn>, device_id: &str, child_id: &s
         .unregister(conn, &[room::device(device_id), room::child(child_id)]);
     let now = now_ms();
     if let Some(p) = app.hub.device_down(device_id, now) {
-        Box::pin(crate::presence::withdraw(app, device_id)).await;
+        app.presence.withdraw(device_id).await;
         Box::pin(crate::presence::publish(app, device_id, &p)).await;
         if let Err(e) = app.store.set_last_seen(device_id, now).await {
             tracing::warn!(error = %e, "could not record last_seen");

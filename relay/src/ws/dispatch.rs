@@ -141,7 +141,7 @@ impl<'a> Session<'a> {
                     }
                     Handled::Presence(p) => {
                         if let Who::Device { device_id, .. } = &self.who {
-                            Box::pin(crate::presence::announce(self.app, device_id, &p)).await;
+                            self.app.presence.announce(device_id, &p).await;
                             Box::pin(crate::presence::publish(self.app, device_id, &p)).await;
                         }
                         true
