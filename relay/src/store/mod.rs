@@ -19,14 +19,14 @@
 //! - a 2xx is answered after `COMMIT`;
 //! - nothing reaches a socket before the change it reports is committed;
 //! - each parent's events are numbered 1, 2, 3, ... in `user_seqs`, gap-free and in commit
-//!   order for that parent (see [`Store::log_event`]), which is what resume relies on.
+//!   order for that parent (see `Store::log_event`), which is what resume relies on.
 //!
 //! # Layout
 //! - `mod.rs`: the public surface: [`Store`], [`StoreOptions`], [`StoreError`], [`Engine`],
 //!   opening the store.
 //! - `url.rs`: `SAFESTREAM_DB` parsing (engine, path or URL).
 //! - `migrate.rs`: both dialects' migrations (`relay/migrations/<dialect>/`).
-//! - `db.rs`: the engine-neutral statement surface ([`Db`], [`Row`], [`args!`](args)).
+//! - `db.rs`: the engine-neutral statement surface ([`Db`], [`Row`], `args!`).
 //! - `write.rs`: the write path both engines share: [`W`] (a write in progress), jobs,
 //!   `Store::write`.
 //! - `sqlite_writer.rs`: the SQLite group-commit writer, its linger heuristic, the

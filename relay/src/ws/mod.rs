@@ -13,8 +13,8 @@
 //!   catch-up after the bus lost messages.
 //! - `device.rs`: the device session: device checks, presence and `device:status`, pending
 //!   commands at connect, delivery records.
-//! - `dispatch.rs`: the per-socket [`Session`](dispatch::Session) and its loop: the mailbox,
-//!   client frames and what each one leads to.
+//! - `dispatch.rs`: the per-socket `Session` and its loop: the mailbox, client frames and
+//!   what each one leads to.
 
 mod device;
 mod dispatch;
