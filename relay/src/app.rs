@@ -12,6 +12,7 @@ use crate::auth::Keys;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::presence::Presence;
 use crate::store::Store;
 
 /// See [`App::client_ip`]. Entries are read right to left (proxies append), so a client's own
@@ -58,8 +59,9 @@ pub struct App {
     pub hub: Arc<Hub>,
     /// Cross-node fan-out.
     pub bus: Arc<dyn Bus>,
-    /// Presence entries shared by the nodes (Redis); `None` on one node.
-    pub presence: Option<crate::presence::ClusterPresence>,
+    /// Where device presence is known: this node's hub alone, or entries shared by the
+    /// nodes (Redis).
+    pub presence: Arc<dyn Presence>,
     /// This node's id (presence entries, bus messages).
     pub node_id: String,
     /// Rate limiters.
@@ -82,15 +84,12 @@ impl App {
         store: Arc<Store>,
         hub: Arc<Hub>,
         bus: Arc<dyn Bus>,
-        cluster: Option<(String, crate::presence::ClusterPresence)>,
+        presence: Arc<dyn Presence>,
+        node_id: String,
     ) -> App {
         let limits = Limits::new(&cfg);
         let http_conns = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
         let (shutdown_tx, _) = tokio::sync::watch::channel(false);
-        let (node_id, presence) = match cluster {
-            Some((id, p)) => (id, Some(p)),
-            None => ("local".to_string(), None),
-        };
         App {
             cfg,
             keys,

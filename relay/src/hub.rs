@@ -1,6 +1,6 @@
 //! This node's open sockets: rooms, mailboxes, presence, and the heartbeat sweep.
 //!
-//! Each socket is one task (see `ws.rs`) plus a small shared [`Conn`]: a bounded mailbox of
+//! Each socket is one task (see `ws/`) plus a small shared [`Conn`]: a bounded mailbox of
 //! frames, a [`Notify`] that wakes the task, and a few atomics. Fan-out pushes an
 //! `Arc<OutFrame>` into each mailbox — no copy of the text per recipient, no channel
 //! allocation per socket. A mailbox that reaches its bound is cleared and its socket is
@@ -25,7 +25,7 @@ use serde_json::Value;
 use smallvec::SmallVec;
 use tokio::sync::Notify;
 
-use crate::bus::{room, BusMessage, OutFrame};
+use crate::message::{room, BusMessage, OutFrame};
 use crate::model::Millis;
 
 /// Close code: token missing/invalid/expired.

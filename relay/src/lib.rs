@@ -12,7 +12,9 @@
 //! - [`ws`]: `/api/socket` — first-frame auth, resume, delivery, client frames.
 //! - [`hub`]: this node's sockets, rooms, mailboxes, presence, heartbeat sweep.
 //! - [`bus`]: the fan-out seam: in-process on one node, Redis pub/sub across nodes.
-//! - [`presence`]: device presence across nodes (Redis entries with expiry).
+//! - [`message`]: what travels on the bus: frames, room-addressed messages, room names.
+//! - [`presence`]: the presence seam: the hub alone on one node, Redis entries with expiry
+//!   across nodes.
 //! - [`store`]: durable state behind one seam: SQLite file, or PostgreSQL by URL.
 //! - [`model`]: domain types, JSON shapes, validation.
 //! - [`error`]: the JSON error shape.
@@ -26,6 +28,7 @@ pub mod dev;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod message;
 pub mod metrics_setup;
 pub mod model;
 pub mod presence;

@@ -21,7 +21,8 @@ use crate::bus::{Bus, LocalBus};
 use crate::config::Config;
 use crate::hub::{Hub, CLOSE_GOING_AWAY};
 use crate::model::now_ms;
-use crate::presence::ClusterPresence;
+use crate::presence::redis::RedisPresence;
+use crate::presence::{LocalPresence, Presence};
 use crate::store::{Store, StoreOptions};
 
 /// A running relay.
@@ -51,7 +52,13 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
         .node_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
-    let (bus, redis_bus, cluster): (Arc<dyn Bus>, _, _) = match &cfg.redis {
+    type Seams = (
+        Arc<dyn Bus>,
+        Option<Arc<RedisBus>>,
+        Arc<dyn Presence>,
+        String,
+    );
+    let (bus, redis_bus, presence, node_id): Seams = match &cfg.redis {
         Some(url) => {
             let rb = Arc::new(RedisBus::new(
                 url,
@@ -60,13 +67,24 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
                 hub.clone(),
             )?);
             rb.check().await?;
-            let presence =
-                ClusterPresence::connect(url, &cfg.redis_prefix, &node_id, cfg.heartbeat_secs)
-                    .await?;
-            (rb.clone(), Some(rb), Some((node_id.clone(), presence)))
+            let presence = RedisPresence::connect(
+                url,
+                &cfg.redis_prefix,
+                &node_id,
+                cfg.heartbeat_secs,
+                hub.clone(),
+            )
+            .await?;
+            (rb.clone(), Some(rb), Arc::new(presence), node_id)
         }
-        None => (Arc::new(LocalBus::new(hub.clone())), None, None),
+        None => (
+            Arc::new(LocalBus::new(hub.clone())),
+            None,
+            Arc::new(LocalPresence::new(hub.clone())),
+            "local".to_string(),
+        ),
     };
+    let cluster = redis_bus.is_some();
     let opts = StoreOptions {
         sqlite_sync: cfg.sqlite_sync.clone(),
         ..StoreOptions::default()
@@ -93,7 +111,7 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
         .await
         .map_err(|e| format!("binding {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(cfg, keys, store, hub, bus, cluster));
+    let app = Arc::new(App::new(cfg, keys, store, hub, bus, presence, node_id));
     let dev = if app.cfg.dev {
         Some(crate::dev::prepare(&app, addr, generated, tls.is_some()).await?)
     } else {
@@ -104,8 +122,8 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     tasks.spawn(heartbeat_sweeper(app.clone()));
     tasks.spawn(expiry_sweeper(app.clone()));
     tasks.spawn(housekeeping(app.clone()));
-    tasks.spawn(crate::presence::maintain(app.clone()));
-    if app.presence.is_some() {
+    tasks.spawn(app.presence.clone().maintain(app.clone()));
+    if cluster {
         tasks.spawn(in_flight_sweeper(app.clone()));
     }
     tracing::info!(%addr, db = %redact_db(&app.cfg.db), "relay listening");

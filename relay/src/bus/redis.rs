@@ -18,7 +18,7 @@
 //! - a node fails to publish (Redis down, or its outgoing queue full): once it can publish
 //!   again it sends a `catch-up` message, and every node catches up;
 //! - a message arrives out of order or not at all while others arrive: parents see the gap
-//!   in their positions and read it from the database (see `ws.rs`).
+//!   in their positions and read it from the database (see `ws/parent.rs`).
 //!
 //! A node delivers its own messages to its own sockets directly (no round trip through
 //! Redis) and ignores them when they come back from the channel.

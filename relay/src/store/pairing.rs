@@ -1,39 +1,13 @@
-//! Notifications, screen time, and pairing.
+//! Pairing: a device asks with a code, a parent claims it and approves it for a child (which
+//! creates the device and notifies the guardians), or rejects it.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::db::{args, Db, Row};
+use super::notifications::{insert_notification, NewNotification};
 use super::registry::{child_exists, device_from_row, guardians_of, insert_device, DEVICE_COLS};
 use super::{Store, StoreError, StoreResult, W};
-use crate::model::{day_in, Device, Millis, Notification};
-
-/// A notification to create.
-#[derive(Debug, Clone)]
-pub struct NewNotification {
-    /// Recipient.
-    pub user_id: String,
-    /// One of the known types.
-    pub kind: String,
-    /// Title.
-    pub title: String,
-    /// Body.
-    pub message: String,
-    /// JSON object.
-    pub metadata: Value,
-}
-
-/// Result of a screen-time report.
-#[derive(Debug, Clone)]
-pub struct ScreenTimeOutcome {
-    /// The child's calendar day the report counts for.
-    pub day: String,
-    /// Minutes used today, as reported.
-    pub minutes_used: i64,
-    /// The child's daily limit.
-    pub limit: Option<i64>,
-    /// Whether this report raised the day's alert.
-    pub alert: bool,
-}
+use crate::model::{Device, Millis};
 
 /// Pairing states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,23 +65,8 @@ pub struct Pairing {
     pub expires_at: Millis,
 }
 
-const NOTIF_COLS: &str = "id, user_id, type, title, message, metadata, created_at, read_at";
 const PAIR_COLS: &str =
     "id, code, secret_hash, device_name, status, claimed_by, child_id, device_id, expires_at";
-
-fn notification_from_row(r: &Row<'_>) -> StoreResult<Notification> {
-    let metadata = r.text(5)?;
-    Ok(Notification {
-        id: r.text(0)?,
-        user_id: r.text(1)?,
-        kind: r.text(2)?,
-        title: r.text(3)?,
-        message: r.text(4)?,
-        metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
-        created_at: r.int(6)?,
-        read: r.opt_int(7)?.is_some(),
-    })
-}
 
 fn pairing_from_row(r: &Row<'_>) -> StoreResult<Pairing> {
     Ok(Pairing {
@@ -131,44 +90,6 @@ fn load_pairing(c: Db<'_>, id: &str, lock: bool) -> StoreResult<Option<Pairing>>
         args![id],
         pairing_from_row,
     )
-}
-
-/// Inserts a notification and logs `notification:new` for its user.
-fn insert_notification(
-    w: &mut W<'_>,
-    n: NewNotification,
-    now: Millis,
-) -> StoreResult<Notification> {
-    let notif = Notification {
-        // Time-ordered (and ordered within a millisecond in this process): the list is
-        // newest first by (created_at, id), so two notifications of the same millisecond
-        // keep their order.
-        id: uuid::Uuid::now_v7().to_string(),
-        user_id: n.user_id,
-        kind: n.kind,
-        title: n.title,
-        message: n.message,
-        metadata: n.metadata,
-        created_at: now,
-        read: false,
-    };
-    w.conn.exec(
-        &format!(
-            "INSERT INTO notifications ({NOTIF_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)"
-        ),
-        args![
-            notif.id,
-            notif.user_id,
-            notif.kind,
-            notif.title,
-            notif.message,
-            notif.metadata.to_string(),
-            now
-        ],
-    )?;
-    let data = serde_json::to_value(&notif).unwrap_or(Value::Null);
-    Store::log_event(w, &notif.user_id, "notification:new", &data, now)?;
-    Ok(notif)
 }
 
 /// Ok if `user_id` guards `child_id`; `NotFound` for no such child, else `Forbidden`.
@@ -251,172 +172,6 @@ fn claimed_pairing(c: Db<'_>, id: &str, user_id: &str, now: Millis) -> StoreResu
 }
 
 impl Store {
-    /// Creates a notification; its user gets `notification:new`.
-    pub async fn create_notification(
-        &self,
-        n: NewNotification,
-        now: Millis,
-    ) -> StoreResult<Notification> {
-        self.write(move |w| insert_notification(w, n, now)).await
-    }
-
-    /// Creates the same notification for every guardian of a child; returns how many.
-    pub async fn notify_guardians(
-        &self,
-        child_id: &str,
-        kind: &str,
-        title: &str,
-        message: &str,
-        metadata: Value,
-        now: Millis,
-    ) -> StoreResult<usize> {
-        let (child_id, kind, title, message) = (
-            child_id.to_string(),
-            kind.to_string(),
-            title.to_string(),
-            message.to_string(),
-        );
-        self.write(move |w| {
-            let guardians = guardians_of(w.conn, &child_id)?;
-            for g in &guardians {
-                let n = NewNotification {
-                    user_id: g.clone(),
-                    kind: kind.clone(),
-                    title: title.clone(),
-                    message: message.clone(),
-                    metadata: metadata.clone(),
-                };
-                insert_notification(w, n, now)?;
-            }
-            Ok(guardians.len())
-        })
-        .await
-    }
-
-    /// A user's notifications, newest first; `before` is the id that ended the previous page.
-    pub async fn list_notifications(
-        &self,
-        user_id: &str,
-        limit: i64,
-        before: Option<&str>,
-    ) -> StoreResult<Vec<Notification>> {
-        let (user_id, before) = (user_id.to_string(), before.map(str::to_string));
-        self.read(move |c| {
-            let rows = match before {
-                Some(b) => {
-                    let at = c
-                        .opt(
-                            "SELECT created_at FROM notifications WHERE id = ?1 AND user_id = ?2",
-                            args![b, user_id],
-                            |r| r.int(0),
-                        )?
-                        .ok_or_else(|| StoreError::BadRequest("before: no such notification".into()))?;
-                    c.map(
-                        &format!(
-                            "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = ?1 \
-                             AND (created_at < ?2 OR (created_at = ?2 AND id < ?3)) \
-                             ORDER BY created_at DESC, id DESC LIMIT ?4"
-                        ),
-                        args![user_id, at, b, limit],
-                        notification_from_row,
-                    )?
-                }
-                None => c.map(
-                    &format!(
-                        "SELECT {NOTIF_COLS} FROM notifications WHERE user_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2"
-                    ),
-                    args![user_id, limit],
-                    notification_from_row,
-                )?,
-            };
-            Ok(rows)
-        })
-        .await
-    }
-
-    /// Marks a notification read; `NotFound` unless it is the user's.
-    pub async fn mark_read(
-        &self,
-        user_id: &str,
-        id: &str,
-        now: Millis,
-    ) -> StoreResult<Notification> {
-        let (user_id, id) = (user_id.to_string(), id.to_string());
-        self.write(move |w| {
-            w.conn
-                .opt(
-                    &format!(
-                        "UPDATE notifications SET read_at = COALESCE(read_at, ?3) WHERE id = ?1 AND user_id = ?2 RETURNING {NOTIF_COLS}"
-                    ),
-                    args![id, user_id, now],
-                    notification_from_row,
-                )?
-                .ok_or_else(|| StoreError::NotFound("no such notification".into()))
-        })
-        .await
-    }
-
-    /// Records today's minutes for a child; raises the day's alert once.
-    pub async fn record_screen_time(
-        &self,
-        child_id: &str,
-        minutes: i64,
-        now: Millis,
-    ) -> StoreResult<ScreenTimeOutcome> {
-        let child_id = child_id.to_string();
-        self.write(move |w| {
-            let (name, limit, tz): (String, Option<i64>, String) = w
-                .conn
-                .opt(
-                    "SELECT name, daily_limit_minutes, timezone FROM children WHERE id = ?1",
-                    args![child_id],
-                    |r| Ok((r.text(0)?, r.opt_int(1)?, r.text(2)?)),
-                )?
-                .ok_or_else(|| StoreError::NotFound("no such child".into()))?;
-            let day = day_in(&tz, now);
-            w.conn.exec(
-                "INSERT INTO screen_time (child_id, day, minutes_used, updated_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (child_id, day) DO UPDATE SET minutes_used = excluded.minutes_used, updated_at = excluded.updated_at",
-                args![child_id, day, minutes, now],
-            )?;
-            let mut alert = false;
-            if let Some(l) = limit {
-                if minutes >= l {
-                    // Conditional: the first report over the limit, on whichever node, wins.
-                    alert = w.conn.exec(
-                        "UPDATE screen_time SET alerted_at = ?3 WHERE child_id = ?1 AND day = ?2 AND alerted_at IS NULL",
-                        args![child_id, day, now],
-                    )? == 1;
-                }
-            }
-            if alert {
-                let limit = limit.unwrap_or(0);
-                let guardians = guardians_of(w.conn, &child_id)?;
-                let data = json!({"childId": child_id, "childName": name, "minutesUsed": minutes, "limit": limit});
-                Self::log_event_for_all(w, &guardians, "screentime:alert", &data, now)?;
-                for g in guardians {
-                    let n = NewNotification {
-                        user_id: g,
-                        kind: "SCREEN_TIME_LIMIT".into(),
-                        title: format!("{name} reached today's screen-time limit"),
-                        message: format!("{name} has used {minutes} of {limit} minutes today."),
-                        metadata: json!({"childId": child_id, "day": day, "minutesUsed": minutes, "limit": limit}),
-                    };
-                    insert_notification(w, n, now)?;
-                }
-            }
-            Ok(ScreenTimeOutcome {
-                day,
-                minutes_used: minutes,
-                limit,
-                alert,
-            })
-        })
-        .await
-    }
-
-    // ---- pairing ------------------------------------------------------------------------
-
     /// Stores a new pairing request. `Conflict` if the code is taken (the caller retries).
     pub async fn create_pairing(&self, p: &Pairing, now: Millis) -> StoreResult<()> {
         let p = p.clone();
@@ -537,17 +292,6 @@ impl Store {
                 args![id],
             )?;
             Ok(())
-        })
-        .await
-    }
-
-    /// Deletes notifications created before `before`.
-    pub async fn prune_notifications(&self, before: Millis) -> StoreResult<u64> {
-        self.write(move |w| {
-            w.conn.exec(
-                "DELETE FROM notifications WHERE created_at < ?1",
-                args![before],
-            )
         })
         .await
     }

@@ -1,8 +1,8 @@
-//! Device presence across nodes.
+//! Device presence across nodes, in Redis.
 //!
 //! Each node knows its own sockets (`Hub` presence entries, which also count a device's
-//! sockets for the per-device limit). With several nodes ([`ClusterPresence`], on Redis),
-//! each node also writes, for every device it holds, an entry with an expiry:
+//! sockets for the per-device limit). With several nodes ([`RedisPresence`]), each node also
+//! writes, for every device it holds, an entry with an expiry:
 //!
 //! - `<prefix>:presence:<device>`: a hash, field = node id, value = the presence JSON with
 //!   its expiry (`e`, ms); the key itself expires too;
@@ -13,20 +13,19 @@
 //! being refreshed: the reaper (every node, every second) removes due entries in one Lua
 //! script — so each is removed by exactly one node — and that node tells the guardians the
 //! device went offline unless another node still holds it.
-//!
-//! On one node there is no Redis and the hub is the whole truth.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::{lookup, publish, Presence};
 use crate::app::App;
-use crate::bus::{room, BusMessage, OutFrame};
-use crate::hub::Presence;
+use crate::hub::{self, Hub};
 use crate::model::{now_ms, Millis};
 
 /// Longest a presence call to Redis may take before it is given up (logged, not fatal).
@@ -71,8 +70,8 @@ struct Entry {
 }
 
 impl Entry {
-    fn presence(self) -> Presence {
-        Presence {
+    fn presence(self) -> hub::Presence {
+        hub::Presence {
             child_id: self.c,
             sockets: 1,
             active_viewing: self.a,
@@ -83,7 +82,8 @@ impl Entry {
 }
 
 /// Presence entries in Redis. See the module doc.
-pub struct ClusterPresence {
+pub struct RedisPresence {
+    hub: Arc<Hub>,
     conn: ConnectionManager,
     node: String,
     prefix: String,
@@ -91,14 +91,15 @@ pub struct ClusterPresence {
     reap: redis::Script,
 }
 
-impl ClusterPresence {
-    /// Connects (Redis must answer at start).
+impl RedisPresence {
+    /// Connects (Redis must answer at start). `hub` is this node's own view, asked first.
     pub async fn connect(
         url: &str,
         prefix: &str,
         node: &str,
         heartbeat_secs: u64,
-    ) -> Result<ClusterPresence, String> {
+        hub: Arc<Hub>,
+    ) -> Result<RedisPresence, String> {
         let client = redis::Client::open(url).map_err(|e| format!("Redis URL: {e}"))?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(REDIS_TIMEOUT)
@@ -111,7 +112,8 @@ impl ClusterPresence {
         .await
         .map_err(|_| "connecting to Redis timed out".to_string())?
         .map_err(|e| format!("connecting to Redis: {e}"))?;
-        Ok(ClusterPresence {
+        Ok(RedisPresence {
+            hub,
             conn,
             node: node.to_string(),
             prefix: prefix.to_string(),
@@ -128,7 +130,7 @@ impl ClusterPresence {
         format!("{}:presence:due", self.prefix)
     }
 
-    fn add_to(&self, pipe: &mut redis::Pipeline, device_id: &str, p: &Presence, now: Millis) {
+    fn add_to(&self, pipe: &mut redis::Pipeline, device_id: &str, p: &hub::Presence, now: Millis) {
         let e = now + self.ttl_ms;
         let entry = Entry {
             c: p.child_id.clone(),
@@ -171,7 +173,7 @@ impl ClusterPresence {
     }
 
     /// This node holds the device (first socket, or a status change).
-    pub async fn put(&self, device_id: &str, p: &Presence) {
+    pub async fn put(&self, device_id: &str, p: &hub::Presence) {
         // MULTI/EXEC: the reaper never sees the hash entry without its due-set member.
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -194,7 +196,7 @@ impl ClusterPresence {
     }
 
     /// Re-writes every entry this node holds with a fresh expiry.
-    pub async fn refresh(&self, local: &[(String, Presence)]) {
+    pub async fn refresh(&self, local: &[(String, hub::Presence)]) {
         let now = now_ms();
         for chunk in local.chunks(500) {
             let mut pipe = redis::pipe();
@@ -207,7 +209,7 @@ impl ClusterPresence {
     }
 
     /// The live presence of each device that any node holds (unexpired entries only).
-    pub async fn get_many(&self, ids: &[String]) -> HashMap<String, Presence> {
+    pub async fn get_many(&self, ids: &[String]) -> HashMap<String, hub::Presence> {
         let mut out = HashMap::new();
         if ids.is_empty() {
             return out;
@@ -240,7 +242,7 @@ impl ClusterPresence {
 
     /// Removes due entries (of dead nodes); returns the devices whose entry this call
     /// removed, with the last presence that entry held.
-    async fn reap(&self) -> Vec<(String, Presence)> {
+    async fn reap(&self) -> Vec<(String, hub::Presence)> {
         let mut conn = self.conn.clone();
         let mut inv = self.reap.key(self.due_key());
         inv.arg(now_ms())
@@ -262,89 +264,59 @@ impl ClusterPresence {
     }
 }
 
-/// The presence of one device: this node's view first, then the cluster's.
-pub async fn lookup(app: &App, device_id: &str) -> Option<Presence> {
-    if let Some(p) = app.hub.presence(device_id) {
-        return Some(p);
-    }
-    let cluster = app.presence.as_ref()?;
-    cluster
-        .get_many(&[device_id.to_string()])
-        .await
-        .remove(device_id)
-}
-
-/// The presence of several devices (those online anywhere).
-pub async fn lookup_many(app: &App, ids: &[String]) -> HashMap<String, Presence> {
-    let mut out = HashMap::new();
-    let mut rest = Vec::new();
-    for id in ids {
-        match app.hub.presence(id) {
-            Some(p) => {
-                out.insert(id.clone(), p);
+impl Presence for RedisPresence {
+    fn lookup<'a>(&'a self, device_id: &'a str) -> BoxFuture<'a, Option<hub::Presence>> {
+        Box::pin(async move {
+            if let Some(p) = self.hub.presence(device_id) {
+                return Some(p);
             }
-            None => rest.push(id.clone()),
-        }
+            self.get_many(&[device_id.to_string()])
+                .await
+                .remove(device_id)
+        })
     }
-    if let Some(cluster) = &app.presence {
-        out.extend(cluster.get_many(&rest).await);
-    }
-    out
-}
 
-/// Sends `device:status` to every guardian of the device's child.
-///
-/// What is published is the presence *after* the guardians were read, not the state the
-/// caller saw: two sockets of one device racing (a quick drop and reconnect) then both
-/// publish the truth, so on one node the last `device:status` a guardian gets is never
-/// stale. Across nodes two such frames may arrive in either order; `lastSeen` tells which is
-/// newer. `fallback` is what is reported when the device is online nowhere.
-pub async fn publish(app: &App, device_id: &str, fallback: &Presence) {
-    let guardians = match app.store.guardians(&fallback.child_id).await {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::warn!(error = %e, "presence: could not read guardians");
-            return;
-        }
-    };
-    let data = match lookup(app, device_id).await {
-        Some(now) => now.frame_data(device_id, true),
-        None => fallback.frame_data(device_id, false),
-    };
-    let f = Arc::new(OutFrame::event("device:status", None, &data));
-    for g in guardians {
-        app.bus
-            .publish(BusMessage::deliver(room::user(&g), f.clone()));
+    fn lookup_many<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, HashMap<String, hub::Presence>> {
+        Box::pin(async move {
+            let mut out = HashMap::new();
+            let mut rest = Vec::new();
+            for id in ids {
+                match self.hub.presence(id) {
+                    Some(p) => {
+                        out.insert(id.clone(), p);
+                    }
+                    None => rest.push(id.clone()),
+                }
+            }
+            out.extend(self.get_many(&rest).await);
+            out
+        })
     }
-}
 
-/// A device's first socket on this node opened, or it reported a new status.
-pub async fn announce(app: &App, device_id: &str, p: &Presence) {
-    if let Some(c) = &app.presence {
-        c.put(device_id, p).await;
+    fn announce<'a>(&'a self, device_id: &'a str, p: &'a hub::Presence) -> BoxFuture<'a, ()> {
+        Box::pin(self.put(device_id, p))
     }
-}
 
-/// A device's last socket on this node closed.
-pub async fn withdraw(app: &App, device_id: &str) {
-    if let Some(c) = &app.presence {
-        c.remove(device_id).await;
+    fn withdraw<'a>(&'a self, device_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(self.remove(device_id))
+    }
+
+    /// Refreshes this node's entries and reaps dead nodes' entries until shutdown.
+    fn maintain(self: Arc<Self>, app: Arc<App>) -> BoxFuture<'static, ()> {
+        Box::pin(maintain(self, app))
     }
 }
 
-/// Cluster only: refreshes this node's entries and reaps dead nodes' entries until shutdown.
-pub async fn maintain(app: Arc<App>) {
-    let Some(cluster) = app.presence.as_ref() else {
-        return;
-    };
+/// Refreshes this node's entries and reaps dead nodes' entries until shutdown.
+async fn maintain(cluster: Arc<RedisPresence>, app: Arc<App>) {
     // Refreshing runs on its own: a long reap (a big node died) must never delay it, or this
     // node's own live entries would come due and be reported offline.
     let refresher = {
-        let app = app.clone();
+        let (app, cluster) = (app.clone(), cluster.clone());
         tokio::spawn(async move {
-            let Some(cluster) = app.presence.as_ref() else {
-                return;
-            };
             let every = Duration::from_millis((app.cfg.heartbeat_secs * 500).max(500));
             let mut refresh = tokio::time::interval(every);
             let mut stop = app.shutdown_signal();

@@ -1,0 +1,493 @@
+//! The SQLite writer: one thread that commits jobs in groups (each job in its own
+//! `SAVEPOINT`), publishes their bus messages after `COMMIT`, and lingers a moment for company
+//! when jobs come fast ([`Arrivals`]); and the checkpoint thread that copies the WAL into the
+//! database off the write path ([`PassGate`] decides when a pass is due).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::db::Db;
+use super::migrate::{migrate, SQLITE_MIGRATIONS};
+use super::write::{Done, WriteJob};
+use super::{StoreOptions, StoreResult};
+use crate::bus::Bus;
+
+/// Jobs taken into one transaction at most.
+const MAX_BATCH: usize = 256;
+/// A batch smaller than this waits [`LINGER`] once for more jobs before committing, when
+/// jobs arrive fast enough that one is expected within it (see [`Arrivals`]).
+const LINGER_BELOW: usize = 16;
+/// How long a small batch waits (adds at most this to a write's latency).
+const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
+/// Over how long the writer measures its arrival rate.
+const ARRIVAL_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How often the SQLite WAL is checkpointed. Small, frequent copies disturb the writer less
+/// than large ones: each pass ends with an fsync of the WAL and of the database, and a
+/// longer one holds the disk longer. At 2,000 commands/s, round-trip p99 was 12–20 ms with
+/// 50 ms, 17–26 ms with 200 ms and 50–76 ms with 1 s (BENCHMARKS.md, fix 14). A pass is
+/// skipped when nothing was committed since the last one and nothing was left to copy.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+/// WAL length (in frames, one page each) past which the writer finishes a checkpoint itself
+/// so that its next transaction starts the WAL over (128 MiB of 4 KiB pages). Each restart
+/// holds the writer for the last copy and two or three fsyncs, 5–40 ms on the benchmark
+/// machine depending on the write load, so it should be rare: at 1,000 commands/s (about
+/// 40 KB of WAL each) this is once every 3 s.
+pub const WAL_RESTART_FRAMES: i64 = 32768;
+/// The WAL file is truncated back to this size when it starts over after a burst.
+const WAL_SIZE_LIMIT: i64 = 256 << 20;
+/// Frames the writer's own catch-up may have left to copy: the checkpoint thread keeps
+/// going until at most this many remain before it asks the writer.
+const CATCH_UP_FRAMES: i64 = 256;
+/// Passes the checkpoint thread makes at most, one after another, to get there.
+const CATCH_UP_PASSES: usize = 8;
+
+/// Opens a connection with the relay's pragmas (WAL, `synchronous`, busy timeout, caches).
+pub(super) fn open_sqlite(
+    path: &str,
+    write: bool,
+    sync: &str,
+) -> Result<rusqlite::Connection, String> {
+    use rusqlite::OpenFlags;
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = rusqlite::Connection::open_with_flags(path, flags)
+        .map_err(|e| format!("opening {path}: {e}"))?;
+    let pragmas = format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; \
+         PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456; \
+         PRAGMA temp_store=MEMORY;"
+    );
+    conn.execute_batch(&pragmas)
+        .map_err(|e| format!("configuring {path}: {e}"))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Opens the writer's connection, migrates, and starts the writer and checkpoint threads.
+/// Returns the checkpoint thread's stop handle (dropping it stops the thread).
+pub(super) fn start(
+    path: &str,
+    sync: &str,
+    opts: &StoreOptions,
+    bus: Arc<dyn Bus>,
+    wrx: mpsc::Receiver<WriteJob>,
+) -> Result<std::sync::mpsc::Sender<()>, String> {
+    let wconn = open_sqlite(path, true, sync)?;
+    migrate(Db::Lite(&wconn), SQLITE_MIGRATIONS)?;
+    // The writer never checkpoints (a checkpoint on the commit path stalls every
+    // write behind it for milliseconds); a thread of its own does, concurrently.
+    wconn
+        .execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={WAL_SIZE_LIMIT}"
+        ))
+        .map_err(|e| format!("configuring {path}: {e}"))?;
+    let cconn = open_sqlite(path, true, sync)?;
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let catch_up = Arc::new(AtomicBool::new(false));
+    let restart_frames = opts.wal_restart_frames.max(1);
+    let every = opts.checkpoint_every;
+    let writer_catch_up = catch_up.clone();
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer_commits = commits.clone();
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            sqlite_checkpoint_loop(cconn, stop_rx, catch_up, commits, restart_frames, every)
+        })
+        .map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || sqlite_writer_loop(wconn, wrx, bus, writer_catch_up, writer_commits))
+        .map_err(|e| e.to_string())?;
+    Ok(stop_tx)
+}
+
+/// Runs a `PASSIVE` checkpoint; returns the WAL's length and how much of it is now copied
+/// (in frames), or `None` on error.
+fn wal_checkpoint(conn: &rusqlite::Connection) -> Option<(i64, i64)> {
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    }) {
+        Ok(frames) => Some(frames),
+        Err(e) => {
+            // At most one warning per 10 s: the checkpoint thread retries every 50 ms.
+            static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+            let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+                *last = Some(std::time::Instant::now());
+                tracing::warn!(error = %e, "store: WAL checkpoint failed");
+            }
+            None
+        }
+    }
+}
+
+/// Copies committed WAL pages into the database file off the write path (`PASSIVE`: never
+/// waits for the writer or readers), until the store is dropped.
+///
+/// A passive checkpoint alone never lets the WAL start over under a steady write load: by
+/// the time it has copied what it saw, the writer has appended more, and SQLite rewinds the
+/// WAL only when a write begins with every frame copied. Without help the WAL grew by
+/// ~90 MB/s at 2,000 commands/s and never shrank. So once the WAL is past
+/// [`WAL_RESTART_FRAMES`], this thread makes passes until at most [`CATCH_UP_FRAMES`] are
+/// left to copy, then raises `catch_up`; the writer runs one more passive checkpoint
+/// between two batches (those frames plus at most one batch's pages, then two or three
+/// fsyncs) and its next transaction rewinds the WAL. A reader still in an old snapshot only
+/// puts the rewind off to a later cycle.
+fn sqlite_checkpoint_loop(
+    conn: rusqlite::Connection,
+    stop: std::sync::mpsc::Receiver<()>,
+    catch_up: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
+    restart_frames: i64,
+    every: std::time::Duration,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut gate = PassGate::new();
+    loop {
+        match stop.recv_timeout(every) {
+            Err(RecvTimeoutError::Timeout) => {
+                if !gate.due(commits.load(Ordering::Relaxed)) {
+                    continue;
+                }
+                let mut passes = 0;
+                while let Some((frames, copied)) = wal_checkpoint(&conn) {
+                    passes += 1;
+                    gate.copied(frames, copied);
+                    if frames < restart_frames {
+                        break;
+                    }
+                    if frames - copied <= CATCH_UP_FRAMES {
+                        catch_up.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    if passes >= CATCH_UP_PASSES {
+                        break;
+                    }
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Whether the checkpoint thread's next tick should make a pass: only after a commit, or
+/// when the last pass left frames to copy or failed, so an idle relay does not pay for a
+/// pass every 50 ms.
+struct PassGate {
+    seen: u64,
+    left: bool,
+}
+
+impl PassGate {
+    fn new() -> PassGate {
+        // The first tick always runs (a WAL may be left from an earlier process).
+        PassGate {
+            seen: u64::MAX,
+            left: false,
+        }
+    }
+
+    /// Given the writer's commit count; when it says yes, the pass is assumed to fail
+    /// until [`PassGate::copied`] says otherwise.
+    fn due(&mut self, commits: u64) -> bool {
+        if commits == self.seen && !self.left {
+            return false;
+        }
+        self.seen = commits;
+        self.left = true;
+        true
+    }
+
+    /// What a pass found: the WAL's length and how much of it is copied, in frames.
+    fn copied(&mut self, frames: i64, copied: i64) {
+        self.left = copied < frames;
+    }
+}
+
+fn sqlite_writer_loop(
+    conn: rusqlite::Connection,
+    mut rx: mpsc::Receiver<WriteJob>,
+    bus: Arc<dyn Bus>,
+    wal_catch_up: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
+) {
+    let db = Db::Lite(&conn);
+    // The statements every batch runs, prepared once (`execute_batch` would parse them anew
+    // each time: a few percent of the writer's CPU).
+    let run = |sql: &str| -> StoreResult<()> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
+    let mut arrivals = Arrivals::new();
+    while let Some(first) = rx.blocking_recv() {
+        if wal_catch_up.swap(false, Ordering::Relaxed) {
+            // See `sqlite_checkpoint_loop`: with every frame copied, this batch rewinds the WAL.
+            wal_checkpoint(&conn);
+        }
+        batch.push(first);
+        drain_into(&mut rx, &mut batch);
+        if batch.len() < LINGER_BELOW && arrivals.busy() {
+            // A commit costs about the same for one job or many: wait a moment for company.
+            std::thread::sleep(LINGER);
+            drain_into(&mut rx, &mut batch);
+        }
+        arrivals.count(batch.len());
+        let mut dones = Vec::with_capacity(batch.len());
+        if let Err(e) = run("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "store: BEGIN failed");
+            for job in batch.drain(..) {
+                let done = job_failed_before_run(job, db);
+                (done.reply)(Some(msg.clone()));
+            }
+            if !conn.is_autocommit() {
+                // A transaction left open (a COMMIT and its ROLLBACK both failed) would make
+                // every later BEGIN fail too.
+                let _ = db.batch("ROLLBACK");
+            }
+            continue;
+        }
+        for job in batch.drain(..) {
+            let _ = run("SAVEPOINT job");
+            let done = job(db);
+            if done.failed {
+                let _ = db.batch("ROLLBACK TO job; RELEASE job");
+            } else {
+                let _ = run("RELEASE job");
+            }
+            dones.push(done);
+        }
+        metrics::counter!("safestream_store_commits_total").increment(1);
+        metrics::counter!("safestream_store_jobs_total").increment(dones.len() as u64);
+        match run("COMMIT") {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for d in dones {
+                    for m in d.msgs {
+                        bus.publish(m);
+                    }
+                    (d.reply)(None);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "store: COMMIT failed; the batch was rolled back");
+                let _ = db.batch("ROLLBACK");
+                for d in dones {
+                    (d.reply)(Some(msg.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The SQLite writer's recent arrival rate, which decides whether a small batch lingers.
+///
+/// Lingering pays when another job is likely to arrive within [`LINGER`] (at least one per
+/// `LINGER` on average, 4,000 jobs/s): commits are then shared and the writer spends less
+/// per job. Below that rate a linger mostly adds its whole length to each write (a command
+/// waits for two writes) and saves little: at 1,000 commands/s (3,000 jobs/s) lingering
+/// raised the round trip's p50 from 0.7–0.9 to 1.5–1.8 ms for the same CPU, while at
+/// 2,000/s not lingering cost ~15 % more CPU per command (BENCHMARKS.md, fix 15).
+struct Arrivals {
+    since: std::time::Instant,
+    jobs: usize,
+    busy: bool,
+}
+
+impl Arrivals {
+    fn new() -> Arrivals {
+        Arrivals {
+            since: std::time::Instant::now(),
+            jobs: 0,
+            busy: false,
+        }
+    }
+
+    /// Whether the last full window saw at least one job per [`LINGER`].
+    fn busy(&self) -> bool {
+        self.busy
+    }
+
+    /// Counts `n` jobs taken; closes the window when it is over.
+    fn count(&mut self, n: usize) {
+        self.jobs += n;
+        let elapsed = self.since.elapsed();
+        if elapsed >= ARRIVAL_WINDOW {
+            // jobs / elapsed >= 1 / LINGER
+            self.busy = self.jobs as u128 * LINGER.as_nanos() >= elapsed.as_nanos();
+            self.jobs = 0;
+            self.since = std::time::Instant::now();
+        }
+    }
+}
+
+fn drain_into(rx: &mut mpsc::Receiver<WriteJob>, batch: &mut Vec<WriteJob>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
+        }
+    }
+}
+
+/// When the transaction cannot even begin, a job still has to answer: run it inside a
+/// savepoint that is always rolled back, and report the error.
+fn job_failed_before_run(job: WriteJob, db: Db<'_>) -> Done {
+    let _ = db.batch("SAVEPOINT doomed");
+    let done = job(db);
+    let _ = db.batch("ROLLBACK TO doomed; RELEASE doomed");
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::db::args;
+    use crate::store::{NullBus, Store, StoreError};
+
+    #[test]
+    fn checkpoint_passes_run_after_commits_and_until_the_wal_is_copied() {
+        let mut g = PassGate::new();
+        assert!(g.due(0), "the first tick runs");
+        g.copied(10, 10);
+        assert!(!g.due(0), "nothing committed, nothing left: skipped");
+        assert!(g.due(1), "a commit since");
+        g.copied(20, 15);
+        assert!(g.due(1), "frames left to copy: runs again without a commit");
+        // A failed pass (no `copied`) is tried again on the next tick.
+        assert!(g.due(1));
+        g.copied(20, 20);
+        assert!(!g.due(1));
+    }
+
+    #[test]
+    fn the_writer_lingers_only_when_jobs_come_at_least_one_per_linger() {
+        let mut a = Arrivals::new();
+        assert!(!a.busy(), "a fresh writer does not linger");
+        // 100 jobs in a window of at least 100 ms: at most 1,000/s, below one per 250 µs.
+        a.since -= ARRIVAL_WINDOW;
+        a.count(100);
+        assert!(!a.busy());
+        // 1,000 jobs in about 100 ms: ~10,000/s.
+        a.since -= ARRIVAL_WINDOW;
+        a.count(1000);
+        assert!(a.busy());
+        // Within a window nothing changes; a quiet window turns it off again.
+        a.count(1);
+        assert!(a.busy());
+        a.since -= ARRIVAL_WINDOW * 10;
+        a.count(1);
+        assert!(!a.busy());
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_rolls_back_alone_in_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let opts = StoreOptions::default();
+        let store = Arc::new(
+            Store::open(db.to_str().unwrap(), &opts, Arc::new(NullBus))
+                .await
+                .unwrap(),
+        );
+        let mut tasks = vec![];
+        for i in 0..50 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.write(move |w| {
+                    w.conn.exec(
+                        "INSERT INTO meta (key, value) VALUES (?1, 'x')",
+                        args![format!("k{i}")],
+                    )?;
+                    if i % 2 == 1 {
+                        return Err(StoreError::Conflict("odd".into()));
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap().is_ok(), i % 2 == 0);
+        }
+        let n: i64 = store
+            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key LIKE 'k%'", args![]))
+            .await
+            .unwrap();
+        assert_eq!(n, 25, "only the successful jobs' writes remain");
+    }
+
+    /// Under a steady write load the WAL starts over instead of growing with every write
+    /// (a passive checkpoint alone never lets it: this test fails without the catch-up).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_a_steady_load() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let opts = StoreOptions {
+            wal_restart_frames: 64,
+            checkpoint_every: std::time::Duration::from_millis(10),
+            ..StoreOptions::default()
+        };
+        let store = Arc::new(
+            Store::open(db.to_str().unwrap(), &opts, Arc::new(NullBus))
+                .await
+                .unwrap(),
+        );
+        let wal = dir.path().join("t.db-wal");
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let (wal, sampling) = (wal.clone(), sampling.clone());
+            tokio::spawn(async move {
+                let mut biggest = 0u64;
+                while sampling.load(Ordering::Relaxed) {
+                    biggest = biggest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                biggest
+            })
+        };
+        // 3,000 rows of 4 KB, 32 writes always in flight (no idle moment in which a passive
+        // checkpoint could catch up by itself): 12 MB of WAL if it never started over.
+        let blob = "x".repeat(4000);
+        let results: Vec<StoreResult<u64>> = futures_util::stream::iter(0..3000)
+            .map(|i| {
+                let (s, blob) = (store.clone(), blob.clone());
+                async move {
+                    s.write(move |w| {
+                        w.conn.exec(
+                            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                            args![format!("w{i}"), blob],
+                        )
+                    })
+                    .await
+                }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        sampling.store(false, Ordering::Relaxed);
+        let biggest = sampler.await.unwrap();
+        assert!(results.iter().all(|r| r.is_ok()));
+        let n: i64 = store
+            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key LIKE 'w%'", args![]))
+            .await
+            .unwrap();
+        assert_eq!(n, 3000);
+        assert!(
+            biggest < 6 << 20,
+            "the WAL grew to {biggest} bytes: it never started over"
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! The device session: checking and registering the device, presence (announce, withdraw,
+//! `device:status` to guardians), pending commands at connect, and recording delivery.
+
+use std::sync::Arc;
+
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::dispatch::{Handled, Session, Who};
+use super::frames::{close, error_frame, frame, send, SEND_TIMEOUT};
+use super::WebSocket;
+use crate::app::App;
+use crate::bus::room;
+use crate::hub::{Conn, Role, CLOSE_FORBIDDEN, CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED};
+use crate::model::now_ms;
+
+/// Pending commands read from the database at a time when a device connects.
+const PENDING_PAGE: i64 = 200;
+/// Largest `currentVideo`, serialized.
+const MAX_VIDEO_BYTES: usize = 2048;
+
+/// A device socket, from authentication to the end. This future lives as long as the
+/// socket, so it holds only what the steady state needs; the start and the end are separate
+/// boxed futures that exist only while they run (memory per idle socket, BENCHMARKS.md).
+pub(super) async fn device_session(
+    app: Arc<App>,
+    mut ws: Box<WebSocket>,
+    device_id: String,
+    child_id: String,
+) {
+    let Some((conn, mut s, live)) =
+        Box::pin(device_open(&app, &mut ws, &device_id, &child_id)).await
+    else {
+        return;
+    };
+    if live {
+        s.run(&mut ws).await;
+    }
+    drop(s);
+    Box::pin(device_close(&app, &conn, &device_id, &child_id)).await;
+}
+
+/// Checks the device, registers its socket, tells guardians it is online and sends its
+/// pending commands. `None` when it was refused before registering (socket closed);
+/// otherwise the socket's shared half, its session, and whether the session should run (it
+/// was registered, so [`device_close`] must follow either way).
+async fn device_open<'a>(
+    app: &'a Arc<App>,
+    ws: &mut WebSocket,
+    device_id: &str,
+    child_id: &str,
+) -> Option<(Arc<Conn>, Session<'a>, bool)> {
+    match app.store.device_auth(device_id).await {
+        Ok(Some(d)) if d.revoked => {
+            close(ws, CLOSE_FORBIDDEN, "device revoked").await;
+            return None;
+        }
+        Ok(Some(d)) if d.child_id == child_id => {}
+        Ok(_) => {
+            close(ws, CLOSE_UNAUTHORIZED, "unknown device").await;
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "device lookup failed");
+            close(ws, 1011, "internal error").await;
+            return None;
+        }
+    }
+    let max = app.cfg.max_conn_per_device;
+    let Ok(first) = app.hub.device_up(device_id, child_id, now_ms(), max) else {
+        close(ws, CLOSE_RATE_LIMITED, "too many sockets for this device").await;
+        return None;
+    };
+    let identity = room::device(device_id);
+    // The room names are rebuilt to leave (not kept for the socket's lifetime: memory).
+    let conn = app
+        .hub
+        .register(Role::Device, &[identity.clone(), room::child(child_id)]);
+    let who = Who::Device {
+        device_id: device_id.to_string(),
+        child_id: child_id.to_string(),
+    };
+    let mut s = Session::new(app, conn.clone(), who, identity);
+    // A revocation that committed between the check above and `register` found no socket
+    // to close: look again now that this one is reachable.
+    match app.store.device_auth(device_id).await {
+        Ok(Some(d)) if !d.revoked => {}
+        Ok(_) => {
+            close(ws, CLOSE_FORBIDDEN, "device revoked").await;
+            return Some((conn, s, false));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "device lookup failed");
+            close(ws, 1011, "internal error").await;
+            return Some((conn, s, false));
+        }
+    }
+    if let Some(p) = first {
+        app.presence.announce(device_id, &p).await;
+        Box::pin(crate::presence::publish(app, device_id, &p)).await;
+    }
+    let live = Box::pin(s.device_start(ws)).await;
+    Some((conn, s, live))
+}
+
+/// The socket ended: leave the rooms; if it was the device's last socket here, withdraw its
+/// presence, tell guardians and record when it was last seen.
+async fn device_close(app: &App, conn: &Arc<Conn>, device_id: &str, child_id: &str) {
+    app.hub
+        .unregister(conn, &[room::device(device_id), room::child(child_id)]);
+    let now = now_ms();
+    if let Some(p) = app.hub.device_down(device_id, now) {
+        app.presence.withdraw(device_id).await;
+        Box::pin(crate::presence::publish(app, device_id, &p)).await;
+        if let Err(e) = app.store.set_last_seen(device_id, now).await {
+            tracing::warn!(error = %e, "could not record last_seen");
+        }
+    }
+}
+
+impl Session<'_> {
+    /// A device session's `(device id, child id)`; `None` for a parent.
+    fn device_ids(&self) -> Option<(String, String)> {
+        match &self.who {
+            Who::Device {
+                device_id,
+                child_id,
+            } => Some((device_id.clone(), child_id.clone())),
+            Who::Parent { .. } => None,
+        }
+    }
+
+    /// `ready`, then every pending unexpired command. False if the socket is gone.
+    async fn device_start(&mut self, ws: &mut WebSocket) -> bool {
+        let Some((device_id, child_id)) = self.device_ids() else {
+            return false;
+        };
+        let ready = json!({
+            "role": "device", "deviceId": device_id, "childId": child_id,
+            "heartbeatSec": self.app.cfg.heartbeat_secs,
+        });
+        if !send(ws, frame("ready", ready)).await {
+            return false;
+        }
+        self.send_pending(ws).await
+    }
+
+    /// Writes every open, unexpired command for this device from the database (at connect,
+    /// and again when the bus may have lost some). False if the socket is gone.
+    pub(super) async fn send_pending(&mut self, ws: &mut WebSocket) -> bool {
+        let Some((device_id, child_id)) = self.device_ids() else {
+            return false;
+        };
+        let mut ids = self.sent_at_connect.take().unwrap_or_default();
+        let mut after = None;
+        loop {
+            let now = now_ms();
+            let page = match self
+                .app
+                .store
+                .pending_for_device(&device_id, &child_id, now, after.clone(), PENDING_PAGE)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading pending commands");
+                    close(ws, 1011, "internal error").await;
+                    return false;
+                }
+            };
+            let short = (page.len() as i64) < PENDING_PAGE;
+            for c in &page {
+                let f = crate::store::device_frame(c);
+                if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(f.text.clone())))
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
+                    return false;
+                }
+                ids.insert(c.id.clone());
+            }
+            if !matches!(
+                tokio::time::timeout(SEND_TIMEOUT, ws.flush()).await,
+                Ok(Ok(()))
+            ) {
+                return false;
+            }
+            if let Some(last) = page.last() {
+                after = Some((last.created_at, last.id.clone()));
+            }
+            self.record_delivery(page.into_iter().map(|c| c.id).collect(), now);
+            if short {
+                break;
+            }
+        }
+        self.sent_at_connect = Some(ids);
+        true
+    }
+
+    /// Records (in the background) that these commands were written to this device.
+    pub(super) fn record_delivery(&self, ids: Vec<String>, now: i64) {
+        let Who::Device { device_id, .. } = &self.who else {
+            return;
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let store = self.app.store.clone();
+        let device_id = device_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.mark_delivered(ids, &device_id, now).await {
+                tracing::warn!(error = %e, "could not record delivery");
+            }
+        });
+    }
+
+    pub(super) fn device_status(&mut self, data: &Value) -> Handled {
+        let Who::Device { device_id, .. } = &self.who else {
+            return Handled::Reply(error_frame(
+                "forbidden",
+                "only a device reports device:status",
+            ));
+        };
+        if !matches!(data, Value::Null | Value::Object(_)) {
+            return Handled::Bad(error_frame(
+                "bad_frame",
+                "device:status data must be an object",
+            ));
+        }
+        let active = match data.get("activeViewing") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Handled::Bad(error_frame("bad_frame", "activeViewing must be a boolean"))
+            }
+        };
+        let video = data.get("currentVideo").cloned().unwrap_or(Value::Null);
+        let ok_shape = matches!(video, Value::Null | Value::String(_) | Value::Object(_));
+        if !ok_shape || video.to_string().len() > MAX_VIDEO_BYTES {
+            return Handled::Bad(error_frame(
+                "bad_frame",
+                "currentVideo must be null, a string or an object of at most 2 KiB",
+            ));
+        }
+        match self
+            .app
+            .hub
+            .device_status(device_id, active, video, now_ms())
+        {
+            Some(p) => Handled::Presence(p),
+            None => Handled::Nothing,
+        }
+    }
+}
