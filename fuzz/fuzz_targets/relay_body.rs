@@ -1,10 +1,24 @@
 //! The relay's REST body decoding and validation: every JSON-body endpoint, called
 //! in-process through the real router with a caller allowed to use it, with arbitrary
 //! bytes as the body and a chosen `Content-Type`. No input may panic or answer 500, and
-//! every refusal is the documented JSON error shape with a documented status.
+//! every refusal is the documented JSON error shape with a documented status. The same
+//! body also goes straight to the `wire` crate's typed parser for that endpoint: whatever it
+//! accepts must serialize back to JSON that parses to the same request.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wire::rest::{
+    AckCommand, ApprovePairing, ClaimPairing, CreateCommand, CreateDevice, CreateNotification,
+    CreatePairing, FromBody, Publish, PutChild, RestrictedAttempt, ScreenTimeReport,
+};
+
+/// `T` accepts `v` only if it accepts its own serialization as the same value.
+fn round_trip<T: FromBody + serde::Serialize + PartialEq + std::fmt::Debug>(v: &serde_json::Value) {
+    if let Ok(t) = T::from_body(v) {
+        let again = serde_json::to_value(&t).expect("a typed body serializes");
+        assert_eq!(T::from_body(&again).as_ref(), Ok(&t), "{again}");
+    }
+}
 
 mod common;
 
@@ -16,6 +30,22 @@ fuzz_target!(|data: &[u8]| {
     }
     let w = common::world();
     let (sel, ct, body) = (data[0], data[1], data[2..].to_vec());
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+        match sel % 13 {
+            0 | 1 => round_trip::<PutChild>(&v),
+            2 => round_trip::<CreateDevice>(&v),
+            3 => round_trip::<CreateCommand>(&v),
+            4 => round_trip::<AckCommand>(&v),
+            5 => round_trip::<CreateNotification>(&v),
+            6 => round_trip::<ScreenTimeReport>(&v),
+            7 => round_trip::<RestrictedAttempt>(&v),
+            8 => round_trip::<Publish>(&v),
+            9 => round_trip::<CreatePairing>(&v),
+            10 => round_trip::<ClaimPairing>(&v),
+            11 => round_trip::<ApprovePairing>(&v),
+            _ => {}
+        }
+    }
     let cmd = format!("/api/dashboard/remote-control/{}", w.command);
     let approve = format!("/api/pairing/{}/approve", w.pairing);
     let reject = format!("/api/pairing/{}/reject", w.pairing);
