@@ -29,19 +29,19 @@ use crate::message::{room, BusMessage, OutFrame};
 use crate::model::Millis;
 
 /// Close code: token missing/invalid/expired.
-pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+pub const CLOSE_UNAUTHORIZED: u16 = wire::close::UNAUTHORIZED;
 /// Close code: forbidden (revoked device, identity change).
-pub const CLOSE_FORBIDDEN: u16 = 4403;
+pub const CLOSE_FORBIDDEN: u16 = wire::close::FORBIDDEN;
 /// Close code: no auth in time, or heartbeat timeout.
-pub const CLOSE_TIMEOUT: u16 = 4408;
+pub const CLOSE_TIMEOUT: u16 = wire::close::TIMEOUT;
 /// Close code: protocol violation.
-pub const CLOSE_PROTOCOL: u16 = 4400;
+pub const CLOSE_PROTOCOL: u16 = wire::close::PROTOCOL;
 /// Close code: too many connections or frames.
-pub const CLOSE_RATE_LIMITED: u16 = 4429;
+pub const CLOSE_RATE_LIMITED: u16 = wire::close::TOO_MANY;
 /// Close code: the send queue overflowed.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4509;
+pub const CLOSE_SLOW_CONSUMER: u16 = wire::close::SLOW_CONSUMER;
 /// Close code: the relay is shutting down.
-pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_GOING_AWAY: u16 = wire::close::GOING_AWAY;
 
 /// Who is on the other end of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,7 @@ pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use wire::event;
 
 use futures_util::future::BoxFuture;
 
@@ -126,7 +127,7 @@ pub async fn publish(app: &App, device_id: &str, fallback: &hub::Presence) {
         Some(now) => now.frame_data(device_id, true),
         None => fallback.frame_data(device_id, false),
     };
-    let f = Arc::new(OutFrame::event("device:status", None, &data));
+    let f = Arc::new(OutFrame::event(event::DEVICE_STATUS, None, &data));
     for g in guardians {
         app.bus
             .publish(BusMessage::deliver(room::user(&g), f.clone()));

@@ -2,6 +2,7 @@
 //! newest first, marking them read, pruning them.
 
 use serde_json::Value;
+use wire::event;
 
 use super::db::{args, Row};
 use super::registry::guardians_of;
@@ -73,7 +74,7 @@ pub(super) fn insert_notification(
         ],
     )?;
     let data = serde_json::to_value(&notif).unwrap_or(Value::Null);
-    Store::log_event(w, &notif.user_id, "notification:new", &data, now)?;
+    Store::log_event(w, &notif.user_id, event::NOTIFICATION_NEW, &data, now)?;
     Ok(notif)
 }
 

@@ -1,6 +1,7 @@
 //! Screen time: a child's minutes for the day, and the day's alert (once) to its guardians.
 
 use serde_json::json;
+use wire::event;
 
 use super::db::args;
 use super::notifications::{insert_notification, NewNotification};
@@ -59,7 +60,7 @@ impl Store {
                 let limit = limit.unwrap_or(0);
                 let guardians = guardians_of(w.conn, &child_id)?;
                 let data = json!({"childId": child_id, "childName": name, "minutesUsed": minutes, "limit": limit});
-                Self::log_event_for_all(w, &guardians, "screentime:alert", &data, now)?;
+                Self::log_event_for_all(w, &guardians, event::SCREENTIME_ALERT, &data, now)?;
                 for g in guardians {
                     let n = NewNotification {
                         user_id: g,

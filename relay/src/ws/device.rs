@@ -2,9 +2,10 @@
 //! `device:status` to guardians), pending commands at connect, and recording delivery.
 
 use std::sync::Arc;
+use wire::event;
 
 use futures_util::SinkExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::dispatch::{Handled, Session, Who};
@@ -63,7 +64,7 @@ async fn device_open<'a>(
         }
         Err(e) => {
             tracing::error!(error = %e, "device lookup failed");
-            close(ws, 1011, "internal error").await;
+            close(ws, wire::close::INTERNAL, "internal error").await;
             return None;
         }
     }
@@ -92,7 +93,7 @@ async fn device_open<'a>(
         }
         Err(e) => {
             tracing::error!(error = %e, "device lookup failed");
-            close(ws, 1011, "internal error").await;
+            close(ws, wire::close::INTERNAL, "internal error").await;
             return Some((conn, s, false));
         }
     }
@@ -136,11 +137,13 @@ impl Session<'_> {
         let Some((device_id, child_id)) = self.device_ids() else {
             return false;
         };
-        let ready = json!({
-            "role": "device", "deviceId": device_id, "childId": child_id,
-            "heartbeatSec": self.app.cfg.heartbeat_secs,
-        });
-        if !send(ws, frame("ready", ready)).await {
+        let ready = wire::frame::DeviceReady {
+            role: "device".into(),
+            device_id: device_id.to_string(),
+            child_id: child_id.to_string(),
+            heartbeat_sec: self.app.cfg.heartbeat_secs,
+        };
+        if !send(ws, frame(event::READY, ready)).await {
             return false;
         }
         self.send_pending(ws).await
@@ -165,7 +168,7 @@ impl Session<'_> {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "reading pending commands");
-                    close(ws, 1011, "internal error").await;
+                    close(ws, wire::close::INTERNAL, "internal error").await;
                     return false;
                 }
             };
@@ -218,13 +221,13 @@ impl Session<'_> {
     pub(super) fn device_status(&mut self, data: &Value) -> Handled {
         let Who::Device { device_id, .. } = &self.who else {
             return Handled::Reply(error_frame(
-                "forbidden",
+                wire::error::frame::FORBIDDEN,
                 "only a device reports device:status",
             ));
         };
         if !matches!(data, Value::Null | Value::Object(_)) {
             return Handled::Bad(error_frame(
-                "bad_frame",
+                wire::error::frame::BAD_FRAME,
                 "device:status data must be an object",
             ));
         }
@@ -232,14 +235,17 @@ impl Session<'_> {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                return Handled::Bad(error_frame("bad_frame", "activeViewing must be a boolean"))
+                return Handled::Bad(error_frame(
+                    wire::error::frame::BAD_FRAME,
+                    "activeViewing must be a boolean",
+                ))
             }
         };
         let video = data.get("currentVideo").cloned().unwrap_or(Value::Null);
         let ok_shape = matches!(video, Value::Null | Value::String(_) | Value::Object(_));
         if !ok_shape || video.to_string().len() > MAX_VIDEO_BYTES {
             return Handled::Bad(error_frame(
-                "bad_frame",
+                wire::error::frame::BAD_FRAME,
                 "currentVideo must be null, a string or an object of at most 2 KiB",
             ));
         }

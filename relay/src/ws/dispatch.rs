@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use wire::event;
 
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::frames::{
@@ -120,7 +121,10 @@ impl<'a> Session<'a> {
                     return self.dropped != 1
                         || send(
                             ws,
-                            error_frame("rate_limited", "too many frames; slow down"),
+                            error_frame(
+                                wire::error::frame::RATE_LIMITED,
+                                "too many frames; slow down",
+                            ),
                         )
                         .await;
                 }
@@ -159,7 +163,7 @@ impl<'a> Session<'a> {
             Some(Ok(Message::Close(_))) | None => false,
             Some(Ok(Message::Frame(_))) => true,
             Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
-                close(ws, 1009, "frame too large").await;
+                close(ws, wire::close::TOO_BIG, "frame too large").await;
                 false
             }
             Some(Err(_)) => false,
@@ -242,30 +246,36 @@ impl<'a> Session<'a> {
             Ok(f) => f,
             Err(_) => {
                 return Handled::Bad(error_frame(
-                    "bad_frame",
+                    wire::error::frame::BAD_FRAME,
                     "frames are JSON objects {\"event\", \"data\"}",
                 ))
             }
         };
         match f.event.as_str() {
-            "auth" => Handled::Bad(error_frame("bad_frame", "already authenticated")),
-            "auth:refresh" => self.refresh(&f.data),
-            "device:status" => self.device_status(&f.data),
-            "heartbeat" => {
+            event::AUTH => Handled::Bad(error_frame(
+                wire::error::frame::BAD_FRAME,
+                "already authenticated",
+            )),
+            event::AUTH_REFRESH => self.refresh(&f.data),
+            event::DEVICE_STATUS => self.device_status(&f.data),
+            event::HEARTBEAT => {
                 let min = self.app.cfg.heartbeat_secs;
                 match f.data.get("intervalSec").and_then(Value::as_u64) {
                     Some(n) if n >= min && n <= 600 => {
                         self.conn.set_interval(&self.app.hub, n * 1000);
-                        Handled::Reply(frame("heartbeat", json!({"intervalSec": n})))
+                        Handled::Reply(frame(
+                            event::HEARTBEAT,
+                            wire::frame::Heartbeat { interval_sec: n },
+                        ))
                     }
                     _ => Handled::Bad(error_frame(
-                        "bad_frame",
+                        wire::error::frame::BAD_FRAME,
                         &format!("heartbeat.intervalSec must be an integer from {min} to 600"),
                     )),
                 }
             }
-            "ping" => Handled::Reply(frame("pong", f.data)),
-            _ => Handled::Bad(error_frame("bad_frame", "unknown event")),
+            event::PING => Handled::Reply(frame(event::PONG, f.data)),
+            _ => Handled::Bad(error_frame(wire::error::frame::BAD_FRAME, "unknown event")),
         }
     }
 }

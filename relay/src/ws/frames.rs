@@ -2,10 +2,10 @@
 //! their metric labels, and the per-socket limits on frame rate and malformed frames.
 
 use std::time::Duration;
+use wire::event;
 
 use futures_util::SinkExt;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -26,23 +26,25 @@ pub(super) const FRAME_WINDOW: Duration = Duration::from_secs(10);
 pub(super) const MAX_BAD_FRAMES: u32 = 50;
 
 /// The client's frame shape.
-#[derive(Deserialize)]
-pub(super) struct ClientFrame {
-    pub(super) event: String,
-    #[serde(default)]
-    pub(super) data: Value,
-}
+/// A client frame: the wire envelope with data still untyped (each event types its own).
+pub(super) type ClientFrame = wire::Frame<Value>;
 
 pub(super) fn error_frame(code: &str, message: &str) -> Message {
     Message::Text(Utf8Bytes::from(
-        json!({"event": "error", "data": {"code": code, "message": message}}).to_string(),
+        wire::Frame::new(
+            event::ERROR,
+            wire::frame::ErrorData {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+        )
+        .to_json(),
     ))
 }
 
-pub(super) fn frame(event: &str, data: Value) -> Message {
-    Message::Text(Utf8Bytes::from(
-        json!({"event": event, "data": data}).to_string(),
-    ))
+/// A server frame `{"event", "data"}` with typed (or untyped) data.
+pub(super) fn frame<D: serde::Serialize>(event: &str, data: D) -> Message {
+    Message::Text(Utf8Bytes::from(wire::Frame::new(event, data).to_json()))
 }
 
 /// A boxed future: call sites keep only a pointer in their state machines, which keeps the

@@ -3,9 +3,11 @@
 //! lost messages.
 
 use std::sync::Arc;
+use wire::event;
+use wire::frame::{ParentReady, Resync};
 
 use futures_util::SinkExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::dispatch::{Session, Who};
@@ -74,7 +76,7 @@ impl Session<'_> {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reading event positions");
-                close(ws, 1011, "internal error").await;
+                close(ws, wire::close::INTERNAL, "internal error").await;
                 return false;
             }
         };
@@ -97,18 +99,21 @@ impl Session<'_> {
                 }
             }
         }
-        let ready = json!({
-            "role": "parent", "userId": user_id, "heartbeatSec": self.app.cfg.heartbeat_secs,
-            "seq": newest, "resumed": last_seq.is_some() && !resync,
-        });
-        if !send(ws, frame("ready", ready)).await {
+        let ready = ParentReady {
+            role: "parent".into(),
+            user_id: user_id.to_string(),
+            heartbeat_sec: self.app.cfg.heartbeat_secs,
+            seq: newest,
+            resumed: last_seq.is_some() && !resync,
+        };
+        if !send(ws, frame(event::READY, ready)).await {
             return false;
         }
         self.last_seq = newest;
         self.conn.set_sent_seq(newest);
         if resync {
-            let why = json!({"reason": "history_gap", "seq": newest});
-            return send(ws, frame("resync", why)).await;
+            let why = history_gap(newest);
+            return send(ws, frame(event::RESYNC, why)).await;
         }
         let Some(after) = last_seq else {
             return true;
@@ -143,8 +148,8 @@ impl Session<'_> {
                 }
                 if ev.seq > self.last_seq + 1 {
                     // Events in between are gone (pruned while we read): say so, go on.
-                    let why = json!({"reason": "history_gap", "seq": ev.seq - 1});
-                    if !send(ws, frame("resync", why)).await {
+                    let why = history_gap(ev.seq - 1);
+                    if !send(ws, frame(event::RESYNC, why)).await {
                         return Err(ReplayError::Socket);
                     }
                 }
@@ -189,8 +194,8 @@ impl Session<'_> {
                 }
                 if s > self.last_seq + 1 {
                     if s - self.last_seq - 1 > MAX_REPLAY {
-                        let why = json!({"reason": "history_gap", "seq": s - 1});
-                        if !send(ws, frame("resync", why)).await {
+                        let why = history_gap(s - 1);
+                        if !send(ws, frame(event::RESYNC, why)).await {
                             return false;
                         }
                         self.last_seq = s - 1;
@@ -200,7 +205,7 @@ impl Session<'_> {
                         Err(ReplayError::Socket) => return false,
                         Err(ReplayError::Db(e)) => {
                             tracing::error!(error = %e, "reading events to fill a gap");
-                            close(ws, 1011, "internal error").await;
+                            close(ws, wire::close::INTERNAL, "internal error").await;
                             return false;
                         }
                     }
@@ -251,10 +256,10 @@ impl Session<'_> {
                         Ok((n, _)) => n,
                         Err(_) => self.last_seq,
                     };
-                    let why = json!({"reason": "history_gap", "seq": newest});
+                    let why = history_gap(newest);
                     self.last_seq = newest;
                     self.conn.set_sent_seq(newest);
-                    return send(ws, frame("resync", why)).await;
+                    return send(ws, frame(event::RESYNC, why)).await;
                 }
                 self.replay_rest(ws, "catch-up").await
             }
@@ -269,9 +274,17 @@ impl Session<'_> {
             Err(ReplayError::Socket) => false,
             Err(ReplayError::Db(e)) => {
                 tracing::error!(error = %e, why, "reading events to replay");
-                close(ws, 1011, "internal error").await;
+                close(ws, wire::close::INTERNAL, "internal error").await;
                 false
             }
         }
+    }
+}
+
+/// `resync` data: the replay cannot be proven complete; continue from `seq`.
+fn history_gap(seq: i64) -> Resync {
+    Resync {
+        reason: "history_gap".into(),
+        seq,
     }
 }

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use wire::event;
+use wire::frame::AuthRefreshed;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -15,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -169,7 +171,7 @@ async fn read_auth(
     .map_err(|_| (CLOSE_TIMEOUT, "no auth frame in time"))??;
     let f: ClientFrame = serde_json::from_str(&first)
         .map_err(|_| (CLOSE_UNAUTHORIZED, "first frame must be auth"))?;
-    if f.event != "auth" {
+    if f.event != event::AUTH {
         return Err((CLOSE_UNAUTHORIZED, "first frame must be auth"));
     }
     let token = f
@@ -249,11 +251,19 @@ impl Session<'_> {
     /// `auth:refresh`: a new token for the same identity (a parent's moves its expiry).
     pub(super) fn refresh(&mut self, data: &Value) -> Handled {
         let Some(token) = data.get("token").and_then(Value::as_str) else {
-            return Handled::Bad(error_frame("bad_frame", "auth:refresh needs data.token"));
+            return Handled::Bad(error_frame(
+                wire::error::frame::BAD_FRAME,
+                "auth:refresh needs data.token",
+            ));
         };
         let actor = match self.app.keys.verify(token) {
             Ok(a) => a,
-            Err(e) => return Handled::Reply(error_frame("unauthorized", auth_close_reason(&e))),
+            Err(e) => {
+                return Handled::Reply(error_frame(
+                    wire::error::frame::UNAUTHORIZED,
+                    auth_close_reason(&e),
+                ))
+            }
         };
         match (&mut self.who, actor) {
             (
@@ -267,8 +277,10 @@ impl Session<'_> {
                 *exp = new_exp;
                 self.conn.set_token_exp(new_exp);
                 Handled::Reply(frame(
-                    "auth:refreshed",
-                    json!({"expiresAt": rfc3339(new_exp.saturating_mul(1000))}),
+                    event::AUTH_REFRESHED,
+                    AuthRefreshed {
+                        expires_at: Some(rfc3339(new_exp.saturating_mul(1000))),
+                    },
                 ))
             }
             (
@@ -276,9 +288,10 @@ impl Session<'_> {
                 Actor::Device {
                     device_id: new_dev, ..
                 },
-            ) if *device_id == new_dev => {
-                Handled::Reply(frame("auth:refreshed", json!({"expiresAt": null})))
-            }
+            ) if *device_id == new_dev => Handled::Reply(frame(
+                event::AUTH_REFRESHED,
+                AuthRefreshed { expires_at: None },
+            )),
             _ => Handled::Close(CLOSE_FORBIDDEN, "auth:refresh for another identity"),
         }
     }
