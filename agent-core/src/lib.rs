@@ -113,6 +113,7 @@ mod connection;
 mod error;
 mod ledger;
 mod logging;
+mod machine;
 mod outbox;
 mod platform;
 mod protocol;
@@ -123,6 +124,18 @@ mod transport;
 
 #[cfg(test)]
 mod tests;
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Resolves once `stop` says the agent stopped.
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
 
 pub use agent::{Agent, PairedDevice, PairingCode, RestrictedAttempt};
 pub use command::{AckStatus, Command, CommandOutcome, CommandType};
