@@ -193,3 +193,80 @@ impl Executor {
         lock(&self.timers).insert(id.to_owned(), task.abort_handle());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use crate::tests::fakes::{command, FakeHost, NOW_MS};
+    use crate::time::ManualClock;
+
+    /// An executor over a fresh ledger. The runtime only holds the command timers; it is
+    /// never run, so none fires.
+    fn executor(
+        host: Arc<FakeHost>,
+        outbox: Arc<Outbox>,
+    ) -> (Arc<Executor>, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let (ledger, _) = Ledger::load(Arc::new(MemoryStorage::default()), NOW_MS).unwrap();
+        let ex = Executor::new(
+            host,
+            Arc::new(ManualClock::new(NOW_MS)),
+            Arc::new(Mutex::new(ledger)),
+            outbox,
+            Duration::from_secs(30),
+            rt.handle().clone(),
+            watch::channel(false).1,
+        );
+        (Arc::new(ex), rt)
+    }
+
+    #[test]
+    fn duplicate_deliveries_run_once_and_are_acked_once() {
+        let host = Arc::new(FakeHost::default());
+        let outbox = Arc::new(Outbox::default());
+        let (ex, _rt) = executor(host.clone(), outbox.clone());
+        let c1 = command("c1", "PAUSE", 300);
+        assert_eq!(ex.handle_commands(&[c1.clone(), c1.clone()], "socket"), 1);
+        assert_eq!(ex.handle_commands(&[c1], "sync"), 0);
+        assert_eq!(host.command_ids(), vec!["c1"]);
+        assert!(outbox.take_queued().is_empty(), "no ack before completion");
+
+        ex.finish_command("c1", CommandOutcome::Executed).unwrap();
+        let queued = outbox.take_queued();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(
+            (queued[0].id.as_str(), queued[0].status, queued[0].attempts),
+            ("c1", AckStatus::Executed, 0)
+        );
+        assert_eq!(
+            ex.finish_command("c1", CommandOutcome::Executed),
+            Err(AgentError::UnknownCommand)
+        );
+        assert!(outbox.take_queued().is_empty());
+    }
+
+    #[test]
+    fn refused_once_and_expired_never() {
+        let host = Arc::new(FakeHost::default());
+        let outbox = Arc::new(Outbox::default());
+        let (ex, _rt) = executor(host.clone(), outbox.clone());
+        let bad = command("u1", "SELF_DESTRUCT", 300);
+        let old = command("e1", "PAUSE", -1);
+        assert_eq!(ex.handle_commands(&[bad.clone(), old, bad], "socket"), 0);
+        assert!(host.command_ids().is_empty());
+        let queued = outbox.take_queued();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert_eq!(
+            (
+                queued[0].id.as_str(),
+                queued[0].status,
+                queued[0].error.as_deref()
+            ),
+            ("u1", AckStatus::Failed, Some("unsupported"))
+        );
+    }
+}

@@ -49,6 +49,12 @@ impl Outbox {
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
+
+    /// Takes the acks queued since the last look (tests without the task).
+    #[cfg(test)]
+    pub(crate) fn take_queued(&self) -> Vec<PendingAck> {
+        std::mem::take(&mut *lock(&self.inbox))
+    }
 }
 
 /// What the task needs besides its [`Outbox`].
