@@ -265,8 +265,12 @@ impl Link {
             }
             Event::TokenRefreshed(token) => {
                 self.token = Some(token.clone());
-                self.refresh = Some(token);
-                self.outgoing_changed(&mut out);
+                // Announced only on a socket authenticated with another token (the host's
+                // hint can arrive after a reconnect that already used it).
+                if self.attempt_token.as_ref() != Some(&token) {
+                    self.refresh = Some(token);
+                    self.outgoing_changed(&mut out);
+                }
             }
             Event::NetworkAvailable => {
                 if let Phase::Waiting { .. } = self.phase {

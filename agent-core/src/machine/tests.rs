@@ -308,6 +308,8 @@ fn refresh_is_sent_on_the_open_socket_only() {
         vec![L::Report(St::Connected), L::RetryAcks],
         "the refresh is not re-sent"
     );
+    // A refresh hint handled after the socket already authenticated with it sends nothing.
+    assert_eq!(l.handle(now, E::TokenRefreshed(tok("t2"))), vec![]);
 }
 
 #[test]
