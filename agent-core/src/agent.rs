@@ -1,42 +1,29 @@
-//! [`Agent`]: the public handle, and the shared state its tasks work on.
+//! [`Agent`]: the public handle over the agent's parts — the [`Connection`] and its task,
+//! the [`Outbox`] and its task, the command [`Executor`] and the [`Credentials`].
 
-use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::{watch, Notify};
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::api::{Api, HttpApi, HttpError};
-use crate::backoff::{self, Backoff};
+use crate::backoff::{self, Backoff, Rng};
 use crate::command::CommandOutcome;
+use crate::commands::{Executor, SharedLedger};
 use crate::config::{AgentConfig, Endpoints};
+use crate::connection::Connection;
 use crate::error::AgentError;
 use crate::ledger::Ledger;
+use crate::machine::link::Heartbeats;
+use crate::outbox::Outbox;
 use crate::platform::{ConnectionState, Platform};
 use crate::storage::{FileStorage, Storage};
 use crate::time::{Clock, SystemClock};
-use crate::token::{Secret, TokenStore};
+use crate::token::{Credentials, Secret, TokenStore};
 use crate::transport::{tls_config, Transport, WsTransport};
-use crate::{connection, outbox};
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs a host callback, containing a panic in it.
-pub(crate) fn guard<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => Some(r),
-        Err(_) => {
-            tracing::error!(callback = what, "host callback panicked");
-            None
-        }
-    }
-}
+use crate::{connection, lock, outbox, stopped};
 
 /// A pairing code to show to the parent (see [`Agent::pair`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,92 +58,12 @@ pub struct RestrictedAttempt {
     pub metadata_json: Option<String>,
 }
 
-/// What the connection task sends besides the auth frame. Latest-wins, so it is bounded
-/// by construction.
-#[derive(Default)]
-pub(crate) struct Outgoing {
-    pub status: Option<String>,
-    pub status_dirty: bool,
-    pub background: bool,
-    pub heartbeat_dirty: bool,
-    pub refresh: Option<Secret>,
-}
-
 /// The seams, real or fake.
 pub(crate) struct Deps {
     pub transport: Arc<dyn Transport>,
     pub api: Arc<dyn Api>,
     pub storage: Arc<dyn Storage>,
     pub clock: Arc<dyn Clock>,
-}
-
-/// State shared by the agent's two tasks (connection, outbox) and the public API.
-pub(crate) struct Inner {
-    pub cfg: AgentConfig,
-    pub endpoints: Endpoints,
-    pub platform: Arc<dyn Platform>,
-    pub tokens: Arc<dyn TokenStore>,
-    pub token: Mutex<Option<Secret>>,
-    pub transport: Arc<dyn Transport>,
-    pub api: Arc<dyn Api>,
-    pub clock: Arc<dyn Clock>,
-    pub ledger: Mutex<Ledger>,
-    pub timers: Mutex<HashMap<String, AbortHandle>>,
-    pub runtime: tokio::runtime::Handle,
-    pub state: Mutex<ConnectionState>,
-    pub stop_tx: watch::Sender<bool>,
-    /// A new token was set (or cleared).
-    pub token_changed: Notify,
-    /// The host said the network is back.
-    pub network_hint: Notify,
-    /// The outbox has something new, or should retry now.
-    pub outbox_wake: Notify,
-    /// An ack left the outbox.
-    pub outbox_drained: Notify,
-    pub outgoing: Mutex<Outgoing>,
-    pub outgoing_changed: Notify,
-    pairing: Mutex<Option<(String, Secret)>>,
-}
-
-impl Inner {
-    pub(crate) fn current_token(&self) -> Option<Secret> {
-        lock(&self.token).clone()
-    }
-
-    pub(crate) fn set_state(&self, s: ConnectionState) {
-        {
-            let mut cur = lock(&self.state);
-            if *cur == s {
-                return;
-            }
-            *cur = s;
-        }
-        tracing::info!(state = s.as_str(), "connection state");
-        guard("connection_state_changed", || {
-            self.platform.connection_state_changed(s)
-        });
-    }
-
-    /// Makes every queued ack due now and wakes the outbox.
-    pub(crate) fn retry_acks_now(&self) {
-        lock(&self.ledger).retry_all_now();
-        self.outbox_wake.notify_one();
-    }
-
-    pub(crate) fn is_stopped(&self) -> bool {
-        *self.stop_tx.borrow()
-    }
-}
-
-/// Resolves once `stop` says the agent stopped.
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    if stop.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-fn valid_token(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 8192 && t.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn map_http(e: HttpError) -> AgentError {
@@ -174,7 +81,14 @@ fn clip(s: Option<String>, max_chars: usize) -> Option<String> {
 /// The on-device agent. Create it with [`Agent::start`]; every method takes `&self` and
 /// may be called from any thread. Dropping it stops it.
 pub struct Agent {
-    inner: Arc<Inner>,
+    api: Arc<dyn Api>,
+    credentials: Arc<Credentials>,
+    connection: Arc<Connection>,
+    executor: Arc<Executor>,
+    outbox: Arc<Outbox>,
+    ledger: SharedLedger,
+    stop_tx: watch::Sender<bool>,
+    pairing: Mutex<Option<(String, Secret)>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -221,47 +135,68 @@ impl Agent {
         for id in &interrupted {
             tracing::warn!(id = %id, "command cut short by the app's death; acking FAILED interrupted");
         }
-        let token = tokens
-            .load()
-            .map_err(|reason| AgentError::Storage { reason })?
-            .filter(|t| valid_token(t))
-            .map(Secret);
+        let credentials = Arc::new(Credentials::load(tokens)?);
+        let outbox = Arc::new(Outbox::default());
+        for ack in ledger.outbox() {
+            outbox.queue(ack.clone());
+        }
+        let ledger: SharedLedger = Arc::new(Mutex::new(ledger));
         let (stop_tx, _) = watch::channel(false);
-        let inner = Arc::new(Inner {
-            cfg,
-            endpoints,
-            platform,
-            tokens,
-            token: Mutex::new(token),
-            transport: deps.transport,
-            api: deps.api,
-            clock: deps.clock,
-            ledger: Mutex::new(ledger),
-            timers: Mutex::new(HashMap::new()),
-            runtime: runtime.clone(),
-            state: Mutex::new(ConnectionState::Stopped),
-            stop_tx,
-            token_changed: Notify::new(),
-            network_hint: Notify::new(),
-            outbox_wake: Notify::new(),
-            outbox_drained: Notify::new(),
-            outgoing: Mutex::new(Outgoing::default()),
-            outgoing_changed: Notify::new(),
-            pairing: Mutex::new(None),
-        });
+        let executor = Arc::new(Executor::new(
+            platform.clone(),
+            deps.clock,
+            ledger.clone(),
+            outbox.clone(),
+            Duration::from_secs(cfg.command_timeout_secs),
+            runtime.clone(),
+            stop_tx.subscribe(),
+        ));
+        let connection = Arc::new(Connection::new(platform.clone(), ConnectionState::Stopped));
         // Known before `start` returns, so the host can decide to pair at once.
-        inner.set_state(if inner.current_token().is_some() {
+        connection.set_state(if credentials.current().is_some() {
             ConnectionState::Connecting
         } else {
             ConnectionState::NotPaired
         });
+        let link_deps = connection::Deps {
+            transport: deps.transport,
+            socket_url: endpoints.socket.clone(),
+            heartbeats: Heartbeats {
+                foreground: cfg.heartbeat_secs,
+                background: cfg.background_heartbeat_secs,
+            },
+            credentials: credentials.clone(),
+            executor: executor.clone(),
+            outbox: outbox.clone(),
+        };
+        let outbox_deps = outbox::Deps {
+            ledger: ledger.clone(),
+            api: deps.api.clone(),
+            credentials: credentials.clone(),
+            platform,
+        };
         let tasks = vec![
-            runtime.spawn(connection::run(inner.clone())),
-            runtime.spawn(outbox::run(inner.clone())),
+            runtime.spawn(connection::run(
+                connection.clone(),
+                link_deps,
+                stop_tx.subscribe(),
+            )),
+            runtime.spawn(outbox::run(
+                outbox.clone(),
+                outbox_deps,
+                stop_tx.subscribe(),
+            )),
         ];
-        tracing::info!(socket = %inner.endpoints.socket, "agent started");
+        tracing::info!(socket = %endpoints.socket, "agent started");
         Ok(Agent {
-            inner,
+            api: deps.api,
+            credentials,
+            connection,
+            executor,
+            outbox,
+            ledger,
+            stop_tx,
+            pairing: Mutex::new(None),
             tasks: Mutex::new(tasks),
         })
     }
@@ -270,12 +205,10 @@ impl Agent {
     /// outbox for the next start) and stops command timers. Returns at once; see
     /// [`Agent::shutdown`] to wait.
     pub fn stop(&self) {
-        if self.inner.stop_tx.send_replace(true) {
+        if self.stop_tx.send_replace(true) {
             return;
         }
-        for (_, t) in lock(&self.inner.timers).drain() {
-            t.abort();
-        }
+        self.executor.stop_timers();
         tracing::info!("agent stopping");
     }
 
@@ -296,7 +229,7 @@ impl Agent {
 
     /// The current connection state.
     pub fn state(&self) -> ConnectionState {
-        *lock(&self.inner.state)
+        self.connection.state()
     }
 
     /// Finishes a command the host was given by [`Platform::run_command`]. The ack is
@@ -304,7 +237,7 @@ impl Agent {
     /// after a restart). Errors with [`AgentError::UnknownCommand`] when `id` is not
     /// running (already finished, timed out, or never given).
     pub fn complete_command(&self, id: String, outcome: CommandOutcome) -> Result<(), AgentError> {
-        self.inner.finish_command(&id, outcome)
+        self.executor.finish_command(&id, outcome)
     }
 
     /// Reports live presence: whether the child is watching and what (`current_video` is
@@ -312,12 +245,7 @@ impl Agent {
     /// once when connected, and again after every reconnect.
     pub fn report_status(&self, active_viewing: bool, current_video: Option<String>) {
         let frame = crate::protocol::device_status(active_viewing, current_video.as_deref());
-        {
-            let mut o = lock(&self.inner.outgoing);
-            o.status = Some(frame);
-            o.status_dirty = true;
-        }
-        self.inner.outgoing_changed.notify_one();
+        self.connection.report_status(frame);
     }
 
     /// Reports a restricted-content attempt (`POST /api/devices/me/restricted-attempts`).
@@ -326,7 +254,7 @@ impl Agent {
         &self,
         attempt: RestrictedAttempt,
     ) -> Result<(), AgentError> {
-        let token = self.inner.current_token().ok_or(AgentError::Unauthorized)?;
+        let token = self.credentials.current().ok_or(AgentError::Unauthorized)?;
         let mut body = json!({});
         for (k, v) in [
             ("url", attempt.url),
@@ -347,8 +275,7 @@ impl Agent {
                 }
             }
         }
-        self.inner
-            .api
+        self.api
             .restricted_attempt(&token.0, body)
             .await
             .map_err(map_http)
@@ -359,15 +286,14 @@ impl Agent {
     /// that also arrives on the socket still runs once. Returns how many were handed to
     /// the host. Acks go through the outbox; see [`Agent::wait_for_acks`].
     pub async fn sync_now(&self) -> Result<u32, AgentError> {
-        let token = self.inner.current_token().ok_or(AgentError::Unauthorized)?;
+        let token = self.credentials.current().ok_or(AgentError::Unauthorized)?;
         let items = self
-            .inner
             .api
             .pending_commands(&token.0)
             .await
             .map_err(map_http)?;
-        let ran = self.inner.handle_commands(&items, "sync");
-        self.inner.retry_acks_now();
+        let ran = self.executor.handle_commands(&items, "sync");
+        self.outbox.retry_now();
         Ok(ran)
     }
 
@@ -378,12 +304,12 @@ impl Agent {
         let far = Duration::from_secs(10 * 365 * 24 * 3600);
         let deadline = tokio::time::Instant::now() + timeout.min(far);
         loop {
-            let drained = self.inner.outbox_drained.notified();
-            if lock(&self.inner.ledger).outbox_len() == 0 {
+            let drained = self.outbox.drained.notified();
+            if lock(&self.ledger).outbox_len() == 0 {
                 return true;
             }
             if tokio::time::timeout_at(deadline, drained).await.is_err() {
-                return lock(&self.inner.ledger).outbox_len() == 0;
+                return lock(&self.ledger).outbox_len() == 0;
             }
         }
     }
@@ -392,63 +318,36 @@ impl Agent {
     /// wait) and retries queued acks now.
     pub fn network_available(&self) {
         tracing::debug!("network available hint");
-        self.inner.network_hint.notify_one();
-        self.inner.retry_acks_now();
+        self.connection.network_available();
+        self.outbox.retry_now();
     }
 
     /// Hint from the host: the app went to the background (`true`) or came back (`false`).
     /// In the background the agent asks the relay for a longer heartbeat
     /// ([`AgentConfig::background_heartbeat_secs`]) with a `heartbeat` frame.
     pub fn set_background(&self, background: bool) {
-        {
-            let mut o = lock(&self.inner.outgoing);
-            if o.background == background {
-                return;
-            }
-            o.background = background;
-            o.heartbeat_dirty = true;
-        }
-        tracing::debug!(background, "app state hint");
-        self.inner.outgoing_changed.notify_one();
+        self.connection.set_background(background);
     }
 
     /// Stores a device token (e.g. issued by the backend) and (re)connects with it.
     pub fn set_token(&self, token: String) -> Result<(), AgentError> {
-        self.inner.set_token(token)
+        self.credentials.set(token)
     }
 
     /// Replaces the token of the open socket with `auth:refresh` (same device only; the
     /// relay closes with 4403 otherwise), and stores it for the next connections.
     pub fn refresh_token(&self, token: String) -> Result<(), AgentError> {
-        if !valid_token(&token) {
-            return Err(AgentError::Config {
-                reason: "token is malformed".into(),
-            });
-        }
-        self.inner
-            .tokens
-            .save(&token)
-            .map_err(|reason| AgentError::Storage { reason })?;
-        *lock(&self.inner.token) = Some(Secret(token.clone()));
-        lock(&self.inner.outgoing).refresh = Some(Secret(token));
-        self.inner.outgoing_changed.notify_one();
-        // No open socket to refresh (e.g. closed 4401 at the old token's expiry): wake the
-        // connection loop so that it connects with the new token.
-        if self.state() != ConnectionState::Connected {
-            self.inner.token_changed.notify_one();
-        }
+        // No open socket to refresh (e.g. closed 4401 at the old token's expiry): the
+        // change is announced, so that the connection connects with the new token.
+        let announce = self.state() != ConnectionState::Connected;
+        let secret = self.credentials.refresh(token, announce)?;
+        self.connection.refresh(secret);
         Ok(())
     }
 
     /// Deletes the stored token and disconnects (state [`ConnectionState::NotPaired`]).
     pub fn clear_token(&self) -> Result<(), AgentError> {
-        self.inner
-            .tokens
-            .clear()
-            .map_err(|reason| AgentError::Storage { reason })?;
-        *lock(&self.inner.token) = None;
-        self.inner.token_changed.notify_one();
-        Ok(())
+        self.credentials.clear()
     }
 
     /// Starts pairing (design section 6): asks the relay for a code to show to the parent.
@@ -460,7 +359,7 @@ impl Agent {
                 reason: "device name must be 1–100 characters".into(),
             });
         }
-        let v = self.inner.api.pairing_start(name).await.map_err(map_http)?;
+        let v = self.api.pairing_start(name).await.map_err(map_http)?;
         let field = |k: &str| {
             v.get(k)
                 .and_then(Value::as_str)
@@ -479,7 +378,7 @@ impl Agent {
                 reason: "unexpected pairing id".into(),
             });
         }
-        *lock(&self.inner.pairing) = Some((pairing_id.clone(), Secret(secret)));
+        *lock(&self.pairing) = Some((pairing_id.clone(), Secret(secret)));
         tracing::info!(pairing_id = %pairing_id, "pairing started");
         Ok(PairingCode {
             pairing_id,
@@ -492,18 +391,17 @@ impl Agent {
     /// then stores the device token and connects. Errors with [`AgentError::Pairing`] when
     /// it is rejected or expires.
     pub async fn wait_for_pairing(&self) -> Result<PairedDevice, AgentError> {
-        let (id, secret) =
-            lock(&self.inner.pairing)
-                .clone()
-                .ok_or_else(|| AgentError::Pairing {
-                    reason: "not started".into(),
-                })?;
-        let mut stop = self.inner.stop_tx.subscribe();
-        let mut backoff = Backoff::new(backoff::ACK);
+        let (id, secret) = lock(&self.pairing)
+            .clone()
+            .ok_or_else(|| AgentError::Pairing {
+                reason: "not started".into(),
+            })?;
+        let mut stop = self.stop_tx.subscribe();
+        let mut backoff = Backoff::new(backoff::ACK, Rng::from_entropy());
         loop {
             let started = tokio::time::Instant::now();
             let res = tokio::select! {
-                r = self.inner.api.pairing_poll(&id, &secret.0) => r,
+                r = self.api.pairing_poll(&id, &secret.0) => r,
                 () = stopped(&mut stop) => return Err(AgentError::Stopped),
             };
             let pause = match res {
@@ -517,8 +415,8 @@ impl Agent {
                                 reason: "approved pairing without token".into(),
                             });
                         };
-                        self.inner.set_token(token)?;
-                        *lock(&self.inner.pairing) = None;
+                        self.credentials.set(token)?;
+                        *lock(&self.pairing) = None;
                         tracing::info!(device_id = %device_id, "paired");
                         return Ok(PairedDevice {
                             device_id,
@@ -526,7 +424,7 @@ impl Agent {
                         });
                     }
                     "REJECTED" => {
-                        *lock(&self.inner.pairing) = None;
+                        *lock(&self.pairing) = None;
                         return Err(AgentError::Pairing {
                             reason: "rejected".into(),
                         });
@@ -544,7 +442,7 @@ impl Agent {
                 },
                 Err(HttpError::Status { status: 410, .. })
                 | Err(HttpError::Status { status: 404, .. }) => {
-                    *lock(&self.inner.pairing) = None;
+                    *lock(&self.pairing) = None;
                     return Err(AgentError::Pairing {
                         reason: "expired".into(),
                     });
@@ -562,23 +460,6 @@ impl Agent {
                 }
             }
         }
-    }
-}
-
-impl Inner {
-    pub(crate) fn set_token(&self, token: String) -> Result<(), AgentError> {
-        if !valid_token(&token) {
-            return Err(AgentError::Config {
-                reason: "token is malformed".into(),
-            });
-        }
-        self.tokens
-            .save(&token)
-            .map_err(|reason| AgentError::Storage { reason })?;
-        *lock(&self.token) = Some(Secret(token));
-        self.token_changed.notify_one();
-        self.outbox_wake.notify_one();
-        Ok(())
     }
 }
 

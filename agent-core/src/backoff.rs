@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 /// The parameters of a schedule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Schedule {
     pub base: Duration,
     pub cap: Duration,
@@ -48,7 +48,9 @@ impl Schedule {
     }
 }
 
-/// A running backoff: a schedule plus the number of failed attempts so far.
+/// A running backoff: a schedule plus the number of failed attempts so far. Pure: the
+/// jitter comes from the [`Rng`] it was given.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Backoff {
     schedule: Schedule,
     attempt: u32,
@@ -56,11 +58,11 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn new(schedule: Schedule) -> Self {
+    pub(crate) fn new(schedule: Schedule, rng: Rng) -> Self {
         Self {
             schedule,
             attempt: 0,
-            rng: Rng::from_entropy(),
+            rng,
         }
     }
 
@@ -76,6 +78,7 @@ impl Backoff {
         self.attempt = 0;
     }
 
+    /// Failed attempts since the last reset.
     #[cfg(test)]
     pub(crate) fn attempt(&self) -> u32 {
         self.attempt
@@ -83,10 +86,13 @@ impl Backoff {
 }
 
 /// A tiny xorshift64* generator: jitter needs spread, not cryptographic quality, and this
-/// keeps a random-number crate out of the phone build.
+/// keeps a random-number crate out of the phone build. Seeded by the caller, so the state
+/// machines that draw from it stay deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded from the process's hash randomness and the wall clock.
     pub(crate) fn from_entropy() -> Self {
         use std::collections::hash_map::RandomState;
         use std::hash::{BuildHasher, Hasher};
@@ -100,6 +106,7 @@ impl Rng {
         Self::seeded(h.finish())
     }
 
+    /// A generator with a fixed seed (tests, model checking).
     pub(crate) fn seeded(seed: u64) -> Self {
         Self(seed | 1)
     }
@@ -157,7 +164,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_resets() {
-        let mut b = Backoff::new(SOCKET);
+        let mut b = Backoff::new(SOCKET, Rng::seeded(7));
         for _ in 0..7 {
             b.next_delay();
         }

@@ -1,15 +1,63 @@
-//! Running commands exactly once: dedup, expiry, started-before-run, completion, timeout.
+//! The command executor — running commands exactly once: dedup, expiry,
+//! started-before-run, completion, timeout. It owns the host's command callback, the
+//! ledger's command side and the timers; finished commands' acks go to the [`Outbox`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
-use crate::agent::{guard, lock, Inner};
 use crate::command::{check, AckStatus, Checked, CommandOutcome};
 use crate::error::AgentError;
+use crate::ledger::{Ledger, PendingAck};
+use crate::lock;
+use crate::outbox::Outbox;
+use crate::platform::{guard, Platform};
+use crate::time::Clock;
 
-impl Inner {
+/// The ledger, shared by the executor (commands) and the outbox task (acks).
+pub(crate) type SharedLedger = Arc<Mutex<Ledger>>;
+
+/// Runs commands through the host and records their outcome.
+pub(crate) struct Executor {
+    platform: Arc<dyn Platform>,
+    clock: Arc<dyn Clock>,
+    ledger: SharedLedger,
+    outbox: Arc<Outbox>,
+    /// How long the host has to complete a command.
+    timeout: Duration,
+    /// One timer per running command.
+    timers: Mutex<HashMap<String, AbortHandle>>,
+    runtime: tokio::runtime::Handle,
+    stop: watch::Receiver<bool>,
+}
+
+impl Executor {
+    /// An executor running timers on `runtime` until `stop` says stopped.
+    pub(crate) fn new(
+        platform: Arc<dyn Platform>,
+        clock: Arc<dyn Clock>,
+        ledger: SharedLedger,
+        outbox: Arc<Outbox>,
+        timeout: Duration,
+        runtime: tokio::runtime::Handle,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            platform,
+            clock,
+            ledger,
+            outbox,
+            timeout,
+            timers: Mutex::new(HashMap::new()),
+            runtime,
+            stop,
+        }
+    }
+
     /// Handles command objects from the socket (`command:new`) or from `sync_now`.
     /// Returns how many were handed to the host.
     ///
@@ -34,13 +82,18 @@ impl Inner {
                         continue;
                     }
                     tracing::warn!(id = %id, source, reason, "command refused; acking FAILED");
-                    if let Err(e) =
-                        ledger.record_final(&id, AckStatus::Failed, Some(reason.to_owned()), now)
+                    let error = Some(reason.to_owned());
+                    if let Err(e) = ledger.record_final(&id, AckStatus::Failed, error.clone(), now)
                     {
                         tracing::error!(id = %id, error = %e, "could not persist the refusal");
                     }
-                    drop(ledger);
-                    self.outbox_wake.notify_one();
+                    // Queued under the ledger's lock: the outbox sees acks in ledger order.
+                    self.outbox.queue(PendingAck {
+                        id,
+                        status: AckStatus::Failed,
+                        error,
+                        attempts: 0,
+                    });
                 }
                 Checked::Run(cmd) => {
                     {
@@ -48,7 +101,7 @@ impl Inner {
                         if ledger.knows(&cmd.id) {
                             tracing::debug!(id = %cmd.id, source, "duplicate delivery; not run again");
                             if ledger.has_ack(&cmd.id) {
-                                self.outbox_wake.notify_one();
+                                self.outbox.wake();
                             }
                             continue;
                         }
@@ -86,32 +139,46 @@ impl Inner {
     ) -> Result<(), AgentError> {
         let (status, error) = outcome.to_ack();
         let now = self.clock.now_unix_ms();
-        let res = lock(&self.ledger).finish(id, status, error, now);
-        match res {
-            Ok(false) => return Err(AgentError::UnknownCommand),
-            Ok(true) => tracing::info!(id = %id, status = status.as_wire(), "command finished"),
-            Err(e) => {
-                tracing::error!(id = %id, error = %e, "command finished but the outbox write failed; ack kept in memory")
+        {
+            let mut ledger = lock(&self.ledger);
+            match ledger.finish(id, status, error.clone(), now) {
+                Ok(false) => return Err(AgentError::UnknownCommand),
+                Ok(true) => tracing::info!(id = %id, status = status.as_wire(), "command finished"),
+                Err(e) => {
+                    tracing::error!(id = %id, error = %e, "command finished but the outbox write failed; ack kept in memory")
+                }
             }
+            self.outbox.queue(PendingAck {
+                id: id.to_owned(),
+                status,
+                error,
+                attempts: 0,
+            });
         }
         if let Some(t) = lock(&self.timers).remove(id) {
             t.abort();
         }
-        self.outbox_wake.notify_one();
         Ok(())
+    }
+
+    /// Stops every command timer (the agent stopped).
+    pub(crate) fn stop_timers(&self) {
+        for (_, t) in lock(&self.timers).drain() {
+            t.abort();
+        }
     }
 
     /// Acks FAILED "timeout" if the host has not completed `id` in time. One timer per
     /// running command, none when idle.
     fn arm_timeout(self: &Arc<Self>, id: &str) {
         let weak = Arc::downgrade(self);
-        let after = Duration::from_secs(self.cfg.command_timeout_secs);
+        let after = self.timeout;
         let owned = id.to_owned();
         let task = self.runtime.spawn(async move {
             tokio::time::sleep(after).await;
-            if let Some(inner) = weak.upgrade() {
-                lock(&inner.timers).remove(&owned);
-                if inner
+            if let Some(executor) = weak.upgrade() {
+                lock(&executor.timers).remove(&owned);
+                if executor
                     .finish_command(&owned, CommandOutcome::Failed { error: "timeout".into() })
                     .is_ok()
                 {
@@ -119,10 +186,87 @@ impl Inner {
                 }
             }
         });
-        if self.is_stopped() {
+        if *self.stop.borrow() {
             task.abort();
             return;
         }
         lock(&self.timers).insert(id.to_owned(), task.abort_handle());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+    use crate::tests::fakes::{command, FakeHost, NOW_MS};
+    use crate::time::ManualClock;
+
+    /// An executor over a fresh ledger. The runtime only holds the command timers; it is
+    /// never run, so none fires.
+    fn executor(
+        host: Arc<FakeHost>,
+        outbox: Arc<Outbox>,
+    ) -> (Arc<Executor>, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let (ledger, _) = Ledger::load(Arc::new(MemoryStorage::default()), NOW_MS).unwrap();
+        let ex = Executor::new(
+            host,
+            Arc::new(ManualClock::new(NOW_MS)),
+            Arc::new(Mutex::new(ledger)),
+            outbox,
+            Duration::from_secs(30),
+            rt.handle().clone(),
+            watch::channel(false).1,
+        );
+        (Arc::new(ex), rt)
+    }
+
+    #[test]
+    fn duplicate_deliveries_run_once_and_are_acked_once() {
+        let host = Arc::new(FakeHost::default());
+        let outbox = Arc::new(Outbox::default());
+        let (ex, _rt) = executor(host.clone(), outbox.clone());
+        let c1 = command("c1", "PAUSE", 300);
+        assert_eq!(ex.handle_commands(&[c1.clone(), c1.clone()], "socket"), 1);
+        assert_eq!(ex.handle_commands(&[c1], "sync"), 0);
+        assert_eq!(host.command_ids(), vec!["c1"]);
+        assert!(outbox.take_queued().is_empty(), "no ack before completion");
+
+        ex.finish_command("c1", CommandOutcome::Executed).unwrap();
+        let queued = outbox.take_queued();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(
+            (queued[0].id.as_str(), queued[0].status, queued[0].attempts),
+            ("c1", AckStatus::Executed, 0)
+        );
+        assert_eq!(
+            ex.finish_command("c1", CommandOutcome::Executed),
+            Err(AgentError::UnknownCommand)
+        );
+        assert!(outbox.take_queued().is_empty());
+    }
+
+    #[test]
+    fn refused_once_and_expired_never() {
+        let host = Arc::new(FakeHost::default());
+        let outbox = Arc::new(Outbox::default());
+        let (ex, _rt) = executor(host.clone(), outbox.clone());
+        let bad = command("u1", "SELF_DESTRUCT", 300);
+        let old = command("e1", "PAUSE", -1);
+        assert_eq!(ex.handle_commands(&[bad.clone(), old, bad], "socket"), 0);
+        assert!(host.command_ids().is_empty());
+        let queued = outbox.take_queued();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert_eq!(
+            (
+                queued[0].id.as_str(),
+                queued[0].status,
+                queued[0].error.as_deref()
+            ),
+            ("u1", AckStatus::Failed, Some("unsupported"))
+        );
     }
 }

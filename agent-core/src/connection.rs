@@ -1,297 +1,259 @@
-//! The connection task: connect, first-frame auth, `ready`, read loop with a lazily
-//! re-armed liveness deadline, reconnect with capped full-jitter backoff.
+//! The connection task: drives [`machine::link`](crate::machine::link) — feeds it what
+//! the socket, the timer, the token and the host produce, and does what it decides (open,
+//! send, close, report the state, hand commands to the executor).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
-use crate::agent::{lock, stopped, Inner};
-use crate::backoff::{self, Backoff};
-use crate::platform::ConnectionState;
-use crate::protocol::{self, Inbound};
-use crate::token::Secret;
-use crate::transport::{Socket, WsEvent};
+use crate::backoff::Rng;
+use crate::commands::Executor;
+use crate::machine::link::{Action, Event, Heartbeats, Link};
+use crate::machine::Time;
+use crate::outbox::Outbox;
+use crate::platform::{guard, ConnectionState, Platform};
+use crate::token::{Credentials, Secret};
+use crate::transport::{BoxFut, Socket, Transport, WsEvent};
+use crate::{lock, stopped};
 
-/// Time allowed to open the socket (TCP + TLS + upgrade).
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-/// Time allowed between sending `auth` and receiving `ready`.
-pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// A connection that stayed up this long resets the backoff.
-pub(crate) const HELD: Duration = Duration::from_secs(30);
-/// Relay heartbeat assumed when `ready` does not say.
-pub(crate) const DEFAULT_HEARTBEAT: u64 = 25;
-
-/// How a session ended.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum End {
-    /// `stop` was called.
-    Stopped,
-    /// Close 4401/4403: do not reconnect with this token.
-    Unauthorized,
-    /// Reconnect after the backoff; `held` when the connection lasted long enough to reset it.
-    Retry { held: bool },
-    /// Reconnect at once (new token).
-    Now,
+/// What the host asked to send since the task last looked. Latest-wins, so it is bounded
+/// by construction.
+#[derive(Default)]
+struct Outgoing {
+    status: Option<String>,
+    background: bool,
+    background_dirty: bool,
+    refresh: Option<Secret>,
 }
 
-/// Silence after which the connection is considered dead: 2.5 heartbeat intervals.
-pub(crate) fn dead_after(interval_secs: u64) -> Duration {
-    Duration::from_millis(interval_secs.saturating_mul(2500))
+/// The connection's state as the host sees it, and its inputs from other threads.
+pub(crate) struct Connection {
+    platform: Arc<dyn Platform>,
+    state: Mutex<ConnectionState>,
+    /// The host said the network is back.
+    network_hint: Notify,
+    outgoing: Mutex<Outgoing>,
+    outgoing_changed: Notify,
 }
 
-pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut stop = inner.stop_tx.subscribe();
-    let mut backoff = Backoff::new(backoff::SOCKET);
+impl Connection {
+    /// A connection in state `state`, reporting changes to `platform`.
+    pub(crate) fn new(platform: Arc<dyn Platform>, state: ConnectionState) -> Self {
+        Self {
+            platform,
+            state: Mutex::new(state),
+            network_hint: Notify::new(),
+            outgoing: Mutex::new(Outgoing::default()),
+            outgoing_changed: Notify::new(),
+        }
+    }
+
+    /// The current state.
+    pub(crate) fn state(&self) -> ConnectionState {
+        *lock(&self.state)
+    }
+
+    /// Sets the state and tells the host if it changed.
+    pub(crate) fn set_state(&self, s: ConnectionState) {
+        {
+            let mut cur = lock(&self.state);
+            if *cur == s {
+                return;
+            }
+            *cur = s;
+        }
+        tracing::info!(state = s.as_str(), "connection state");
+        guard("connection_state_changed", || {
+            self.platform.connection_state_changed(s)
+        });
+    }
+
+    /// Sends this `device:status` frame now if connected, and after every reconnect.
+    pub(crate) fn report_status(&self, frame: String) {
+        lock(&self.outgoing).status = Some(frame);
+        self.outgoing_changed.notify_one();
+    }
+
+    /// The app went to the background or came back.
+    pub(crate) fn set_background(&self, background: bool) {
+        {
+            let mut o = lock(&self.outgoing);
+            if o.background == background {
+                return;
+            }
+            o.background = background;
+            o.background_dirty = true;
+        }
+        tracing::debug!(background, "app state hint");
+        self.outgoing_changed.notify_one();
+    }
+
+    /// Announces a refreshed token on the open socket.
+    pub(crate) fn refresh(&self, token: Secret) {
+        lock(&self.outgoing).refresh = Some(token);
+        self.outgoing_changed.notify_one();
+    }
+
+    /// The host said the network is back.
+    pub(crate) fn network_available(&self) {
+        self.network_hint.notify_one();
+    }
+
+    fn take_outgoing(&self) -> Vec<Event> {
+        let mut o = lock(&self.outgoing);
+        let mut events = Vec::new();
+        if let Some(t) = o.refresh.take() {
+            events.push(Event::TokenRefreshed(t));
+        }
+        if o.background_dirty {
+            o.background_dirty = false;
+            events.push(Event::Background(o.background));
+        }
+        if let Some(s) = o.status.take() {
+            events.push(Event::Status(s));
+        }
+        events
+    }
+}
+
+/// What the task needs besides its [`Connection`].
+pub(crate) struct Deps {
+    pub transport: Arc<dyn Transport>,
+    pub socket_url: String,
+    pub heartbeats: Heartbeats,
+    pub credentials: Arc<Credentials>,
+    pub executor: Arc<Executor>,
+    pub outbox: Arc<Outbox>,
+}
+
+/// The socket, or the connect in progress.
+enum Sock {
+    None,
+    Opening(BoxFut<'static, Result<Box<dyn Socket>, String>>),
+    Open(Box<dyn Socket>),
+}
+
+impl Sock {
+    /// The next thing the socket produced. Cancel-safe: the connect in progress is kept,
+    /// and `recv` is cancel-safe.
+    async fn next(&mut self) -> Event {
+        match self {
+            Sock::None => std::future::pending().await,
+            Sock::Opening(connect) => match connect.as_mut().await {
+                Ok(s) => {
+                    *self = Sock::Open(s);
+                    Event::Opened
+                }
+                Err(e) => {
+                    *self = Sock::None;
+                    Event::OpenFailed(e)
+                }
+            },
+            Sock::Open(s) => match s.recv().await {
+                Some(WsEvent::Text(t)) => Event::Frame(t),
+                Some(WsEvent::Activity) => Event::Activity,
+                Some(WsEvent::Close(code)) => Event::Closed(code),
+                Some(WsEvent::Error(e)) => Event::SocketFailed(Some(e)),
+                None => Event::SocketFailed(None),
+            },
+        }
+    }
+}
+
+/// Runs the connection until `stop`.
+pub(crate) async fn run(conn: Arc<Connection>, deps: Deps, mut stop: watch::Receiver<bool>) {
+    let origin = Instant::now();
+    let now = || Time(origin.elapsed());
+    let mut tokens = deps.credentials.subscribe();
+    let token = tokens.borrow_and_update().clone();
+    let mut link = Link::new(deps.heartbeats, token, Rng::from_entropy());
+    let mut sock = Sock::None;
+    let mut events = VecDeque::from([if *stop.borrow() {
+        Event::Stop
+    } else {
+        Event::Start
+    }]);
     loop {
-        if inner.is_stopped() {
+        while let Some(event) = events.pop_front() {
+            let actions = link.handle(now(), event);
+            let followup = if link.is_stopped() {
+                // The last actions (close the socket cleanly, report `Stopped`).
+                perform(&conn, &deps, &mut sock, actions).await
+            } else {
+                tokio::select! {
+                    f = perform(&conn, &deps, &mut sock, actions) => f,
+                    () = stopped(&mut stop) => Some(Event::Stop),
+                }
+            };
+            events.extend(followup);
+        }
+        if link.is_stopped() {
             break;
         }
-        let Some(token) = inner.current_token() else {
-            inner.set_state(ConnectionState::NotPaired);
-            tokio::select! {
-                () = inner.token_changed.notified() => continue,
-                () = stopped(&mut stop) => break,
-            }
-        };
-        inner.set_state(ConnectionState::Connecting);
-        match session(&inner, &token, &mut stop).await {
-            End::Stopped => break,
-            End::Now => continue,
-            End::Unauthorized => {
-                // A token refreshed while this session was ending is tried at once.
-                if inner.current_token().map(|t| t.0) != Some(token.0.clone()) {
-                    backoff.reset();
-                    continue;
-                }
-                tracing::warn!(
-                    "relay refused the device token; staying offline until a new token is set"
-                );
-                inner.set_state(ConnectionState::Unauthorized);
-                tokio::select! {
-                    () = inner.token_changed.notified() => backoff.reset(),
-                    () = stopped(&mut stop) => break,
-                }
-            }
-            End::Retry { held } => {
-                if held {
-                    backoff.reset();
-                }
-                inner.set_state(ConnectionState::Disconnected);
-                let delay = backoff.next_delay();
-                tracing::info!(
-                    delay_ms = delay.as_millis() as u64,
-                    "reconnecting after backoff"
-                );
-                tokio::select! {
-                    () = sleep(delay) => {}
-                    () = inner.network_hint.notified() => {
-                        tracing::info!("network available: reconnecting now");
-                        backoff.reset();
-                    }
-                    () = inner.token_changed.notified() => backoff.reset(),
-                    () = stopped(&mut stop) => break,
-                }
-            }
-        }
-    }
-    inner.set_state(ConnectionState::Stopped);
-}
-
-fn classify(code: Option<u16>, held: bool) -> End {
-    match code {
-        Some(4401) | Some(4403) => End::Unauthorized,
-        Some(c @ (4400 | 1009)) => {
-            tracing::error!(code = c, "relay closed the socket for a protocol violation");
-            End::Retry { held: false }
-        }
-        Some(c) => {
-            tracing::info!(code = c, "relay closed the socket");
-            End::Retry { held }
-        }
-        None => End::Retry { held },
-    }
-}
-
-async fn session(inner: &Arc<Inner>, token: &Secret, stop: &mut watch::Receiver<bool>) -> End {
-    let connect = timeout(
-        CONNECT_TIMEOUT,
-        inner.transport.connect(&inner.endpoints.socket),
-    );
-    let mut sock = tokio::select! {
-        r = connect => match r {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "connect failed");
-                return End::Retry { held: false };
-            }
-            Err(_) => {
-                tracing::warn!("connect timed out");
-                return End::Retry { held: false };
-            }
-        },
-        () = stopped(stop) => return End::Stopped,
-    };
-    let end = tokio::select! {
-        e = authenticated(inner, token, &mut *sock) => e,
-        () = stopped(stop) => End::Stopped,
-    };
-    if end == End::Stopped {
-        sock.close().await;
-    }
-    end
-}
-
-/// Authenticates, then runs the read loop until the connection ends. Cancel-safe at every
-/// await (the caller races it against `stop`).
-async fn authenticated(inner: &Arc<Inner>, token: &Secret, sock: &mut dyn Socket) -> End {
-    if let Err(e) = sock.send(protocol::auth(&token.0)).await {
-        tracing::warn!(error = %e, "sending auth failed");
-        return End::Retry { held: false };
-    }
-    let relay_hb = match timeout(READY_TIMEOUT, wait_ready(inner, sock)).await {
-        Ok(Ok(hb)) => hb.unwrap_or(DEFAULT_HEARTBEAT),
-        Ok(Err(end)) => return end,
-        Err(_) => {
-            tracing::warn!("no ready from the relay in time");
-            return End::Retry { held: false };
-        }
-    };
-    let connected_at = Instant::now();
-    inner.set_state(ConnectionState::Connected);
-    {
-        let mut o = lock(&inner.outgoing);
-        o.status_dirty = o.status.is_some();
-        o.heartbeat_dirty = o.background || inner.cfg.heartbeat_secs.is_some();
-        o.refresh = None;
-    }
-    inner.retry_acks_now();
-
-    let mut interval = relay_hb;
-    let mut last = Instant::now();
-    if let Err(end) = flush_outgoing(inner, sock, relay_hb, &mut interval).await {
-        return end;
-    }
-    let mut dead = dead_after(interval);
-    // One deadline, re-armed lazily: inbound traffic only records `last`; when the timer
-    // fires early it is moved to `last + dead`. No wake-ups between heartbeats.
-    let deadline = sleep_until(last + dead);
-    tokio::pin!(deadline);
-    loop {
+        let deadline = link.next_deadline().map(|t| origin + t.0);
         tokio::select! {
-            ev = sock.recv() => {
-                last = Instant::now();
-                let held = connected_at.elapsed() >= HELD;
-                match ev {
-                    Some(WsEvent::Text(t)) => handle_frame(inner, &t),
-                    Some(WsEvent::Activity) => {}
-                    Some(WsEvent::Close(code)) => return classify(code, held),
-                    Some(WsEvent::Error(e)) => {
-                        tracing::warn!(error = %e, "socket error");
-                        return End::Retry { held };
-                    }
-                    None => return End::Retry { held },
-                }
-            }
-            () = &mut deadline => {
-                let due = last + dead;
-                if due > Instant::now() {
-                    deadline.as_mut().reset(due);
+            ev = sock.next() => events.push_back(ev),
+            () = sleep_until_opt(deadline) => events.push_back(Event::Timer),
+            r = tokens.changed() => {
+                if r.is_ok() {
+                    events.push_back(Event::TokenChanged(tokens.borrow_and_update().clone()));
                 } else {
-                    tracing::warn!(silent_ms = dead.as_millis() as u64, "no life from the relay; reconnecting");
-                    return End::Retry { held: connected_at.elapsed() >= HELD };
+                    // The credentials are gone: only `stop` matters now.
+                    stopped(&mut stop).await;
                 }
             }
-            () = inner.outgoing_changed.notified() => {
-                if let Err(end) = flush_outgoing(inner, sock, relay_hb, &mut interval).await {
-                    return end;
+            () = conn.network_hint.notified() => events.push_back(Event::NetworkAvailable),
+            () = conn.outgoing_changed.notified() => events.extend(conn.take_outgoing()),
+            () = stopped(&mut stop) => events.push_back(Event::Stop),
+        }
+    }
+}
+
+/// Does what the machine decided, in order. Stops at a failed send and returns the event
+/// it makes (the rest of the actions were for that socket).
+async fn perform(
+    conn: &Connection,
+    deps: &Deps,
+    sock: &mut Sock,
+    actions: Vec<Action>,
+) -> Option<Event> {
+    for action in actions {
+        match action {
+            Action::Open => {
+                let transport = deps.transport.clone();
+                let url = deps.socket_url.clone();
+                *sock = Sock::Opening(Box::pin(async move { transport.connect(&url).await }));
+            }
+            Action::Send(frame) => {
+                if let Sock::Open(s) = sock {
+                    if let Err(e) = s.send(frame.to_text()).await {
+                        return Some(Event::SendFailed(e));
+                    }
                 }
-                dead = dead_after(interval);
-                deadline.as_mut().reset(last + dead);
             }
-            () = inner.token_changed.notified() => {
-                tracing::info!("token changed; reconnecting");
-                sock.close().await;
-                return End::Now;
+            Action::Close => {
+                if let Sock::Open(s) = sock {
+                    s.close().await;
+                }
+                *sock = Sock::None;
             }
+            Action::Drop => *sock = Sock::None,
+            Action::Report(state) => conn.set_state(state),
+            Action::Command(data) => {
+                deps.executor
+                    .handle_commands(std::slice::from_ref(&data), "socket");
+            }
+            Action::RetryAcks => deps.outbox.retry_now(),
         }
     }
+    None
 }
 
-/// Reads until `ready`. Returns its heartbeat, or how the session ended.
-async fn wait_ready(inner: &Arc<Inner>, sock: &mut dyn Socket) -> Result<Option<u64>, End> {
-    loop {
-        match sock.recv().await {
-            Some(WsEvent::Text(t)) => match protocol::parse(&t) {
-                Inbound::Ready { heartbeat_sec } => return Ok(heartbeat_sec),
-                _ => handle_frame(inner, &t),
-            },
-            Some(WsEvent::Activity) => {}
-            Some(WsEvent::Close(code)) => return Err(classify(code, false)),
-            Some(WsEvent::Error(e)) => {
-                tracing::warn!(error = %e, "socket error before ready");
-                return Err(End::Retry { held: false });
-            }
-            None => return Err(End::Retry { held: false }),
-        }
-    }
-}
-
-/// Sends what changed (token refresh, heartbeat, status) and updates the heartbeat
-/// interval the liveness deadline is based on.
-async fn flush_outgoing(
-    inner: &Arc<Inner>,
-    sock: &mut dyn Socket,
-    relay_hb: u64,
-    interval: &mut u64,
-) -> Result<(), End> {
-    let mut frames = Vec::new();
-    {
-        let mut o = lock(&inner.outgoing);
-        if let Some(t) = o.refresh.take() {
-            frames.push(protocol::auth_refresh(&t.0));
-        }
-        if o.heartbeat_dirty {
-            o.heartbeat_dirty = false;
-            let secs = if o.background {
-                inner.cfg.background_heartbeat_secs
-            } else {
-                inner
-                    .cfg
-                    .heartbeat_secs
-                    .unwrap_or(relay_hb.clamp(25, 600) as u32)
-            };
-            // The relay refuses intervals below its own; it then keeps pinging at its pace.
-            *interval = u64::from(secs).max(relay_hb);
-            frames.push(protocol::heartbeat(secs));
-        }
-        if o.status_dirty {
-            o.status_dirty = false;
-            if let Some(s) = &o.status {
-                frames.push(s.clone());
-            }
-        }
-    }
-    for f in frames {
-        if let Err(e) = sock.send(f).await {
-            tracing::warn!(error = %e, "send failed");
-            return Err(End::Retry { held: false });
-        }
-    }
-    Ok(())
-}
-
-fn handle_frame(inner: &Arc<Inner>, text: &str) {
-    match protocol::parse(text) {
-        Inbound::CommandNew(data) => {
-            inner.handle_commands(std::slice::from_ref(&data), "socket");
-        }
-        Inbound::Error { code } => {
-            tracing::warn!(code = %code, "relay answered a frame with an error")
-        }
-        Inbound::Ready { .. } => tracing::debug!("extra ready frame ignored"),
-        Inbound::Other(event) => tracing::debug!(event = %event, "frame ignored"),
-        Inbound::Malformed => tracing::warn!(len = text.len(), "malformed frame ignored"),
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

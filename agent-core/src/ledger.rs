@@ -11,12 +11,11 @@
 //! At load, an id still **started** belonged to a run cut short by the app's death: it is
 //! turned into a FAILED "interrupted" ack and never run again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use crate::command::AckStatus;
 use crate::storage::Storage;
@@ -68,13 +67,12 @@ struct Persisted {
     outbox: Vec<PendingAck>,
 }
 
-/// The ledger plus outbox, with its storage.
+/// The ledger plus outbox, with its storage. When each ack may be tried next is not
+/// here: the outbox state machine ([`crate::machine::outbox`]) decides that, and it is not
+/// persisted (after a restart every ack is tried at once).
 pub(crate) struct Ledger {
     storage: Arc<dyn Storage>,
     data: Persisted,
-    /// When each outbox entry may be tried next (absent = now). Not persisted: after a
-    /// restart every ack is tried at once.
-    retry_at: HashMap<String, Instant>,
 }
 
 impl Ledger {
@@ -96,11 +94,7 @@ impl Ledger {
         };
         let mut data = data;
         data.version = SCHEMA_VERSION;
-        let mut ledger = Self {
-            storage,
-            data,
-            retry_at: HashMap::new(),
-        };
+        let mut ledger = Self { storage, data };
         let mut interrupted = Vec::new();
         for i in 0..ledger.data.commands.len() {
             if ledger.data.commands[i].phase == Phase::Started {
@@ -218,7 +212,6 @@ impl Ledger {
     }
 
     fn push_ack(&mut self, ack: PendingAck) {
-        self.retry_at.remove(&ack.id);
         self.data.outbox.retain(|a| a.id != ack.id);
         self.data.outbox.push(ack);
         while self.data.outbox.len() > MAX_OUTBOX {
@@ -243,43 +236,24 @@ impl Ledger {
         }
     }
 
-    /// The first ack that may be tried at `now`.
-    pub(crate) fn next_due(&self, now: Instant) -> Option<PendingAck> {
-        self.data
-            .outbox
-            .iter()
-            .find(|a| self.retry_at.get(&a.id).is_none_or(|t| *t <= now))
-            .cloned()
+    /// The acks waiting, oldest first.
+    pub(crate) fn outbox(&self) -> &[PendingAck] {
+        &self.data.outbox
     }
 
-    /// When the earliest waiting ack may be tried, if any waits.
-    pub(crate) fn earliest_retry(&self) -> Option<Instant> {
-        self.data
-            .outbox
-            .iter()
-            .filter_map(|a| self.retry_at.get(&a.id).copied())
-            .min()
-    }
-
-    /// Schedules the next attempt of `id` at `at`; returns the number of failed attempts.
-    pub(crate) fn schedule_retry(&mut self, id: &str, at: Instant) -> u32 {
+    /// Counts a failed attempt to post the ack of `id` (kept in memory, written with the
+    /// next change); returns the count.
+    pub(crate) fn count_attempt(&mut self, id: &str) -> u32 {
         let mut attempts = 0;
         if let Some(a) = self.data.outbox.iter_mut().find(|a| a.id == id) {
             a.attempts = a.attempts.saturating_add(1);
             attempts = a.attempts;
-            self.retry_at.insert(id.to_owned(), at);
         }
         attempts
     }
 
-    /// Makes every waiting ack due now (the network came back, the relay answered).
-    pub(crate) fn retry_all_now(&mut self) {
-        self.retry_at.clear();
-    }
-
     /// Drops the ack of `id` once the relay answered it.
     pub(crate) fn remove_ack(&mut self, id: &str) -> io::Result<()> {
-        self.retry_at.remove(id);
         let before = self.data.outbox.len();
         self.data.outbox.retain(|a| a.id != id);
         if before == self.data.outbox.len() {
@@ -331,7 +305,7 @@ mod tests {
         drop(l);
         let (l2, interrupted) = open(&s);
         assert_eq!(interrupted, vec!["a".to_owned()]);
-        let ack = l2.next_due(Instant::now()).unwrap();
+        let ack = l2.outbox()[0].clone();
         assert_eq!(ack.status, AckStatus::Failed);
         assert_eq!(ack.error.as_deref(), Some(INTERRUPTED));
         drop(l2);
@@ -351,10 +325,7 @@ mod tests {
             .unwrap());
         let (l2, interrupted) = open(&s);
         assert!(interrupted.is_empty());
-        assert_eq!(
-            l2.next_due(Instant::now()).unwrap().status,
-            AckStatus::Executed
-        );
+        assert_eq!(l2.outbox()[0].status, AckStatus::Executed);
     }
 
     #[test]
@@ -395,17 +366,19 @@ mod tests {
     }
 
     #[test]
-    fn retry_schedule_and_reset() {
+    fn attempts_are_counted_and_kept() {
         let s = MemoryStorage::default();
         let (mut l, _) = open(&s);
         l.record_final("u", AckStatus::Failed, Some("unsupported".into()), 0)
             .unwrap();
-        let now = Instant::now();
-        let later = now + std::time::Duration::from_secs(5);
-        assert_eq!(l.schedule_retry("u", later), 1);
-        assert!(l.next_due(now).is_none());
-        assert_eq!(l.earliest_retry(), Some(later));
-        l.retry_all_now();
-        assert!(l.next_due(now).is_some());
+        assert_eq!(l.count_attempt("u"), 1);
+        assert_eq!(l.count_attempt("u"), 2);
+        assert_eq!(l.count_attempt("absent"), 0);
+        assert_eq!(l.outbox()[0].attempts, 2);
+        // Written with the next change.
+        l.record_final("v", AckStatus::Failed, Some("unsupported".into()), 0)
+            .unwrap();
+        let (l2, _) = open(&s);
+        assert_eq!(l2.outbox()[0].attempts, 2);
     }
 }

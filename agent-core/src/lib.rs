@@ -84,20 +84,32 @@
 //!
 //! # Layout
 //!
-//! - `agent` — [`Agent`], the public handle, and the state its tasks share.
+//! The protocol decisions are synchronous state machines that do no I/O (`machine`);
+//! two thin tokio tasks drive them and do the I/O (`connection`, `outbox`). The state is
+//! split by owner: the connection's (`Connection`), the outbox's (`Outbox`), the
+//! executor's (`Executor`: ledger, host, timers) and the token (`Credentials`).
+//!
+//! - `agent` — [`Agent`], the public handle over those parts.
+//! - `machine` — the sans-I/O state machines: `link` (connect, auth, heartbeat, liveness,
+//!   backoff, 4401/4403) and `outbox` (which ack to post, retry or give up). Time is passed
+//!   in; no clock, socket, file, task or entropy inside.
+//! - `connection` — the task driving `machine::link` over the socket; the state the host
+//!   sees and its hints (status, background, network).
+//! - `outbox` — the task driving `machine::outbox` over the HTTP API.
+//! - `commands` — the executor, exactly-once: dedup, expiry, started-before-run,
+//!   completion, timeouts.
 //! - `config` — [`AgentConfig`] and the socket/API URLs derived from it.
-//! - `platform` — the [`Platform`] trait the host implements and its small types.
+//! - `platform` — the [`Platform`] trait the host implements, its small types, and the
+//!   one panic guard every host callback goes through.
 //! - `command` — [`Command`], [`CommandOutcome`] and validation of `command:new`.
-//! - `commands` — exactly-once: dedup, expiry, started-before-run, completion, timeouts.
 //! - `ledger` — the persisted command ledger and ack outbox (one bounded state file).
-//! - `outbox` — the task posting acks with retry.
-//! - `connection` — the task keeping the socket: auth, liveness deadline, backoff.
 //! - `protocol` — WebSocket frames in and out.
-//! - `backoff` — capped full-jitter backoff.
+//! - `backoff` — capped full-jitter backoff and its seedable RNG.
 //! - `transport` — the socket seam and its tokio-tungstenite + rustls (ring) implementation.
 //! - `api` — the HTTP seam and its reqwest implementation.
 //! - `storage` — crash-safe files (temp, fsync, rename) and an in-memory store for tests.
-//! - `token` — [`TokenStore`]: keyring (feature `keyring-store`), host callbacks, memory.
+//! - `token` — [`TokenStore`]: keyring (feature `keyring-store`), host callbacks, memory;
+//!   `Credentials`, the current token shared by the parts.
 //! - `logging` — [`HostLogLayer`], forwarding `tracing` events to [`Platform::log`].
 //! - `time` — the wall-clock seam and an RFC 3339 parser.
 
@@ -113,6 +125,7 @@ mod connection;
 mod error;
 mod ledger;
 mod logging;
+mod machine;
 mod outbox;
 mod platform;
 mod protocol;
@@ -123,6 +136,18 @@ mod transport;
 
 #[cfg(test)]
 mod tests;
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Resolves once `stop` says the agent stopped.
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
 
 pub use agent::{Agent, PairedDevice, PairingCode, RestrictedAttempt};
 pub use command::{AckStatus, Command, CommandOutcome, CommandType};

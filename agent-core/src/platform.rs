@@ -1,10 +1,26 @@
 //! The [`Platform`] trait the host implements, and the small types it receives.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use crate::command::{AckStatus, Command};
+
+/// Runs a host callback, containing a panic in it. Every [`Platform`] callback the agent
+/// makes goes through here (the log callback through [`HostLogLayer`](crate::HostLogLayer),
+/// which contains its own), so a panicking host — or a foreign exception that uniffi turns
+/// into a panic — never unwinds through the agent's tasks, whatever the host.
+pub(crate) fn guard<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            tracing::error!(callback = what, "host callback panicked");
+            None
+        }
+    }
+}
 
 /// The state of the agent's connection, as reported to
 /// [`Platform::connection_state_changed`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConnectionState {
     /// Not started, or stopped.
     Stopped,

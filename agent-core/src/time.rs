@@ -1,7 +1,8 @@
 //! Wall-clock time: the [`Clock`] seam and a small RFC 3339 parser.
 //!
-//! Timers (backoff, liveness, command timeouts) use `tokio::time` so tests drive them with
-//! `tokio::time::pause`; only command expiry needs the wall clock, which sits behind
+//! Timers (backoff, liveness, ack retries, command timeouts) run on `tokio::time` so tests
+//! drive them with `tokio::time::pause`; the state machines get that monotonic time as a
+//! value (`machine::Time`). Only command expiry needs the wall clock, which sits behind
 //! [`Clock`] so tests can set it.
 
 use std::sync::atomic::{AtomicI64, Ordering};

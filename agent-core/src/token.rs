@@ -7,6 +7,9 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
+use crate::error::AgentError;
 use crate::platform::Platform;
 
 /// A secure place for the device token.
@@ -128,8 +131,90 @@ pub fn default_token_store(platform: Arc<dyn Platform>) -> Arc<dyn TokenStore> {
 }
 
 /// A token in memory, redacted in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Secret(pub(crate) String);
+
+/// Whether `t` can be a device token (it goes in a frame and a header as is).
+pub(crate) fn valid_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 8192 && t.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The current device token, shared by the agent's parts, and the store that keeps it.
+/// Watchers ([`Credentials::subscribe`]) see every change except a refresh announced on
+/// the open socket.
+pub(crate) struct Credentials {
+    store: Arc<dyn TokenStore>,
+    token: watch::Sender<Option<Secret>>,
+}
+
+fn malformed() -> AgentError {
+    AgentError::Config {
+        reason: "token is malformed".into(),
+    }
+}
+
+impl Credentials {
+    /// Loads the stored token (a malformed one counts as none).
+    pub(crate) fn load(store: Arc<dyn TokenStore>) -> Result<Self, AgentError> {
+        let token = store
+            .load()
+            .map_err(|reason| AgentError::Storage { reason })?
+            .filter(|t| valid_token(t))
+            .map(Secret);
+        Ok(Self {
+            store,
+            token: watch::channel(token).0,
+        })
+    }
+
+    /// The current token.
+    pub(crate) fn current(&self) -> Option<Secret> {
+        self.token.borrow().clone()
+    }
+
+    /// A receiver that sees the token change.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Secret>> {
+        self.token.subscribe()
+    }
+
+    /// Stores a new token and tells the watchers.
+    pub(crate) fn set(&self, token: String) -> Result<(), AgentError> {
+        if !valid_token(&token) {
+            return Err(malformed());
+        }
+        self.store
+            .save(&token)
+            .map_err(|reason| AgentError::Storage { reason })?;
+        self.token.send_replace(Some(Secret(token)));
+        Ok(())
+    }
+
+    /// Stores a refreshed token; tells the watchers only when `notify` (no open socket to
+    /// announce it on). Returns it.
+    pub(crate) fn refresh(&self, token: String, notify: bool) -> Result<Secret, AgentError> {
+        if !valid_token(&token) {
+            return Err(malformed());
+        }
+        self.store
+            .save(&token)
+            .map_err(|reason| AgentError::Storage { reason })?;
+        let secret = Secret(token);
+        self.token.send_if_modified(|t| {
+            *t = Some(secret.clone());
+            notify
+        });
+        Ok(secret)
+    }
+
+    /// Deletes the token and tells the watchers.
+    pub(crate) fn clear(&self) -> Result<(), AgentError> {
+        self.store
+            .clear()
+            .map_err(|reason| AgentError::Storage { reason })?;
+        self.token.send_replace(None);
+        Ok(())
+    }
+}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,9 +1,14 @@
 //! The foreign traits the host implements, and the bridge that turns them into
 //! agent-core's `Platform` and `TokenStore`.
 //!
-//! Every call into the host goes through [`call`], which contains a panic: uniffi turns
-//! an exception thrown by a callback that declares no error into a Rust panic, and it
-//! must not unwind through the agent's tasks (nor abort the app).
+//! uniffi turns an exception thrown by a callback that declares no error into a Rust
+//! panic (uniffi_core's `LiftReturn::handle_callback_unexpected_error`); it must not
+//! unwind through the agent's tasks (nor abort the app). The [`Host`] callbacks
+//! (`onCommand`, `onStateChanged`, `onAckFinished`) are reached only through agent-core's
+//! `Platform` calls, each of which agent-core runs inside its own panic guard (a
+//! panicking `onCommand` is acked FAILED "host error"), so they are not guarded again
+//! here. The calls agent-core does not guard — the [`SecureStore`] behind its
+//! `TokenStore`, and the logger — go through [`call`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -66,23 +71,21 @@ pub(crate) struct Host {
     pub observer: Option<Arc<dyn StateObserver>>,
 }
 
+/// Not panic-guarded here: agent-core guards every `Platform` call it makes.
 impl core::Platform for Host {
     fn run_command(&self, command: core::Command) {
-        let command = Command::from(command);
-        call("onCommand", || self.runner.on_command(command));
+        self.runner.on_command(Command::from(command));
     }
 
     fn connection_state_changed(&self, state: core::ConnectionState) {
         if let Some(o) = &self.observer {
-            call("onStateChanged", || o.on_state_changed(state.into()));
+            o.on_state_changed(state.into());
         }
     }
 
     fn ack_finished(&self, id: String, status: core::AckStatus, result: core::AckResult) {
         if let Some(o) = &self.observer {
-            call("onAckFinished", || {
-                o.on_ack_finished(id, status.into(), result.into())
-            });
+            o.on_ack_finished(id, status.into(), result.into());
         }
     }
 }

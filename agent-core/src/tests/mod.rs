@@ -1,5 +1,5 @@
 //! Scenario tests of the agent's logic over fake transport, API, storage and clock, with
 //! tokio's paused time: no sockets, no sleeps.
 
-mod fakes;
+pub(crate) mod fakes;
 mod scenarios;

@@ -600,3 +600,37 @@ async fn token_expiry_close_4401_then_refresh_token_reconnects() {
     let auth = h.relay.sent_events("auth");
     assert_eq!(auth.last().unwrap()["data"]["token"], "device-token-2");
 }
+
+/// A host whose every callback panics (as a uniffi callback that threw does).
+struct PanickingHost;
+
+impl crate::Platform for PanickingHost {
+    fn run_command(&self, _: crate::Command) {
+        panic!("host threw in run_command")
+    }
+    fn connection_state_changed(&self, _: ConnectionState) {
+        panic!("host threw in connection_state_changed")
+    }
+    fn ack_finished(&self, _: String, _: AckStatus, _: AckResult) {
+        panic!("host threw in ack_finished")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn panicking_host_callbacks_are_contained_by_the_agent() {
+    let h = Harness::new();
+    let agent = h.start_on(std::sync::Arc::new(PanickingHost));
+    assert!(until(5 * S, || agent.state() == ConnectionState::Connected).await);
+    h.relay.push_json(command_frame("p1", "PAUSE", 300));
+    assert!(until(5 * S, || h.api.acks().len() == 1).await);
+    let ack = &h.api.acks()[0];
+    assert_eq!(
+        (ack.id.as_str(), ack.status, ack.error.as_deref()),
+        ("p1", AckStatus::Failed, Some("host error"))
+    );
+    // The tasks survived the panicking ack_finished: the next command is answered too.
+    h.relay.push_json(command_frame("p2", "PAUSE", 300));
+    assert!(until(5 * S, || h.api.acks().len() == 2).await);
+    assert_eq!(agent.state(), ConnectionState::Connected);
+    assert_eq!(h.relay.connects(), 1);
+}
