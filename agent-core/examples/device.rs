@@ -92,7 +92,7 @@ impl Platform for Device {
     fn run_command(&self, command: Command) {
         let payload: Value = serde_json::from_str(&command.payload_json).unwrap_or(Value::Null);
         emit(
-            json!({"type": "command", "id": command.id, "commandType": command.command_type.as_wire(), "payload": payload}),
+            json!({"type": "command", "id": command.id, "commandType": command.command_type.as_str(), "payload": payload}),
         );
         let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A deterministic spread: command n fails when the fail-rate boundary is crossed.
@@ -117,7 +117,7 @@ impl Platform for Device {
             };
             let status = if fail { "FAILED" } else { "EXECUTED" };
             match agent.complete_command(id.clone(), outcome) {
-                Ok(()) => emit(json!({"type": "completed", "id": id, "commandType": ty.as_wire(), "status": status})),
+                Ok(()) => emit(json!({"type": "completed", "id": id, "commandType": ty.as_str(), "status": status})),
                 Err(e) => emit(json!({"type": "complete_refused", "id": id, "error": e.to_string()})),
             }
         });
@@ -136,10 +136,10 @@ impl Platform for Device {
     fn ack_finished(&self, id: String, status: AckStatus, result: AckResult) {
         match result {
             AckResult::Confirmed => {
-                emit(json!({"type": "ack", "id": id, "status": status.as_wire()}))
+                emit(json!({"type": "ack", "id": id, "status": status.as_str()}))
             }
             AckResult::Rejected { status: http } => emit(
-                json!({"type": "ack_rejected", "id": id, "status": status.as_wire(), "httpStatus": http}),
+                json!({"type": "ack_rejected", "id": id, "status": status.as_str(), "httpStatus": http}),
             ),
         }
     }

@@ -188,10 +188,11 @@ impl Api for HttpApi {
     ) -> BoxFut<'a, Result<(), HttpError>> {
         Box::pin(async move {
             let url = self.url(&["api", "dashboard", "remote-control", id])?;
-            let mut body = json!({ "status": status.as_wire() });
-            if let Some(e) = error {
-                body["error"] = Value::String(e.to_owned());
-            }
+            let body = wire::rest::AckCommand {
+                status,
+                error: error.map(str::to_owned),
+            };
+            let body = serde_json::to_value(&body).unwrap_or(Value::Null);
             self.call(Method::PATCH, url, Some(token), Some(body))
                 .await
                 .map(|_| ())

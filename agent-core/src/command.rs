@@ -1,50 +1,12 @@
 //! Remote commands: the public types the host sees and the validation of `command:new`.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::time::parse_rfc3339_ms;
 
-/// The command types the agent knows. Any other type is answered FAILED "unsupported"
-/// without calling the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CommandType {
-    /// Pause playback.
-    Pause,
-    /// Resume playback.
-    Resume,
-    /// Lock the device.
-    LockDevice,
-    /// Unlock the device.
-    UnlockDevice,
-    /// Show a message (text in the payload).
-    ShowMessage,
-}
-
-impl CommandType {
-    /// Parses the wire name (`PAUSE`, `LOCK_DEVICE`, ...).
-    pub fn from_wire(s: &str) -> Option<Self> {
-        Some(match s {
-            "PAUSE" => Self::Pause,
-            "RESUME" => Self::Resume,
-            "LOCK_DEVICE" => Self::LockDevice,
-            "UNLOCK_DEVICE" => Self::UnlockDevice,
-            "SHOW_MESSAGE" => Self::ShowMessage,
-            _ => return None,
-        })
-    }
-
-    /// The wire name.
-    pub fn as_wire(&self) -> &'static str {
-        match self {
-            Self::Pause => "PAUSE",
-            Self::Resume => "RESUME",
-            Self::LockDevice => "LOCK_DEVICE",
-            Self::UnlockDevice => "UNLOCK_DEVICE",
-            Self::ShowMessage => "SHOW_MESSAGE",
-        }
-    }
-}
+/// The command types the agent knows (the wire crate's one list). Any other type is answered
+/// FAILED "unsupported" without calling the host.
+pub use wire::CommandType;
 
 /// A command handed to the host by [`Platform::run_command`](crate::Platform::run_command).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,27 +36,10 @@ pub enum CommandOutcome {
 }
 
 /// The status of an ack on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum AckStatus {
-    /// `EXECUTED`
-    Executed,
-    /// `FAILED`
-    Failed,
-}
-
-impl AckStatus {
-    /// The wire name.
-    pub fn as_wire(&self) -> &'static str {
-        match self {
-            Self::Executed => "EXECUTED",
-            Self::Failed => "FAILED",
-        }
-    }
-}
+pub use wire::AckStatus;
 
 /// Longest error text the relay accepts in an ack.
-pub(crate) const MAX_ERROR_CHARS: usize = 1000;
+pub(crate) const MAX_ERROR_CHARS: usize = wire::command::MAX_ACK_ERROR_CHARS;
 /// Longest command id the agent accepts.
 pub(crate) const MAX_ID_LEN: usize = 128;
 /// Largest payload the agent hands to the host.
@@ -178,7 +123,7 @@ pub(crate) fn check(value: &Value, now_ms: i64) -> Checked {
             reason: "invalid: no commandType",
         };
     };
-    let Some(command_type) = CommandType::from_wire(type_name) else {
+    let Some(command_type) = CommandType::parse(type_name) else {
         return Checked::Refuse {
             id,
             reason: "unsupported",

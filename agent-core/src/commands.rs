@@ -114,7 +114,7 @@ impl Executor {
                     }
                     let id = cmd.id.clone();
                     self.arm_timeout(&id);
-                    tracing::info!(id = %id, command_type = cmd.command_type.as_wire(), source, "running command");
+                    tracing::info!(id = %id, command_type = cmd.command_type.as_str(), source, "running command");
                     ran += 1;
                     let platform = self.platform.clone();
                     if guard("run_command", move || platform.run_command(cmd)).is_none() {
@@ -143,7 +143,7 @@ impl Executor {
             let mut ledger = lock(&self.ledger);
             match ledger.finish(id, status, error.clone(), now) {
                 Ok(false) => return Err(AgentError::UnknownCommand),
-                Ok(true) => tracing::info!(id = %id, status = status.as_wire(), "command finished"),
+                Ok(true) => tracing::info!(id = %id, status = status.as_str(), "command finished"),
                 Err(e) => {
                     tracing::error!(id = %id, error = %e, "command finished but the outbox write failed; ack kept in memory")
                 }

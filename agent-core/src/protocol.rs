@@ -2,8 +2,10 @@
 
 use serde_json::{json, Value};
 
+use wire::event;
+
 /// Largest `currentVideo` the relay accepts in `device:status`.
-pub(crate) const MAX_CURRENT_VIDEO_BYTES: usize = 2048;
+pub(crate) const MAX_CURRENT_VIDEO_BYTES: usize = wire::frame::MAX_CURRENT_VIDEO_BYTES;
 
 /// A frame from the relay, as far as the agent cares.
 #[derive(Debug, PartialEq)]
@@ -30,14 +32,14 @@ pub(crate) fn parse(text: &str) -> Inbound {
     };
     let data = obj.remove("data").unwrap_or(Value::Null);
     match event.as_str() {
-        "ready" => Inbound::Ready {
+        event::READY => Inbound::Ready {
             heartbeat_sec: data
                 .get("heartbeatSec")
                 .and_then(Value::as_u64)
                 .filter(|s| (1..=3600).contains(s)),
         },
-        "command:new" => Inbound::CommandNew(data),
-        "error" => Inbound::Error {
+        event::COMMAND_NEW => Inbound::CommandNew(data),
+        event::ERROR => Inbound::Error {
             code: data
                 .get("code")
                 .and_then(Value::as_str)
@@ -52,17 +54,18 @@ pub(crate) fn parse(text: &str) -> Inbound {
 
 /// The first frame: `{"event":"auth","data":{"token":...}}`.
 pub(crate) fn auth(token: &str) -> String {
-    json!({"event": "auth", "data": {"token": token}}).to_string()
+    json!({"event": event::AUTH, "data": {"token": token}}).to_string()
 }
 
 /// `auth:refresh` with a new token for the same device.
 pub(crate) fn auth_refresh(token: &str) -> String {
-    json!({"event": "auth:refresh", "data": {"token": token}}).to_string()
+    json!({"event": event::AUTH_REFRESH, "data": {"token": token}}).to_string()
 }
 
 /// `heartbeat` asking the relay to ping every `interval_sec` seconds.
 pub(crate) fn heartbeat(interval_sec: u32) -> String {
-    json!({"event": "heartbeat", "data": {"intervalSec": interval_sec.clamp(25, 600)}}).to_string()
+    json!({"event": event::HEARTBEAT, "data": {"intervalSec": interval_sec.clamp(25, 600)}})
+        .to_string()
 }
 
 /// `device:status`. `current_video` is sent as a JSON object when it is one, else as a
@@ -97,7 +100,7 @@ pub(crate) fn device_status(active_viewing: bool, current_video: Option<&str>) -
             }
         },
     };
-    json!({"event": "device:status", "data": {"activeViewing": active_viewing, "currentVideo": video}})
+    json!({"event": event::DEVICE_STATUS, "data": {"activeViewing": active_viewing, "currentVideo": video}})
         .to_string()
 }
 

@@ -85,7 +85,7 @@ impl From<core::Command> for Command {
         Self {
             id: c.id,
             command_type: c.command_type.into(),
-            command_type_name: c.command_type.as_wire().to_owned(),
+            command_type_name: c.command_type.as_str().to_owned(),
             payload_json: c.payload_json,
             expires_at: c.expires_at,
             created_at: c.created_at,

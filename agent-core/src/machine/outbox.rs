@@ -177,7 +177,7 @@ impl Outbox {
         };
         let result = match answer {
             Answer::Ok => {
-                tracing::info!(id = %id, status = self.queue[pos].status.as_wire(), "ack confirmed");
+                tracing::info!(id = %id, status = self.queue[pos].status.as_str(), "ack confirmed");
                 AckResult::Confirmed
             }
             Answer::Retryable { retry_after } => {
