@@ -20,12 +20,21 @@ mkdir -p "$OUT"
 mapfile -t sources < <(find android/src/main/java android/src/reactnative/java "android/src/reactnative/$ARCH" -name '*.kt' | sort)
 gen=(); [ "$ARCH" = newarch ] && gen=("$TARGET/rn-codegen/java")
 mapfile -t stubs < <(find android/stubs "${gen[@]}" -name '*.java' | sort)
-if "$KOTLINC" -nowarn -cp "$JNA:$KLIB/kotlinx-coroutines-core-jvm.jar" -d "$OUT/classes" \
-     "${sources[@]}" "${stubs[@]}" 2>&1 | grep -v "^warning: unable to find kotlin-stdlib.jar"; then :; fi
+# kotlinc's exit status decides; its output is shown (less a warning about the stdlib jar,
+# which kotlinc finds on its own).
+rc=0
+"$KOTLINC" -nowarn -cp "$JNA:$KLIB/kotlinx-coroutines-core-jvm.jar" -d "$OUT/classes" \
+  "${sources[@]}" "${stubs[@]}" >"$OUT/kotlinc.log" 2>&1 || rc=$?
+grep -v "^warning: unable to find kotlin-stdlib.jar" "$OUT/kotlinc.log" || true
+if [ "$rc" -ne 0 ]; then
+  echo "FAIL android Kotlin does not compile against the stubs (kotlinc exit status $rc, $ARCH)"
+  exit 1
+fi
+# A compile that succeeds must also have produced the classes of android/ and reactnative/.
 n=$(find "$OUT/classes" -name '*.class' 2>/dev/null | grep -c -E "android/|reactnative/" || true)
 if [ "${n:-0}" -gt 0 ]; then
   echo "ok   android Kotlin type-checks against the stubs (${#sources[@]} files, $n classes of android/ and reactnative/)"
 else
-  echo "FAIL android Kotlin does not compile against the stubs"
+  echo "FAIL kotlinc succeeded but wrote no classes of android/ or reactnative/"
   exit 1
 fi

@@ -2,12 +2,15 @@
 # The project's test command (README, CI): formatting, lints, every test in the workspace
 # (the three-node suite included), then the relay's own suite again on PostgreSQL.
 #
+# Debian packages: scripts/deps.sh installs the missing ones (build-essential, openssl,
+# postgresql, redis-server) when run as root; otherwise it names them and stops.
 # PostgreSQL and Redis: when SAFESTREAM_TEST_PG is unset, scripts/services.sh starts a
-# throwaway PostgreSQL on 127.0.0.1:55432 (Debian's postgresql package must be installed) and
-# checks redis-server is on the PATH (Debian's redis-server). The tests that need them fail,
-# never skip, when they are missing.
+# throwaway PostgreSQL on 127.0.0.1:55432 and checks redis-server is on the PATH. The tests
+# that need them fail, never skip, when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+echo "== Debian packages"
+./scripts/deps.sh
 if [ -z "${SAFESTREAM_TEST_PG:-}" ]; then
   echo "== services (PostgreSQL, Redis)"
   eval "$(./scripts/services.sh start)"

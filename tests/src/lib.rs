@@ -8,7 +8,8 @@
 //!   config (no dev mode), SIGKILLs and restarts it on the same database.
 //! - [`Device`] — runs the simulated device and collects its JSON lines.
 //! - [`Parent`] / [`Backend`] — REST calls as a parent (JWT) or as the backend (server key);
-//!   [`ParentSocket`] — a parent's WebSocket, waiting for events.
+//!   [`ParentSocket`] — a parent's WebSocket: waits for events and `command:status`
+//!   transitions, resumes from its last position after a relay restart.
 //!
 //! Every wait is bounded; every process is killed on drop.
 
@@ -16,6 +17,9 @@
 
 pub mod cluster;
 pub mod proxy;
+mod socket;
+
+pub use socket::{open_socket, ParentSocket};
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -24,9 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 /// The HS256 secret shared by the relay and the tests' "main app".
 pub const JWT_SECRET: &str = "e2e-test-secret-0123456789abcdef0123456789";
@@ -555,7 +557,10 @@ fn now_s() -> u64 {
 }
 
 /// Runs a test body with a time limit: it fails (panics with the error) instead of hanging.
+/// The binaries are built first, outside the limit (on a fresh clone that build takes longer
+/// than any test's limit).
 pub async fn bounded(limit: Duration, f: impl std::future::Future<Output = R<()>>) {
+    build_binaries();
     match tokio::time::timeout(limit, f).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("{e}"),
@@ -734,7 +739,9 @@ impl Parent {
         Ok(v["command"].clone())
     }
 
-    /// Polls until command `id` has `status`; returns it.
+    /// Polls REST (`GET /api/dashboard/remote-control/{id}`) until command `id` has
+    /// `status`; returns it. For tests about the REST view; a test following a command's
+    /// status transitions watches the parent's socket ([`ParentSocket::wait_status`]).
     pub async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> R<Value> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -752,103 +759,5 @@ impl Parent {
     /// Opens the parent's WebSocket (first-frame auth) and waits for `ready`.
     pub async fn socket(&self, relay: &Relay) -> R<ParentSocket> {
         open_socket(relay, &self.jwt, None).await
-    }
-}
-
-/// Opens a socket with `token` (a parent's JWT or a device token) as the first frame, with
-/// `lastSeq` when resuming, and waits for `ready`.
-pub async fn open_socket(relay: &Relay, token: &str, last_seq: Option<i64>) -> R<ParentSocket> {
-    let url = format!("{}/api/socket", relay.ws());
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .map_err(|_| "socket connect timeout".to_owned())?
-    .map_err(|e| format!("socket connect: {e}"))?;
-    let mut data = json!({"token": token});
-    if let Some(s) = last_seq {
-        data["lastSeq"] = json!(s);
-    }
-    ws.send(Message::Text(
-        json!({"event": "auth", "data": data}).to_string().into(),
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut s = ParentSocket { ws, events: vec![] };
-    s.wait("ready", Duration::from_secs(10), |_| true).await?;
-    Ok(s)
-}
-
-/// A parent's open socket.
-pub struct ParentSocket {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    /// Every frame received so far.
-    pub events: Vec<Value>,
-}
-
-impl ParentSocket {
-    /// Reads frames for `d` (keeps them in `events`); fails if the socket ends.
-    pub async fn collect_for(&mut self, d: Duration) -> R<()> {
-        let deadline = tokio::time::Instant::now() + d;
-        loop {
-            match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Err(_) => return Ok(()),
-                Ok(Some(Ok(Message::Text(t)))) => {
-                    self.events
-                        .push(serde_json::from_str(t.as_str()).unwrap_or(Value::Null));
-                }
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(e))) => return Err(format!("socket: {e}")),
-                Ok(None) => return Err("socket closed".into()),
-            }
-        }
-    }
-
-    /// The frames received so far named `event`.
-    pub fn of(&self, event: &str) -> Vec<&Value> {
-        self.events.iter().filter(|v| v["event"] == event).collect()
-    }
-
-    /// Closes the socket.
-    pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
-    }
-
-    /// Waits for an `event` frame whose data matches `pred` (also among frames already
-    /// received); returns its data.
-    pub async fn wait(
-        &mut self,
-        event: &str,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> R<Value> {
-        if let Some(v) = self
-            .events
-            .iter()
-            .find(|v| v["event"] == event && pred(&v["data"]))
-        {
-            return Ok(v["data"].clone());
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .map_err(|_| format!("parent: no {event} in {timeout:?}; got {:?}", self.events))?;
-            match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
-                    self.events.push(v.clone());
-                    if v["event"] == event && pred(&v["data"]) {
-                        return Ok(v["data"].clone());
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(format!("parent socket: {e}")),
-                None => return Err("parent socket closed".into()),
-            }
-        }
     }
 }

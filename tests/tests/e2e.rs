@@ -66,6 +66,12 @@ async fn command_reaches_host_and_parent_sees_executed() {
             .await?;
         assert_eq!(status["deviceId"], w.device_id.as_str());
         assert!(status["executedAt"].is_string(), "{status}");
+        assert!(status["error"].is_null(), "{status}");
+        assert_eq!(sock.statuses(&id), ["DELIVERED", "EXECUTED"]);
+        let sent = sock
+            .wait("command:sent", T, |d| d["commandId"] == id.as_str())
+            .await?;
+        assert_eq!(sent["status"], "PENDING");
         assert_eq!(dev.runs_of(&id), 1);
         Ok(())
     })
@@ -76,6 +82,7 @@ async fn command_reaches_host_and_parent_sees_executed() {
 async fn offline_device_gets_queued_commands_once() {
     bounded(Duration::from_secs(90), async {
         let w = world().await?;
+        let mut sock = w.parent.socket(&w.relay).await?;
         let mut ids = vec![];
         for ty in ["PAUSE", "LOCK_DEVICE", "SHOW_MESSAGE"] {
             ids.push(w.parent.command(&w.child, ty, 300).await?);
@@ -83,7 +90,9 @@ async fn offline_device_gets_queued_commands_once() {
         let dev = w.device(&[])?;
         for id in &ids {
             dev.wait_for("ack", T, is("ack", id.clone())).await?;
-            w.parent.wait_status(id, "EXECUTED", T).await?;
+            sock.wait_status(id, "EXECUTED", T).await?;
+            // Queued, then delivered when the device connected, then executed.
+            assert_eq!(sock.statuses(id), ["DELIVERED", "EXECUTED"], "{id}");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         for id in &ids {
@@ -100,6 +109,7 @@ async fn relay_sigkilled_and_restarted_mid_stream() {
         let mut w = world().await?;
         let dev = w.device(&[])?;
         dev.wait_state("connected", T).await?;
+        let mut sock = w.parent.socket(&w.relay).await?;
         let mut ids = vec![];
         for _ in 0..10 {
             ids.push(w.parent.command(&w.child, "PAUSE", 600).await?);
@@ -108,14 +118,22 @@ async fn relay_sigkilled_and_restarted_mid_stream() {
         w.relay.kill();
         tokio::time::sleep(Duration::from_millis(500)).await;
         w.relay.restart().await?;
+        // The parent's socket died with the relay: it resumes from its last position, so
+        // the statuses committed before the kill and not yet read are replayed.
+        sock.resume(&w.relay, T).await?;
         for _ in 0..10 {
             ids.push(w.parent.command(&w.child, "RESUME", 600).await?);
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         for id in &ids {
-            w.parent
-                .wait_status(id, "EXECUTED", Duration::from_secs(40))
+            sock.wait_status(id, "EXECUTED", Duration::from_secs(40))
                 .await?;
+            // DELIVERED can be lost to the kill (recorded after the write to the device).
+            let seen = sock.statuses(id);
+            assert!(
+                seen == ["DELIVERED", "EXECUTED"] || seen == ["EXECUTED"],
+                "{id}: {seen:?}"
+            );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         for id in &ids {
@@ -133,6 +151,7 @@ async fn agent_killed_between_run_and_ack_is_not_run_again() {
         let w = world().await?;
         let mut dev = w.device(&["--exec-delay-ms", "5000"])?;
         dev.wait_state("connected", T).await?;
+        let mut sock = w.parent.socket(&w.relay).await?;
         let id = w.parent.command(&w.child, "LOCK_DEVICE", 300).await?;
         dev.wait_for("command run", T, is("command", id.clone()))
             .await?;
@@ -143,15 +162,20 @@ async fn agent_killed_between_run_and_ack_is_not_run_again() {
         );
         dev.restart()?;
         // The ack still arrives (FAILED "interrupted", design section 4) ...
-        let c = w.parent.wait_status(&id, "FAILED", T).await?;
-        assert_eq!(c["error"], "interrupted");
+        let c = sock.wait_status(&id, "FAILED", T).await?;
+        assert_eq!(c["error"], "interrupted", "{c}");
+        assert_eq!(c["deviceId"], w.device_id.as_str(), "{c}");
+        assert_eq!(sock.statuses(&id), ["DELIVERED", "FAILED"]);
         dev.wait_for("ack", T, is("ack", id.clone())).await?;
         // ... and the command is never run again, even though the relay had it pending.
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(dev.runs_of(&id), 1);
         // The restarted agent still works.
         let id2 = w.parent.command(&w.child, "UNLOCK_DEVICE", 300).await?;
-        w.parent.wait_status(&id2, "EXECUTED", T).await?;
+        sock.wait_status(&id2, "EXECUTED", T).await?;
+        assert_eq!(sock.statuses(&id2), ["DELIVERED", "EXECUTED"]);
+        // The first command's status did not change again.
+        assert_eq!(sock.statuses(&id), ["DELIVERED", "FAILED"]);
         assert_eq!(dev.runs_of(&id2), 1);
         Ok(())
     })
@@ -164,6 +188,7 @@ async fn ack_made_while_relay_down_is_posted_when_it_returns() {
         let mut w = world().await?;
         let dev = w.device(&["--exec-delay-ms", "2000"])?;
         dev.wait_state("connected", T).await?;
+        let mut sock = w.parent.socket(&w.relay).await?;
         let id = w.parent.command(&w.child, "PAUSE", 600).await?;
         dev.wait_for("command run", T, is("command", id.clone()))
             .await?;
@@ -176,9 +201,18 @@ async fn ack_made_while_relay_down_is_posted_when_it_returns() {
             "no ack while the relay is down"
         );
         w.relay.restart().await?;
+        sock.resume(&w.relay, T).await?;
         dev.wait_for("ack", Duration::from_secs(40), is("ack", id.clone()))
             .await?;
-        w.parent.wait_status(&id, "EXECUTED", T).await?;
+        let st = sock.wait_status(&id, "EXECUTED", T).await?;
+        assert_eq!(st["deviceId"], w.device_id.as_str(), "{st}");
+        // DELIVERED is recorded after the write to the device: a kill right after the write
+        // can lose it (the device then acks a PENDING command), never the EXECUTED.
+        let seen = sock.statuses(&id);
+        assert!(
+            seen == ["DELIVERED", "EXECUTED"] || seen == ["EXECUTED"],
+            "{seen:?}"
+        );
         assert_eq!(dev.runs_of(&id), 1);
         Ok(())
     })
@@ -240,8 +274,15 @@ async fn pairing_gives_the_device_a_token() {
             .await?;
         assert_eq!(paired["childId"], w.child.as_str());
         dev.wait_state("connected", T).await?;
+        let mut sock = w.parent.socket(&w.relay).await?;
         let id = w.parent.command(&w.child, "SHOW_MESSAGE", 300).await?;
-        w.parent.wait_status(&id, "EXECUTED", T).await?;
+        let st = sock.wait_status(&id, "EXECUTED", T).await?;
+        // Acknowledged by the paired device (a new one, not the world's).
+        assert!(
+            st["deviceId"].is_string() && st["deviceId"] != w.device_id.as_str(),
+            "{st}"
+        );
+        assert_eq!(sock.statuses(&id), ["DELIVERED", "EXECUTED"]);
         assert_eq!(dev.runs_of(&id), 1);
         // The token never appears in the device's output or logs.
         let token_like = dev
@@ -262,6 +303,7 @@ async fn chaos_relay_and_agent_killed_no_duplicate_no_lost_ack() {
         let mut w = world().await?;
         let mut dev = w.device(&["--exec-delay-ms", "50"])?;
         dev.wait_state("connected", T).await?;
+        let mut sock = w.parent.socket(&w.relay).await?;
         let types = ["PAUSE", "RESUME", "LOCK_DEVICE", "UNLOCK_DEVICE", "SHOW_MESSAGE"];
         let mut ids = vec![];
         // `E2E_CHAOS_COMMANDS` (default 60) scales the run: six rounds, a kill after each.
@@ -279,6 +321,7 @@ async fn chaos_relay_and_agent_killed_no_duplicate_no_lost_ack() {
                 w.relay.kill();
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 w.relay.restart().await?;
+                sock.resume(&w.relay, T).await?;
             } else {
                 dev.kill();
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -287,25 +330,14 @@ async fn chaos_relay_and_agent_killed_no_duplicate_no_lost_ack() {
         }
         let mut executed = 0;
         let mut interrupted = 0;
+        // Every command ends on the parent's socket: EXECUTED, or FAILED "interrupted" (the
+        // device was killed between running it and acknowledging it).
         for id in &ids {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let c = w.parent.get_command(id).await?;
-                match c["status"].as_str() {
-                    Some("EXECUTED") => {
-                        executed += 1;
-                        break;
-                    }
-                    Some("FAILED") if c["error"] == "interrupted" => {
-                        interrupted += 1;
-                        break;
-                    }
-                    Some(s @ ("FAILED" | "EXPIRED")) => return Err(format!("command {id} ended {s}: {c}")),
-                    _ if std::time::Instant::now() > deadline => {
-                        return Err(format!("command {id} never acknowledged: {c}"))
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
+            let c = sock.wait_final(id, Duration::from_secs(60)).await?;
+            match c["status"].as_str() {
+                Some("EXECUTED") => executed += 1,
+                Some("FAILED") if c["error"] == "interrupted" => interrupted += 1,
+                _ => return Err(format!("command {id} ended {c}")),
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -401,6 +433,8 @@ async fn self_hosted_relay_over_tls_with_an_extra_ca() {
         dev.wait_state("connected", T).await?;
         let id = parent.command("kid", "PAUSE", 300).await?;
         dev.wait_for("ack", T, is("ack", id.clone())).await?;
+        // The ack went over https: the relay recorded it. (REST here: the tests' socket
+        // client has no TLS, and this test is about the device's TLS.)
         parent.wait_status(&id, "EXECUTED", T).await?;
         assert!(!untrusting.states().contains(&"connected".to_owned()));
         Ok(())

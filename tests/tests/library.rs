@@ -9,6 +9,7 @@ use agent_core::{
     MemoryTokenStore, Platform, RestrictedAttempt,
 };
 use safestream_tests::*;
+use serde_json::json;
 
 #[derive(Default)]
 struct Host {
@@ -57,12 +58,14 @@ async fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> R<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_now_and_socket_run_each_command_once() {
+    build_binaries(); // outside the time limit below
     let run = async {
         let relay = Relay::start().await?;
         let backend = Backend::new(&relay);
         backend.child("kid", "u1").await?;
         let (_device, token) = backend.device("kid", "tablet").await?;
         let parent = Parent::new(&relay, "u1");
+        let mut sock = parent.socket(&relay).await?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
 
         // 1. A suspended app: no socket (the relay URL points nowhere), woken by a push
@@ -93,9 +96,10 @@ async fn sync_now_and_socket_run_each_command_once() {
             agent.wait_for_acks(Duration::from_secs(20)).await,
             "ack not posted"
         );
-        parent
-            .wait_status(&id1, "EXECUTED", Duration::from_secs(10))
+        // Listing marked it delivered; the ack executed it.
+        sock.wait_status(&id1, "EXECUTED", Duration::from_secs(10))
             .await?;
+        assert_eq!(sock.statuses(&id1), ["DELIVERED", "EXECUTED"]);
         agent.shutdown().await;
         drop(agent);
 
@@ -125,9 +129,11 @@ async fn sync_now_and_socket_run_each_command_once() {
         agent
             .complete_command(id2.clone(), CommandOutcome::Executed)
             .map_err(|e| e.to_string())?;
-        parent
-            .wait_status(&id2, "EXECUTED", Duration::from_secs(20))
+        sock.wait_status(&id2, "EXECUTED", Duration::from_secs(20))
             .await?;
+        assert_eq!(sock.statuses(&id2), ["DELIVERED", "EXECUTED"]);
+        // The first command was not acknowledged again by the second incarnation.
+        assert_eq!(sock.statuses(&id1), ["DELIVERED", "EXECUTED"]);
         assert_eq!(host2.ran(), vec![id2]);
         agent.shutdown().await;
         Ok::<(), String>(())
@@ -141,6 +147,7 @@ async fn sync_now_and_socket_run_each_command_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_restricted_attempts_reach_the_parent() {
+    build_binaries(); // outside the time limit below
     let run = async {
         let relay = Relay::start().await?;
         let backend = Backend::new(&relay);
@@ -179,7 +186,31 @@ async fn status_and_restricted_attempts_reach_the_parent() {
                 d["type"] == "RESTRICTED_CONTENT"
             })
             .await?;
-        assert!(n["message"].is_string() || n["title"].is_string(), "{n}");
+        // What was reported reaches the parent: the attempt's fields in the metadata (the
+        // device's metadata as `details`), who made it, and a message naming the video and
+        // the reason (relay/src/http/misc.rs, docs/protocol.md "Notifications").
+        assert_eq!(
+            n["metadata"],
+            json!({
+                "childId": "kid",
+                "deviceId": device_id,
+                "url": "https://example.com/blocked",
+                "title": "Blocked video",
+                "reason": "age rating",
+                "details": {"rating": "18+"},
+            }),
+            "{n}"
+        );
+        let message = n["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("Child kid")
+                && message.contains("Blocked video")
+                && message.contains("age rating"),
+            "{n}"
+        );
+        assert!(n["title"].as_str().is_some_and(|t| !t.is_empty()), "{n}");
+        assert!(n["id"].is_string() && n["createdAt"].is_string(), "{n}");
+        assert_eq!(n["read"], false, "{n}");
         agent.shutdown().await;
         assert_eq!(agent.state(), ConnectionState::Stopped);
         let offline = sock

@@ -304,7 +304,10 @@ impl Ws {
         }
     }
 
-    /// Asserts that no event named `name` arrives within `wait`.
+    /// Asserts that the socket stays open for `wait` and that no event named `name` arrives in
+    /// that time (other events are skipped). A close or a read error within `wait` fails the
+    /// test: a closed socket receives nothing, so it would prove nothing. A test that expects
+    /// the close uses [`Ws::expect_close`].
     pub async fn expect_none(&mut self, name: &str, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -312,7 +315,10 @@ impl Ws {
             match self.next(left).await {
                 Next::Event(f) if f["event"] == name => panic!("unexpected {name}: {f}"),
                 Next::Event(_) => continue,
-                Next::Closed(_) | Next::Timeout => return,
+                Next::Closed(c) => panic!(
+                    "socket closed ({c:?}) while checking that no {name} arrives within {wait:?}"
+                ),
+                Next::Timeout => return,
             }
         }
     }
