@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::model::Millis;
+use crate::model::{Command, Millis};
 
 /// A frame ready to write to sockets, shared by every recipient of a fan-out.
 #[derive(Debug)]
@@ -35,6 +35,18 @@ pub struct CommandMeta {
 }
 
 impl OutFrame {
+    /// The `command:new` frame for a command's devices, with the metadata sockets need.
+    pub fn command_new(c: &Command) -> Arc<OutFrame> {
+        let data = serde_json::to_string(&c.device_frame()).unwrap_or_default();
+        let mut f = OutFrame::event_json(wire::event::COMMAND_NEW, None, &data);
+        f.command = Some(CommandMeta {
+            id: c.id.clone(),
+            expires_at: c.expires_at,
+            created_at: c.created_at,
+        });
+        Arc::new(f)
+    }
+
     /// Builds `{"event": name, "seq"?: seq, "data": data}`.
     pub fn event(name: &str, seq: Option<i64>, data: &Value) -> OutFrame {
         Self::event_json(name, seq, &data.to_string())

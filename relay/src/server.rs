@@ -435,7 +435,7 @@ async fn in_flight_sweeper(app: Arc<App>) {
                     };
                     app.hub.apply(crate::bus::BusMessage::deliver(
                         target,
-                        crate::store::device_frame(&c),
+                        crate::message::OutFrame::command_new(&c),
                     ));
                 }
             }

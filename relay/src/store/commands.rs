@@ -3,14 +3,12 @@
 //! Every transition is one write that also logs `command:status` (or `command:sent`) for
 //! every guardian, so a parent that resumes sees each transition exactly once.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use super::db::{args, Arg, Row};
 use super::registry::{child_exists, guardians_of};
 use super::{Store, StoreError, StoreResult};
-use crate::bus::{room, BusMessage, CommandMeta, OutFrame};
+use crate::bus::{room, BusMessage, OutFrame};
 use crate::model::{Command, CommandStatus, CommandType, Millis};
 use wire::event;
 
@@ -80,17 +78,6 @@ fn command_from_row(r: &Row<'_>) -> StoreResult<Command> {
     })
 }
 
-/// The `command:new` frame for devices, with the metadata sockets need.
-pub fn device_frame(c: &Command) -> Arc<OutFrame> {
-    let mut f = OutFrame::event(event::COMMAND_NEW, None, &c.device_frame_data());
-    f.command = Some(CommandMeta {
-        id: c.id.clone(),
-        expires_at: c.expires_at,
-        created_at: c.created_at,
-    });
-    Arc::new(f)
-}
-
 impl Store {
     /// Creates a command if `created_by` is a guardian of the child; logs `command:sent` for
     /// every guardian and sends `command:new` to the target devices.
@@ -150,7 +137,7 @@ impl Store {
                     Some(d) => room::device(d),
                     None => room::child(&cmd.child_id),
                 };
-                w.publish(BusMessage::deliver(target, device_frame(&cmd)));
+                w.publish(BusMessage::deliver(target, OutFrame::command_new(&cmd)));
                 Ok(cmd)
             })
             .await?;

@@ -59,7 +59,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-pub use commands::{device_frame, AckOutcome, CommandFilter, NewCommand};
+pub use commands::{AckOutcome, CommandFilter, NewCommand};
 pub(crate) use db::args;
 pub use db::{Arg, Db, PgConn, Row, ToArg};
 pub use events::LoggedEvent;

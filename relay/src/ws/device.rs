@@ -174,7 +174,7 @@ impl Session<'_> {
             };
             let short = (page.len() as i64) < PENDING_PAGE;
             for c in &page {
-                let f = crate::store::device_frame(c);
+                let f = crate::message::OutFrame::command_new(c);
                 if tokio::time::timeout(SEND_TIMEOUT, ws.feed(Message::Text(f.text.clone())))
                     .await
                     .map_or(true, |r| r.is_err())
