@@ -29,6 +29,16 @@ pub trait Bus: Send + Sync + 'static {
     fn publish(&self, msg: BusMessage);
 }
 
+/// What a multi-node bus tells the node's device cache (the store's): another node revoked
+/// a device, or revocations may have been missed. A trait so the bus does not depend on the
+/// store (the store depends on the bus).
+pub trait DeviceCache: Send + Sync + 'static {
+    /// Forgets a cached device (another node revoked it).
+    fn forget_device(&self, id: &str);
+    /// Forgets every cached device (the next authentication of each reads the database).
+    fn forget_all_devices(&self);
+}
+
 /// The in-process bus: one node, no other service.
 pub struct LocalBus {
     hub: Arc<Hub>,

@@ -34,7 +34,6 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::{Bus, BusMessage, CommandMeta, OutFrame};
 use crate::hub::Hub;
-use crate::store::Store;
 
 /// Messages waiting to be published; beyond this, publishing drops and flags a catch-up.
 const QUEUE: usize = 65_536;
@@ -180,7 +179,7 @@ impl RedisBus {
 
     /// Starts the publisher and the subscriber. The subscriber hands what other nodes
     /// publish to this node's hub and forgets revoked devices in `store`'s cache.
-    pub fn start(&self, store: Arc<Store>) {
+    pub fn start(&self, store: Arc<dyn super::DeviceCache>) {
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(rx) = rx {
             tokio::spawn(publisher(
@@ -297,7 +296,7 @@ async fn subscriber(
     channel: String,
     node: String,
     hub: Arc<Hub>,
-    store: Arc<Store>,
+    store: Arc<dyn super::DeviceCache>,
 ) {
     let mut attempt = 0;
     let mut subscribed_before = false;

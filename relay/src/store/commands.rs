@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::db::{args, Arg, Row};
 use super::registry::{child_exists, guardians_of};
 use super::{Store, StoreError, StoreResult};
-use crate::bus::{room, BusMessage, OutFrame};
+use crate::message::{room, BusMessage, OutFrame};
 use crate::model::{Command, CommandStatus, CommandType, Millis};
 use wire::event;
 

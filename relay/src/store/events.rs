@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::db::args;
 use super::write::W;
 use super::{Store, StoreResult};
-use crate::bus::{room, BusMessage, OutFrame};
+use crate::message::{room, BusMessage, OutFrame};
 use crate::model::Millis;
 
 /// A parent event waiting for its position.

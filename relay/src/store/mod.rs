@@ -207,5 +207,5 @@ struct NullBus;
 
 #[cfg(test)]
 impl Bus for NullBus {
-    fn publish(&self, _: crate::bus::BusMessage) {}
+    fn publish(&self, _: crate::message::BusMessage) {}
 }

@@ -214,7 +214,7 @@ impl Store {
                         if let Some(a) = cache.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&device_id) {
                             a.revoked = true;
                         }
-                        w.publish(crate::bus::BusMessage::RevokeDevice { device_id });
+                        w.publish(crate::message::BusMessage::RevokeDevice { device_id });
                     }
                 }
             }
@@ -339,7 +339,7 @@ impl Store {
         }))
     }
 
-    /// Forgets a cached device (another node revoked it).
+    /// Forgets a cached device (this or another node revoked it).
     pub fn forget_device(&self, id: &str) {
         self.devices
             .lock()
@@ -423,7 +423,7 @@ impl Store {
                         device_from_row,
                     )?
                     .ok_or_else(|| StoreError::NotFound("no such device".into()))?;
-                w.publish(crate::bus::BusMessage::RevokeDevice {
+                w.publish(crate::message::BusMessage::RevokeDevice {
                     device_id: d.id.clone(),
                 });
                 Ok(d)
@@ -459,4 +459,13 @@ fn add_guardian(c: Db<'_>, child_id: &str, user_id: &str) -> StoreResult<()> {
         args![child_id, user_id],
     )?;
     Ok(())
+}
+
+impl crate::bus::DeviceCache for Store {
+    fn forget_device(&self, id: &str) {
+        Store::forget_device(self, id);
+    }
+    fn forget_all_devices(&self) {
+        Store::forget_all_devices(self);
+    }
 }

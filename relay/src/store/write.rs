@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use super::db::Db;
 use super::events::PendingEvent;
 use super::{Store, StoreError, StoreResult};
-use crate::bus::BusMessage;
+use crate::message::BusMessage;
 
 /// A write in progress, handed to an operation's closure on a writer thread.
 pub struct W<'c> {
