@@ -7,6 +7,8 @@
 #                    starts a private cluster; the package's own service is not used). Not needed
 #                    when SAFESTREAM_TEST_PG names a server already.
 #   redis-server     the multi-node suite starts its own redis-server processes
+#   faketime         moves a simulated device's wall clock a day ahead or behind
+#                    (tests/tests/clock.rs: the device cannot dodge a command by its clock)
 #
 #   scripts/deps.sh   installs the missing ones when run as root (apt-get update -qq once, then
 #                     apt-get install -y -qq), else names them and exits 1; nothing to do: exit 0.
@@ -24,6 +26,7 @@ missing() {
     [ -x "${pg[0]}" ] || echo postgresql
   fi
   command -v redis-server >/dev/null || echo redis-server
+  command -v faketime >/dev/null || echo faketime
 }
 
 # The effective user id (a function, so the non-root path can be exercised by overriding it).

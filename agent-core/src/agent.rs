@@ -287,11 +287,14 @@ impl Agent {
     /// the host. Acks go through the outbox; see [`Agent::wait_for_acks`].
     pub async fn sync_now(&self) -> Result<u32, AgentError> {
         let token = self.credentials.current().ok_or(AgentError::Unauthorized)?;
-        let items = self
+        let (items, server_time) = self
             .api
             .pending_commands(&token.0)
             .await
             .map_err(map_http)?;
+        if let Some(ms) = server_time {
+            self.executor.relay_time(ms);
+        }
         let ran = self.executor.handle_commands(&items, "sync");
         self.outbox.retry_now();
         Ok(ran)

@@ -60,7 +60,11 @@ pub(crate) trait Api: Send + Sync {
         error: Option<&'a str>,
     ) -> BoxFut<'a, Result<(), HttpError>>;
     /// `GET /api/devices/me/commands` → the `commands` array.
-    fn pending_commands<'a>(&'a self, token: &'a str) -> BoxFut<'a, Result<Vec<Value>, HttpError>>;
+    /// Also the relay's clock (`serverTime`, Unix ms) when it said it.
+    fn pending_commands<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFut<'a, Result<PendingCommands, HttpError>>;
     /// `POST /api/devices/me/restricted-attempts`
     fn restricted_attempt<'a>(
         &'a self,
@@ -76,6 +80,10 @@ pub(crate) trait Api: Send + Sync {
         secret: &'a str,
     ) -> BoxFut<'a, Result<Value, HttpError>>;
 }
+
+/// `GET /api/devices/me/commands`: the commands, and the relay's clock (Unix ms) when it
+/// said it.
+pub(crate) type PendingCommands = (Vec<Value>, Option<i64>);
 
 /// The real API client.
 pub(crate) struct HttpApi {
@@ -199,12 +207,19 @@ impl Api for HttpApi {
         })
     }
 
-    fn pending_commands<'a>(&'a self, token: &'a str) -> BoxFut<'a, Result<Vec<Value>, HttpError>> {
+    fn pending_commands<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFut<'a, Result<PendingCommands, HttpError>> {
         Box::pin(async move {
             let url = self.url(&["api", "devices", "me", "commands"])?;
             let v = self.call(Method::GET, url, Some(token), None).await?;
+            let server_time = v
+                .get("serverTime")
+                .and_then(Value::as_str)
+                .and_then(crate::time::parse_rfc3339_ms);
             match v.get("commands") {
-                Some(Value::Array(a)) => Ok(a.clone()),
+                Some(Value::Array(a)) => Ok((a.clone(), server_time)),
                 _ => Err(HttpError::Decode("no commands array".into())),
             }
         })

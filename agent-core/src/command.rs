@@ -66,12 +66,16 @@ impl CommandOutcome {
 /// What validation made of one `command:new` (or `GET /api/devices/me/commands`) item.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Checked {
-    /// Run it (unless seen before).
-    Run(Command),
-    /// Expired at `now`: never run, never acked (the relay expires it itself).
+    /// Run it (unless seen before). `exp`: its expiry, relay time (Unix ms).
+    Run { cmd: Command, exp: i64 },
+    /// Expired by the relay's clock: never run, never acked (the relay expires it itself).
     Expired { id: String },
     /// Not runnable: answer FAILED with this reason, without calling the host.
-    Refuse { id: String, reason: &'static str },
+    Refuse {
+        id: String,
+        reason: &'static str,
+        exp: Option<i64>,
+    },
     /// No usable id: nothing can be answered; dropped and logged.
     Garbage { why: &'static str },
 }
@@ -86,8 +90,12 @@ pub(crate) fn valid_id(id: &str) -> bool {
         })
 }
 
-/// Validates one command object against the wall clock `now_ms`.
-pub(crate) fn check(value: &Value, now_ms: i64) -> Checked {
+/// Validates one command object. Expiry is judged by `relay_now_ms`, the relay's clock as
+/// the agent knows it (never the device's wall clock, which the child can move). Before
+/// the relay said its time (`None`: an older relay), the agent trusts that the relay sends
+/// only unexpired commands, which it does: it checks expiry before writing a command to a
+/// socket or listing it over HTTPS.
+pub(crate) fn check(value: &Value, relay_now_ms: Option<i64>) -> Checked {
     let Some(obj) = value.as_object() else {
         return Checked::Garbage {
             why: "not an object",
@@ -106,27 +114,32 @@ pub(crate) fn check(value: &Value, now_ms: i64) -> Checked {
         return Checked::Refuse {
             id,
             reason: "invalid: no expiresAt",
+            exp: None,
         };
     };
     let Some(expires_ms) = parse_rfc3339_ms(expires_at) else {
         return Checked::Refuse {
             id,
             reason: "invalid: bad expiresAt",
+            exp: None,
         };
     };
-    if expires_ms <= now_ms {
+    if relay_now_ms.is_some_and(|now| expires_ms <= now) {
         return Checked::Expired { id };
     }
+    let exp = Some(expires_ms);
     let Some(type_name) = obj.get("commandType").and_then(Value::as_str) else {
         return Checked::Refuse {
             id,
             reason: "invalid: no commandType",
+            exp,
         };
     };
     let Some(command_type) = CommandType::parse(type_name) else {
         return Checked::Refuse {
             id,
             reason: "unsupported",
+            exp,
         };
     };
     let payload_json = match obj.get("payload") {
@@ -136,6 +149,7 @@ pub(crate) fn check(value: &Value, now_ms: i64) -> Checked {
             return Checked::Refuse {
                 id,
                 reason: "invalid: payload is not an object",
+                exp,
             }
         }
     };
@@ -143,6 +157,7 @@ pub(crate) fn check(value: &Value, now_ms: i64) -> Checked {
         return Checked::Refuse {
             id,
             reason: "invalid: payload too large",
+            exp,
         };
     }
     let created_at = obj
@@ -150,13 +165,16 @@ pub(crate) fn check(value: &Value, now_ms: i64) -> Checked {
         .and_then(Value::as_str)
         .filter(|s| s.len() <= 64)
         .map(str::to_owned);
-    Checked::Run(Command {
-        id,
-        command_type,
-        payload_json,
-        expires_at: expires_at.to_owned(),
-        created_at,
-    })
+    Checked::Run {
+        cmd: Command {
+            id,
+            command_type,
+            payload_json,
+            expires_at: expires_at.to_owned(),
+            created_at,
+        },
+        exp: expires_ms,
+    }
 }
 
 #[cfg(test)]
@@ -171,8 +189,9 @@ mod tests {
         let v = json!({"id": "c1", "commandType": "PAUSE", "payload": {"a": 1},
             "expiresAt": "2026-11-25T19:35:00.000Z", "createdAt": "2026-11-25T19:30:00.000Z",
             "childId": "k", "deviceId": "d"});
-        match check(&v, NOW) {
-            Checked::Run(c) => {
+        match check(&v, Some(NOW)) {
+            Checked::Run { cmd: c, exp } => {
+                assert_eq!(exp, NOW + 5 * 60 * 1000);
                 assert_eq!(c.id, "c1");
                 assert_eq!(c.command_type, CommandType::Pause);
                 assert_eq!(c.payload_json, r#"{"a":1}"#);
@@ -185,19 +204,25 @@ mod tests {
     fn expired_unknown_and_garbage() {
         let exp =
             json!({"id": "c1", "commandType": "PAUSE", "expiresAt": "2026-11-25T19:29:59.999Z"});
-        assert_eq!(check(&exp, NOW), Checked::Expired { id: "c1".into() });
+        assert_eq!(check(&exp, Some(NOW)), Checked::Expired { id: "c1".into() });
+        // Before the relay said its time, the relay's own check is trusted.
+        assert!(matches!(check(&exp, None), Checked::Run { .. }));
         let unk = json!({"id": "c2", "commandType": "SELF_DESTRUCT", "expiresAt": "2026-11-25T20:00:00Z"});
         assert_eq!(
-            check(&unk, NOW),
+            check(&unk, Some(NOW)),
             Checked::Refuse {
                 id: "c2".into(),
-                reason: "unsupported"
+                reason: "unsupported",
+                exp: Some(1_795_636_800_000)
             }
         );
         let bad_payload = json!({"id": "c3", "commandType": "PAUSE", "payload": [1], "expiresAt": "2026-11-25T20:00:00Z"});
-        assert!(matches!(check(&bad_payload, NOW), Checked::Refuse { .. }));
+        assert!(matches!(
+            check(&bad_payload, Some(NOW)),
+            Checked::Refuse { .. }
+        ));
         let no_exp = json!({"id": "c4", "commandType": "PAUSE"});
-        assert!(matches!(check(&no_exp, NOW), Checked::Refuse { .. }));
+        assert!(matches!(check(&no_exp, Some(NOW)), Checked::Refuse { .. }));
         for v in [
             json!(null),
             json!([]),
@@ -207,7 +232,10 @@ mod tests {
             json!({"id": "x".repeat(129)}),
             json!({"id": "a\nb"}),
         ] {
-            assert!(matches!(check(&v, NOW), Checked::Garbage { .. }), "{v}");
+            assert!(
+                matches!(check(&v, Some(NOW)), Checked::Garbage { .. }),
+                "{v}"
+            );
         }
     }
 

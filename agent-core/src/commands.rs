@@ -16,7 +16,7 @@ use crate::ledger::{Ledger, PendingAck};
 use crate::lock;
 use crate::outbox::Outbox;
 use crate::platform::{guard, Platform};
-use crate::time::Clock;
+use crate::time::{Clock, RelayClock};
 
 /// The ledger, shared by the executor (commands) and the outbox task (acks).
 pub(crate) type SharedLedger = Arc<Mutex<Ledger>>;
@@ -24,7 +24,10 @@ pub(crate) type SharedLedger = Arc<Mutex<Ledger>>;
 /// Runs commands through the host and records their outcome.
 pub(crate) struct Executor {
     platform: Arc<dyn Platform>,
+    /// The device's wall clock: stamps ledger entries, nothing else.
     clock: Arc<dyn Clock>,
+    /// The relay's clock: judges expiry and when an id may be forgotten.
+    relay: RelayClock,
     ledger: SharedLedger,
     outbox: Arc<Outbox>,
     /// How long the host has to complete a command.
@@ -49,12 +52,24 @@ impl Executor {
         Self {
             platform,
             clock,
+            relay: RelayClock::default(),
             ledger,
             outbox,
             timeout,
             timers: Mutex::new(HashMap::new()),
             runtime,
             stop,
+        }
+    }
+
+    /// The relay said its clock reads `relay_ms` now (`ready`, or an HTTPS pull). Also
+    /// forgets the ids that can never be delivered again by that clock.
+    pub(crate) fn relay_time(&self, relay_ms: i64) {
+        self.relay.heard(relay_ms);
+        match lock(&self.ledger).forget_expired(relay_ms) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(forgotten = n, "expired command ids forgotten"),
+            Err(e) => tracing::warn!(error = %e, "could not record forgotten ids"),
         }
     }
 
@@ -67,7 +82,7 @@ impl Executor {
         let mut ran = 0;
         for item in items {
             let now = self.clock.now_unix_ms();
-            match check(item, now) {
+            match check(item, self.relay.now_ms()) {
                 Checked::Garbage { why } => {
                     tracing::warn!(source, why, "dropping a command without a usable id");
                 }
@@ -76,14 +91,15 @@ impl Executor {
                         tracing::info!(id = %id, source, "command expired; not run, not acked");
                     }
                 }
-                Checked::Refuse { id, reason } => {
+                Checked::Refuse { id, reason, exp } => {
                     let mut ledger = lock(&self.ledger);
                     if ledger.knows(&id) {
                         continue;
                     }
                     tracing::warn!(id = %id, source, reason, "command refused; acking FAILED");
                     let error = Some(reason.to_owned());
-                    if let Err(e) = ledger.record_final(&id, AckStatus::Failed, error.clone(), now)
+                    if let Err(e) =
+                        ledger.record_final(&id, exp, AckStatus::Failed, error.clone(), now)
                     {
                         tracing::error!(id = %id, error = %e, "could not persist the refusal");
                     }
@@ -95,7 +111,7 @@ impl Executor {
                         attempts: 0,
                     });
                 }
-                Checked::Run(cmd) => {
+                Checked::Run { cmd, exp } => {
                     {
                         let mut ledger = lock(&self.ledger);
                         if ledger.knows(&cmd.id) {
@@ -105,7 +121,7 @@ impl Executor {
                             }
                             continue;
                         }
-                        if let Err(e) = ledger.begin(&cmd.id, now) {
+                        if let Err(e) = ledger.begin(&cmd.id, Some(exp), now) {
                             // Without a durable "started" record we cannot promise
                             // exactly-once; the relay redelivers it later.
                             tracing::error!(id = %cmd.id, error = %e, "cannot record command start; not running it");
@@ -207,6 +223,16 @@ mod tests {
         host: Arc<FakeHost>,
         outbox: Arc<Outbox>,
     ) -> (Arc<Executor>, tokio::runtime::Runtime) {
+        executor_at(host, outbox, NOW_MS)
+    }
+
+    /// [`executor`] with the device's wall clock at `wall_ms`; the relay's clock at
+    /// `NOW_MS`.
+    fn executor_at(
+        host: Arc<FakeHost>,
+        outbox: Arc<Outbox>,
+        wall_ms: i64,
+    ) -> (Arc<Executor>, tokio::runtime::Runtime) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -214,13 +240,15 @@ mod tests {
         let (ledger, _) = Ledger::load(Arc::new(MemoryStorage::default()), NOW_MS).unwrap();
         let ex = Executor::new(
             host,
-            Arc::new(ManualClock::new(NOW_MS)),
+            Arc::new(ManualClock::new(wall_ms)),
             Arc::new(Mutex::new(ledger)),
             outbox,
             Duration::from_secs(30),
             rt.handle().clone(),
             watch::channel(false).1,
         );
+        let _guard = rt.enter();
+        ex.relay_time(NOW_MS);
         (Arc::new(ex), rt)
     }
 
@@ -268,5 +296,27 @@ mod tests {
             ),
             ("u1", AckStatus::Failed, Some("unsupported"))
         );
+    }
+
+    #[test]
+    fn the_devices_wall_clock_decides_nothing() {
+        const DAY: i64 = 24 * 3600 * 1000;
+        for wall in [NOW_MS + DAY, NOW_MS - DAY] {
+            let host = Arc::new(FakeHost::default());
+            let outbox = Arc::new(Outbox::default());
+            let (ex, _rt) = executor_at(host.clone(), outbox.clone(), wall);
+            // Five minutes left by the relay's clock: it runs, whatever the phone says.
+            let lock = command("lock", "LOCK_DEVICE", 300);
+            // Expired a second ago by the relay's clock: never run, never acked.
+            let gone = command("gone", "LOCK_DEVICE", -1);
+            assert_eq!(
+                ex.handle_commands(&[lock, gone], "socket"),
+                1,
+                "wall {wall}"
+            );
+            assert_eq!(host.command_ids(), vec!["lock"], "wall {wall}");
+            ex.finish_command("lock", CommandOutcome::Executed).unwrap();
+            assert_eq!(outbox.take_queued().len(), 1);
+        }
     }
 }

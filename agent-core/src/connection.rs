@@ -246,6 +246,7 @@ async fn perform(
                     .handle_commands(std::slice::from_ref(&data), "socket");
             }
             Action::RetryAcks => deps.outbox.retry_now(),
+            Action::RelayTime(ms) => deps.executor.relay_time(ms),
         }
     }
     None

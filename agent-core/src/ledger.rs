@@ -1,7 +1,7 @@
-//! The command ledger and the ack outbox: one bounded, crash-safe state file.
+//! The command ledger and the ack outbox: crash-safe, and bounded by what can still happen,
+//! not by a count.
 //!
-//! Every transition that matters for exactly-once is written (temp file, fsync, rename)
-//! before the agent acts on it:
+//! Every transition that matters for exactly-once is durable before the agent acts on it:
 //!
 //! - `begin`: the id is recorded as **started** before the host sees the command;
 //! - `finish`: the ack is put in the **outbox** and the id marked **finished** in the same
@@ -10,8 +10,27 @@
 //!
 //! At load, an id still **started** belonged to a run cut short by the app's death: it is
 //! turned into a FAILED "interrupted" ack and never run again.
+//!
+//! **When an id is forgotten.** Only when the command can never be delivered again: its ack
+//! is no longer waiting (the relay answered it) *and* it is past its expiry by the relay's
+//! clock (plus [`FORGET_GRACE_MS`]). The relay never writes a command to a socket at or
+//! after its expiry, and the agent refuses one it judges expired by relay time, so a
+//! forgotten id cannot run again. No ack is ever dropped to make room. Ids of an older
+//! state file, which did not record expiry, keep the old rule: at most [`MAX_LEGACY_IDS`].
+//!
+//! **Storage.** A snapshot (`agent-state.json`, replaced atomically) plus a journal
+//! (`agent-state.journal`, one JSON record per line, appended and synced per transition),
+//! so a transition costs one small append whatever the number of ids. The journal is folded
+//! into a new snapshot once it outgrows the live state. Records carry a sequence number;
+//! the snapshot says up to which one it includes, so a crash between writing the snapshot
+//! and emptying the journal replays nothing twice, and a torn last line (a crash during an
+//! append) is ignored: its transition was never acknowledged to anyone.
+//!
+//! Hand-written on purpose: an embedded database (SQLite) would add about a megabyte to a
+//! library that ships inside a phone app (`BENCHMARKS.md`, agent footprint), for a state of
+//! a few kilobytes that needs only "append, sync, occasionally rewrite".
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 
@@ -20,16 +39,22 @@ use serde::{Deserialize, Serialize};
 use crate::command::AckStatus;
 use crate::storage::Storage;
 
-/// Name of the state file in the state directory.
+/// Name of the snapshot in the state directory.
 pub(crate) const STATE_FILE: &str = "agent-state.json";
-/// Version of the state file's layout.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
-/// Command ids remembered (oldest finished ones are forgotten first).
-pub(crate) const MAX_IDS: usize = 512;
-/// Acks waiting to be posted, at most.
-pub(crate) const MAX_OUTBOX: usize = 512;
+/// Name of the journal beside it.
+pub(crate) const JOURNAL_FILE: &str = "agent-state.journal";
+/// Version of the snapshot's layout (1: no expiry, no journal).
+pub(crate) const SCHEMA_VERSION: u32 = 2;
+/// Ids from a version-1 state file (no expiry recorded) kept at most.
+pub(crate) const MAX_LEGACY_IDS: usize = 512;
+/// How long past its expiry (relay time) an acknowledged id is still remembered: room for
+/// an estimate of the relay's clock that moves back a little at the next `ready`.
+pub(crate) const FORGET_GRACE_MS: i64 = 10 * 60 * 1000;
 /// The error text of an ack for a run cut short by the app's death.
 pub(crate) const INTERRUPTED: &str = "interrupted";
+/// The journal is folded into the snapshot past this many bytes, or past four times the
+/// snapshot's size, whichever is larger.
+const JOURNAL_FOLD_BYTES: usize = 256 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,12 +67,15 @@ pub(crate) enum Phase {
 pub(crate) struct Entry {
     pub id: String,
     pub phase: Phase,
-    /// Unix ms of the last transition.
+    /// Unix ms (device clock) of the last transition: informative only.
     pub at: i64,
+    /// The command's expiry, relay time (Unix ms); `None` for ids of a version-1 file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
 }
 
 /// One ack waiting in the outbox.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct PendingAck {
     pub id: String,
     pub status: AckStatus,
@@ -57,14 +85,41 @@ pub(crate) struct PendingAck {
     pub attempts: u32,
 }
 
+/// The snapshot file.
 #[derive(Default, Serialize, Deserialize)]
-struct Persisted {
+struct Snapshot {
     #[serde(default)]
     version: u32,
+    /// The last journal record this snapshot includes.
     #[serde(default)]
-    commands: VecDeque<Entry>,
+    seq: u64,
+    #[serde(default)]
+    commands: Vec<Entry>,
     #[serde(default)]
     outbox: Vec<PendingAck>,
+}
+
+/// One journal record: a transition, applied in order after the snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Op {
+    /// An id recorded (started, or finished at once for a refusal).
+    Put { entry: Entry },
+    /// An ack queued (replacing one for the same id); its id marked finished.
+    Ack { ack: PendingAck, at: i64 },
+    /// The relay answered the ack of `id`.
+    Acked { id: String },
+    /// Attempts counted for `id`.
+    Attempts { id: String, n: u32 },
+    /// Ids forgotten.
+    Forget { ids: Vec<String> },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    seq: u64,
+    #[serde(flatten)]
+    op: Op,
 }
 
 /// The ledger plus outbox, with its storage. When each ack may be tried next is not
@@ -72,89 +127,217 @@ struct Persisted {
 /// persisted (after a restart every ack is tried at once).
 pub(crate) struct Ledger {
     storage: Arc<dyn Storage>,
-    data: Persisted,
+    commands: HashMap<String, Entry>,
+    /// Waiting acks, oldest first.
+    outbox: Vec<PendingAck>,
+    /// The last journal record written (or replayed).
+    seq: u64,
+    /// Bytes in the journal since the last snapshot.
+    journal_bytes: usize,
+    /// Size of the last snapshot.
+    snapshot_bytes: usize,
+    /// Ids whose attempt count changed since it was last written.
+    dirty_attempts: HashSet<String>,
 }
 
 impl Ledger {
     /// Loads the state, turning every started-but-unfinished command into a FAILED
     /// "interrupted" ack. Returns the ledger and the ids so converted.
     pub(crate) fn load(storage: Arc<dyn Storage>, now_ms: i64) -> io::Result<(Self, Vec<String>)> {
-        let data = match storage.load(STATE_FILE)? {
-            None => Persisted::default(),
-            Some(bytes) => match serde_json::from_slice::<Persisted>(&bytes) {
-                Ok(p) => p,
+        let mut snapshot_bytes = 0;
+        let snapshot = match storage.load(STATE_FILE)? {
+            None => Snapshot::default(),
+            Some(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
+                Ok(p) => {
+                    snapshot_bytes = bytes.len();
+                    p
+                }
                 Err(e) => {
                     // Only a bug or a tampered file gets here (writes are atomic). Keep the
                     // evidence and start afresh rather than refusing to run at all.
                     tracing::error!(error = %e, "state file unreadable; starting with an empty ledger");
                     let _ = storage.save(&format!("{STATE_FILE}.corrupt"), &bytes);
-                    Persisted::default()
+                    Snapshot::default()
                 }
             },
         };
-        let mut data = data;
-        data.version = SCHEMA_VERSION;
-        let mut ledger = Self { storage, data };
-        let mut interrupted = Vec::new();
-        for i in 0..ledger.data.commands.len() {
-            if ledger.data.commands[i].phase == Phase::Started {
-                let id = ledger.data.commands[i].id.clone();
-                ledger.data.commands[i].phase = Phase::Finished;
-                ledger.data.commands[i].at = now_ms;
-                if !ledger.data.outbox.iter().any(|a| a.id == id) {
-                    ledger.push_ack(PendingAck {
-                        id: id.clone(),
-                        status: AckStatus::Failed,
-                        error: Some(INTERRUPTED.to_owned()),
-                        attempts: 0,
-                    });
-                }
-                interrupted.push(id);
+        let mut ledger = Self {
+            storage,
+            commands: snapshot
+                .commands
+                .into_iter()
+                .map(|e| (e.id.clone(), e))
+                .collect(),
+            outbox: snapshot.outbox,
+            seq: snapshot.seq,
+            journal_bytes: 0,
+            snapshot_bytes,
+            dirty_attempts: HashSet::new(),
+        };
+        let replayed = ledger.replay()?;
+        let mut interrupted: Vec<String> = ledger
+            .commands
+            .values()
+            .filter(|e| e.phase == Phase::Started)
+            .map(|e| e.id.clone())
+            .collect();
+        interrupted.sort();
+        for id in &interrupted {
+            let queued = ledger.outbox.iter().any(|a| &a.id == id);
+            if let Some(e) = ledger.commands.get_mut(id) {
+                e.phase = Phase::Finished;
+                e.at = now_ms;
+            }
+            if !queued {
+                ledger.push_ack(PendingAck {
+                    id: id.clone(),
+                    status: AckStatus::Failed,
+                    error: Some(INTERRUPTED.to_owned()),
+                    attempts: 0,
+                });
             }
         }
-        if !interrupted.is_empty() {
-            ledger.save()?;
+        ledger.evict_legacy();
+        // Start every run from one snapshot and an empty journal.
+        if !interrupted.is_empty() || replayed > 0 || snapshot.version != SCHEMA_VERSION {
+            ledger.fold()?;
         }
         Ok((ledger, interrupted))
     }
 
-    fn save(&self) -> io::Result<()> {
-        let bytes = serde_json::to_vec(&self.data).map_err(io::Error::other)?;
-        self.storage.save(STATE_FILE, &bytes)
+    /// Applies the journal's records newer than the snapshot; returns how many.
+    fn replay(&mut self) -> io::Result<usize> {
+        let Some(bytes) = self.storage.load(JOURNAL_FILE)? else {
+            return Ok(0);
+        };
+        let mut applied = 0;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(record) = serde_json::from_slice::<Record>(line) else {
+                // A torn last append: its transition was never acted on.
+                tracing::warn!("ignoring an incomplete journal record");
+                break;
+            };
+            if record.seq <= self.seq {
+                continue;
+            }
+            self.seq = record.seq;
+            self.apply(record.op);
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Put { entry } => {
+                self.commands.insert(entry.id.clone(), entry);
+            }
+            Op::Ack { ack, at } => {
+                if let Some(e) = self.commands.get_mut(&ack.id) {
+                    e.phase = Phase::Finished;
+                    e.at = at;
+                }
+                self.push_ack(ack);
+            }
+            Op::Acked { id } => self.outbox.retain(|a| a.id != id),
+            Op::Attempts { id, n } => {
+                if let Some(a) = self.outbox.iter_mut().find(|a| a.id == id) {
+                    a.attempts = n;
+                }
+            }
+            Op::Forget { ids } => {
+                for id in ids {
+                    self.commands.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Writes `ops` (and any attempt counts not yet written) as journal records in one
+    /// synced append.
+    fn write(&mut self, ops: Vec<Op>) -> io::Result<()> {
+        let mut text = Vec::new();
+        let mut seq = self.seq;
+        let mut attempts: Vec<String> = self.dirty_attempts.iter().cloned().collect();
+        attempts.sort();
+        let attempt_ops = attempts.into_iter().filter_map(|id| {
+            let n = self.outbox.iter().find(|a| a.id == id)?.attempts;
+            Some(Op::Attempts { id, n })
+        });
+        for op in attempt_ops.collect::<Vec<_>>().into_iter().chain(ops) {
+            seq += 1;
+            serde_json::to_writer(&mut text, &Record { seq, op }).map_err(io::Error::other)?;
+            text.push(b'\n');
+        }
+        self.storage.append(JOURNAL_FILE, &text)?;
+        self.seq = seq;
+        self.dirty_attempts.clear();
+        self.journal_bytes += text.len();
+        Ok(())
+    }
+
+    /// Folds the journal into a new snapshot once it has grown. Called after a transition
+    /// is both written and applied in memory (the snapshot must include it).
+    fn maybe_fold(&mut self) {
+        if self.journal_bytes > JOURNAL_FOLD_BYTES.max(4 * self.snapshot_bytes) {
+            // The journal is already durable: a failed fold only means a longer replay.
+            if let Err(e) = self.fold() {
+                tracing::warn!(error = %e, "could not fold the journal into the state file");
+            }
+        }
+    }
+
+    /// Writes the whole state as a new snapshot, then empties the journal.
+    fn fold(&mut self) -> io::Result<()> {
+        let mut commands: Vec<Entry> = self.commands.values().cloned().collect();
+        commands.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        let snapshot = Snapshot {
+            version: SCHEMA_VERSION,
+            seq: self.seq,
+            commands,
+            outbox: self.outbox.clone(),
+        };
+        let bytes = serde_json::to_vec(&snapshot).map_err(io::Error::other)?;
+        self.storage.save(STATE_FILE, &bytes)?;
+        self.storage.save(JOURNAL_FILE, b"")?;
+        self.snapshot_bytes = bytes.len();
+        self.journal_bytes = 0;
+        self.dirty_attempts.clear();
+        Ok(())
     }
 
     /// Whether this command id was seen before (in any phase).
     pub(crate) fn knows(&self, id: &str) -> bool {
-        self.data.commands.iter().any(|e| e.id == id)
+        self.commands.contains_key(id)
     }
 
     /// Whether the command was handed to the host and not finished yet.
     #[cfg(test)]
     pub(crate) fn is_started(&self, id: &str) -> bool {
-        self.data
-            .commands
-            .iter()
-            .any(|e| e.id == id && e.phase == Phase::Started)
+        self.commands
+            .get(id)
+            .is_some_and(|e| e.phase == Phase::Started)
     }
 
     /// Whether an ack for `id` waits in the outbox.
     pub(crate) fn has_ack(&self, id: &str) -> bool {
-        self.data.outbox.iter().any(|a| a.id == id)
+        self.outbox.iter().any(|a| a.id == id)
     }
 
-    /// Records `id` as started. On a write error nothing changes and the command must not
-    /// be run.
-    pub(crate) fn begin(&mut self, id: &str, now_ms: i64) -> io::Result<()> {
-        self.data.commands.push_back(Entry {
+    /// Records `id` (expiring at `exp`, relay time) as started. On a write error nothing
+    /// changes and the command must not be run.
+    pub(crate) fn begin(&mut self, id: &str, exp: Option<i64>, now_ms: i64) -> io::Result<()> {
+        let entry = Entry {
             id: id.to_owned(),
             phase: Phase::Started,
             at: now_ms,
-        });
-        if let Err(e) = self.save() {
-            self.data.commands.pop_back();
-            return Err(e);
-        }
-        self.evict();
+            exp,
+        };
+        self.write(vec![Op::Put {
+            entry: entry.clone(),
+        }])?;
+        self.commands.insert(id.to_owned(), entry);
+        self.maybe_fold();
         Ok(())
     }
 
@@ -168,23 +351,26 @@ impl Ledger {
         error: Option<String>,
         now_ms: i64,
     ) -> io::Result<bool> {
-        let Some(entry) = self
-            .data
+        if !self
             .commands
-            .iter_mut()
-            .find(|e| e.id == id && e.phase == Phase::Started)
-        else {
+            .get(id)
+            .is_some_and(|e| e.phase == Phase::Started)
+        {
             return Ok(false);
-        };
-        entry.phase = Phase::Finished;
-        entry.at = now_ms;
-        self.push_ack(PendingAck {
+        }
+        let ack = PendingAck {
             id: id.to_owned(),
             status,
             error,
             attempts: 0,
+        };
+        self.apply(Op::Ack {
+            ack: ack.clone(),
+            at: now_ms,
         });
-        self.save().map(|()| true)
+        self.write(vec![Op::Ack { ack, at: now_ms }])?;
+        self.maybe_fold();
+        Ok(true)
     }
 
     /// Records a command that is answered without running it (unsupported or invalid): the
@@ -192,193 +378,124 @@ impl Ledger {
     pub(crate) fn record_final(
         &mut self,
         id: &str,
+        exp: Option<i64>,
         status: AckStatus,
         error: Option<String>,
         now_ms: i64,
     ) -> io::Result<()> {
-        self.data.commands.push_back(Entry {
+        let entry = Entry {
             id: id.to_owned(),
             phase: Phase::Finished,
             at: now_ms,
-        });
-        self.push_ack(PendingAck {
+            exp,
+        };
+        let ack = PendingAck {
             id: id.to_owned(),
             status,
             error,
             attempts: 0,
-        });
-        self.evict();
-        self.save()
+        };
+        self.commands.insert(id.to_owned(), entry.clone());
+        self.push_ack(ack.clone());
+        self.write(vec![Op::Put { entry }, Op::Ack { ack, at: now_ms }])?;
+        self.maybe_fold();
+        Ok(())
     }
 
     fn push_ack(&mut self, ack: PendingAck) {
-        self.data.outbox.retain(|a| a.id != ack.id);
-        self.data.outbox.push(ack);
-        while self.data.outbox.len() > MAX_OUTBOX {
-            let dropped = self.data.outbox.remove(0);
-            tracing::error!(id = %dropped.id, "outbox full; dropping the oldest ack");
+        self.outbox.retain(|a| a.id != ack.id);
+        self.outbox.push(ack);
+    }
+
+    /// Forgets ids of a version-1 state file (no recorded expiry) beyond
+    /// [`MAX_LEGACY_IDS`], oldest first; never a started one or one whose ack waits.
+    fn evict_legacy(&mut self) {
+        let legacy = self.commands.values().filter(|e| e.exp.is_none()).count();
+        if legacy <= MAX_LEGACY_IDS {
+            return;
+        }
+        let mut evictable: Vec<(i64, String)> = self
+            .commands
+            .values()
+            .filter(|e| e.exp.is_none() && e.phase == Phase::Finished)
+            .filter(|e| !self.outbox.iter().any(|a| a.id == e.id))
+            .map(|e| (e.at, e.id.clone()))
+            .collect();
+        evictable.sort();
+        for (_, id) in evictable.iter().take(legacy - MAX_LEGACY_IDS) {
+            self.commands.remove(id);
         }
     }
 
-    /// Forgets the oldest finished ids beyond [`MAX_IDS`]. Started ids and ids whose ack is
-    /// still queued are kept.
-    fn evict(&mut self) {
-        while self.data.commands.len() > MAX_IDS {
-            let outbox = &self.data.outbox;
-            let Some(pos) =
-                self.data.commands.iter().position(|e| {
-                    e.phase == Phase::Finished && !outbox.iter().any(|a| a.id == e.id)
-                })
-            else {
-                break;
-            };
-            self.data.commands.remove(pos);
+    /// Forgets every id that can never be delivered again: finished, its ack answered by
+    /// the relay, and past its expiry by `relay_now_ms` plus [`FORGET_GRACE_MS`]. Returns
+    /// how many were forgotten.
+    pub(crate) fn forget_expired(&mut self, relay_now_ms: i64) -> io::Result<usize> {
+        let ids: Vec<String> = self
+            .commands
+            .values()
+            .filter(|e| e.phase == Phase::Finished)
+            .filter(|e| {
+                e.exp
+                    .is_some_and(|exp| exp.saturating_add(FORGET_GRACE_MS) < relay_now_ms)
+            })
+            .filter(|e| !self.outbox.iter().any(|a| a.id == e.id))
+            .map(|e| e.id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
         }
+        let n = ids.len();
+        self.write(vec![Op::Forget { ids: ids.clone() }])?;
+        for id in ids {
+            self.commands.remove(&id);
+        }
+        self.maybe_fold();
+        Ok(n)
     }
 
     /// The acks waiting, oldest first.
     pub(crate) fn outbox(&self) -> &[PendingAck] {
-        &self.data.outbox
+        &self.outbox
     }
 
     /// Counts a failed attempt to post the ack of `id` (kept in memory, written with the
     /// next change); returns the count.
     pub(crate) fn count_attempt(&mut self, id: &str) -> u32 {
         let mut attempts = 0;
-        if let Some(a) = self.data.outbox.iter_mut().find(|a| a.id == id) {
+        if let Some(a) = self.outbox.iter_mut().find(|a| a.id == id) {
             a.attempts = a.attempts.saturating_add(1);
             attempts = a.attempts;
+            self.dirty_attempts.insert(id.to_owned());
         }
         attempts
     }
 
     /// Drops the ack of `id` once the relay answered it.
     pub(crate) fn remove_ack(&mut self, id: &str) -> io::Result<()> {
-        let before = self.data.outbox.len();
-        self.data.outbox.retain(|a| a.id != id);
-        if before == self.data.outbox.len() {
+        let before = self.outbox.len();
+        self.outbox.retain(|a| a.id != id);
+        if before == self.outbox.len() {
             return Ok(());
         }
-        self.evict();
-        self.save()
+        self.dirty_attempts.remove(id);
+        self.write(vec![Op::Acked { id: id.to_owned() }])?;
+        self.maybe_fold();
+        Ok(())
     }
 
     /// Number of acks waiting.
     pub(crate) fn outbox_len(&self) -> usize {
-        self.data.outbox.len()
+        self.outbox.len()
     }
 
     /// Number of remembered ids.
     #[cfg(test)]
     pub(crate) fn ids_len(&self) -> usize {
-        self.data.commands.len()
+        self.commands.len()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::MemoryStorage;
-
-    fn open(s: &MemoryStorage) -> (Ledger, Vec<String>) {
-        Ledger::load(Arc::new(s.clone()), 1_000).unwrap()
-    }
-
-    #[test]
-    fn remembers_ids_across_restart() {
-        let s = MemoryStorage::default();
-        let (mut l, _) = open(&s);
-        l.begin("a", 1).unwrap();
-        l.finish("a", AckStatus::Executed, None, 2).unwrap();
-        l.remove_ack("a").unwrap();
-        let (l2, interrupted) = open(&s);
-        assert!(l2.knows("a"));
-        assert!(interrupted.is_empty());
-        assert_eq!(l2.outbox_len(), 0);
-    }
-
-    #[test]
-    fn started_becomes_interrupted_once() {
-        let s = MemoryStorage::default();
-        let (mut l, _) = open(&s);
-        l.begin("a", 1).unwrap();
-        drop(l);
-        let (l2, interrupted) = open(&s);
-        assert_eq!(interrupted, vec!["a".to_owned()]);
-        let ack = l2.outbox()[0].clone();
-        assert_eq!(ack.status, AckStatus::Failed);
-        assert_eq!(ack.error.as_deref(), Some(INTERRUPTED));
-        drop(l2);
-        let (l3, again) = open(&s);
-        assert!(again.is_empty(), "interrupted is recorded durably");
-        assert_eq!(l3.outbox_len(), 1);
-    }
-
-    #[test]
-    fn finished_with_queued_ack_is_not_interrupted() {
-        let s = MemoryStorage::default();
-        let (mut l, _) = open(&s);
-        l.begin("a", 1).unwrap();
-        assert!(l.finish("a", AckStatus::Executed, None, 2).unwrap());
-        assert!(!l
-            .finish("a", AckStatus::Failed, Some("x".into()), 3)
-            .unwrap());
-        let (l2, interrupted) = open(&s);
-        assert!(interrupted.is_empty());
-        assert_eq!(l2.outbox()[0].status, AckStatus::Executed);
-    }
-
-    #[test]
-    fn failed_write_does_not_start() {
-        let s = MemoryStorage::default();
-        let (mut l, _) = open(&s);
-        s.set_fail_saves(true);
-        assert!(l.begin("a", 1).is_err());
-        assert!(!l.knows("a"));
-    }
-
-    #[test]
-    fn bounded_and_keeps_pending() {
-        let s = MemoryStorage::default();
-        let (mut l, _) = open(&s);
-        l.begin("keep", 0).unwrap();
-        for i in 0..(MAX_IDS * 2) {
-            let id = format!("c{i}");
-            l.begin(&id, 0).unwrap();
-            l.finish(&id, AckStatus::Executed, None, 0).unwrap();
-            l.remove_ack(&id).unwrap();
-        }
-        assert!(l.ids_len() <= MAX_IDS);
-        assert!(l.is_started("keep"));
-        assert!(l.knows(&format!("c{}", MAX_IDS * 2 - 1)));
-        assert!(!l.knows("c0"));
-        let size = s.get(STATE_FILE).unwrap().len();
-        assert!(size < 64 * 1024, "state file {size} bytes");
-    }
-
-    #[test]
-    fn corrupt_file_is_set_aside() {
-        let s = MemoryStorage::default();
-        s.save(STATE_FILE, b"{not json").unwrap();
-        let (l, _) = open(&s);
-        assert_eq!(l.outbox_len(), 0);
-        assert!(s.get("agent-state.json.corrupt").is_some());
-    }
-
-    #[test]
-    fn attempts_are_counted_and_kept() {
-        let s = MemoryStorage::default();
-        let (mut l, _) = open(&s);
-        l.record_final("u", AckStatus::Failed, Some("unsupported".into()), 0)
-            .unwrap();
-        assert_eq!(l.count_attempt("u"), 1);
-        assert_eq!(l.count_attempt("u"), 2);
-        assert_eq!(l.count_attempt("absent"), 0);
-        assert_eq!(l.outbox()[0].attempts, 2);
-        // Written with the next change.
-        l.record_final("v", AckStatus::Failed, Some("unsupported".into()), 0)
-            .unwrap();
-        let (l2, _) = open(&s);
-        assert_eq!(l2.outbox()[0].attempts, 2);
-    }
-}
+#[path = "ledger_tests.rs"]
+mod tests;

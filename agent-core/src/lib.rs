@@ -160,8 +160,8 @@ pub use token::KeyringTokenStore;
 pub use token::{default_token_store, MemoryTokenStore, PlatformTokenStore, TokenStore};
 
 /// Fuzzing seam, not part of the API: what the agent makes of one text frame from the
-/// relay, as its connection does (parse, then validate a `command:new` payload against the
-/// wall clock). Never panics, whatever `text` is. Returns the outcome's name.
+/// relay, as its connection does (parse, then validate a `command:new` payload against a
+/// relay clock reading now). Never panics, whatever `text` is. Returns the outcome's name.
 #[doc(hidden)]
 pub fn fuzz_relay_frame(text: &str) -> &'static str {
     let now = std::time::SystemTime::now()
@@ -169,8 +169,8 @@ pub fn fuzz_relay_frame(text: &str) -> &'static str {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     match protocol::parse(text) {
-        protocol::Inbound::CommandNew(data) => match command::check(&data, now) {
-            command::Checked::Run(_) => "run",
+        protocol::Inbound::CommandNew(data) => match command::check(&data, Some(now)) {
+            command::Checked::Run { .. } => "run",
             command::Checked::Expired { .. } => "expired",
             command::Checked::Refuse { .. } => "refuse",
             command::Checked::Garbage { .. } => "garbage",

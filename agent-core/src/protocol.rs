@@ -4,14 +4,20 @@ use serde_json::{json, Value};
 
 use wire::event;
 
+use crate::time::parse_rfc3339_ms;
+
 /// Largest `currentVideo` the relay accepts in `device:status`.
 pub(crate) const MAX_CURRENT_VIDEO_BYTES: usize = wire::frame::MAX_CURRENT_VIDEO_BYTES;
 
 /// A frame from the relay, as far as the agent cares.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Inbound {
-    /// `ready`, with the relay's heartbeat interval when it gave a sane one.
-    Ready { heartbeat_sec: Option<u64> },
+    /// `ready`, with the relay's heartbeat interval when it gave a sane one, and its clock
+    /// (`serverTime`, Unix ms) when it said it.
+    Ready {
+        heartbeat_sec: Option<u64>,
+        server_time_ms: Option<i64>,
+    },
     /// `command:new` with its data.
     CommandNew(Value),
     /// `error` with its code.
@@ -37,6 +43,10 @@ pub(crate) fn parse(text: &str) -> Inbound {
                 .get("heartbeatSec")
                 .and_then(Value::as_u64)
                 .filter(|s| (1..=3600).contains(s)),
+            server_time_ms: data
+                .get("serverTime")
+                .and_then(Value::as_str)
+                .and_then(parse_rfc3339_ms),
         },
         event::COMMAND_NEW => Inbound::CommandNew(data),
         event::ERROR => Inbound::Error {
@@ -113,13 +123,24 @@ mod tests {
         assert_eq!(
             parse(r#"{"event":"ready","data":{"role":"device","heartbeatSec":25}}"#),
             Inbound::Ready {
-                heartbeat_sec: Some(25)
+                heartbeat_sec: Some(25),
+                server_time_ms: None
             }
         );
         assert_eq!(
-            parse(r#"{"event":"ready","data":{"heartbeatSec":-1}}"#),
+            parse(
+                r#"{"event":"ready","data":{"heartbeatSec":-1,"serverTime":"2026-11-25T19:30:00.000Z"}}"#
+            ),
             Inbound::Ready {
-                heartbeat_sec: None
+                heartbeat_sec: None,
+                server_time_ms: Some(1_795_635_000_000)
+            }
+        );
+        assert_eq!(
+            parse(r#"{"event":"ready","data":{"serverTime":"yesterday"}}"#),
+            Inbound::Ready {
+                heartbeat_sec: None,
+                server_time_ms: None
             }
         );
         assert!(matches!(

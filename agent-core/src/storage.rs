@@ -6,13 +6,17 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// Whole-file storage of named blobs. `save` is atomic: after a crash a reader sees the old
-/// content or the new one, never a mix.
+/// Storage of named blobs. `save` is atomic: after a crash a reader sees the old content or
+/// the new one, never a mix. `append` is durable when it returns; after a crash during one,
+/// a reader may see part of the appended bytes at the end (the ledger's journal ignores a
+/// torn last record).
 pub(crate) trait Storage: Send + Sync {
     /// The content of `name`, or `None` when it was never written.
     fn load(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
     /// Replaces the content of `name`.
     fn save(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Adds `data` at the end of `name` (creating it) and syncs it.
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()>;
 }
 
 /// Files in a directory: write `name.tmp`, fsync it, rename it over `name`, fsync the
@@ -47,11 +51,33 @@ impl Storage for FileStorage {
             f.sync_all()?;
         }
         fs::rename(&tmp, &path)?;
-        // Make the rename itself durable. Not every platform lets a directory be opened.
+        self.sync_dir();
+        Ok(())
+    }
+
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let path = self.dir.join(name);
+        let created = !path.exists();
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        if created {
+            self.sync_dir();
+        }
+        Ok(())
+    }
+}
+
+impl FileStorage {
+    /// Makes a rename or a new file's name durable. Not every platform lets a directory be
+    /// opened.
+    fn sync_dir(&self) {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        Ok(())
     }
 }
 
@@ -95,6 +121,19 @@ impl Storage for MemoryStorage {
             .insert(name.to_owned(), data.to_vec());
         Ok(())
     }
+
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        if self.fail_saves.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(io::Error::other("disk full (test)"));
+        }
+        self.files
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?
+            .entry(name.to_owned())
+            .or_default()
+            .extend_from_slice(data);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +149,8 @@ mod tests {
         s.save("a.json", b"two").unwrap();
         assert_eq!(s.load("a.json").unwrap().as_deref(), Some(&b"two"[..]));
         assert!(!dir.path().join("state/a.json.tmp").exists());
+        s.append("j", b"one\n").unwrap();
+        s.append("j", b"two\n").unwrap();
+        assert_eq!(s.load("j").unwrap().as_deref(), Some(&b"one\ntwo\n"[..]));
     }
 }

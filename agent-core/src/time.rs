@@ -1,9 +1,12 @@
-//! Wall-clock time: the [`Clock`] seam and a small RFC 3339 parser.
+//! Time: the device's wall clock behind the [`Clock`] seam, the relay's clock as the agent
+//! knows it ([`RelayClock`]), and a small RFC 3339 parser.
 //!
 //! Timers (backoff, liveness, ack retries, command timeouts) run on `tokio::time` so tests
 //! drive them with `tokio::time::pause`; the state machines get that monotonic time as a
-//! value (`machine::Time`). Only command expiry needs the wall clock, which sits behind
-//! [`Clock`] so tests can set it.
+//! value (`machine::Time`). **Command expiry is judged by the relay's clock**, never the
+//! device's: the relay says its time in `ready` (and with every HTTPS pull), and the agent
+//! adds the monotonic time elapsed since. A child who moves the phone's clock changes
+//! nothing. The wall clock only stamps ledger entries, for people reading them.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,6 +46,30 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_unix_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The relay's clock: its time when last heard, and the monotonic instant it was heard at.
+#[derive(Default)]
+pub(crate) struct RelayClock {
+    heard: std::sync::Mutex<Option<(tokio::time::Instant, i64)>>,
+}
+
+impl RelayClock {
+    /// The relay said its time is `relay_ms` (Unix ms), just now.
+    pub(crate) fn heard(&self, relay_ms: i64) {
+        if let Ok(mut h) = self.heard.lock() {
+            *h = Some((tokio::time::Instant::now(), relay_ms));
+        }
+    }
+
+    /// The relay's time now, by the last time heard plus the monotonic time since; `None`
+    /// before the relay said its time. It lags the relay by the one-way delay of the frame
+    /// it came in (milliseconds).
+    pub(crate) fn now_ms(&self) -> Option<i64> {
+        let (at, ms) = (*self.heard.lock().ok()?)?;
+        let elapsed = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        Some(ms.saturating_add(elapsed))
     }
 }
 

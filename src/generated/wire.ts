@@ -380,7 +380,12 @@ childId: string,
 /**
  * Seconds between the relay's pings.
  */
-heartbeatSec: bigint, };
+heartbeatSec: bigint, 
+/**
+ * The relay's clock when it sent this (RFC 3339): the agent judges command expiry by
+ * it plus its own monotonic time since, never by the device's wall clock.
+ */
+serverTime: string, };
 
 /**
  * `resync` data: refetch over REST, then continue after `seq`.

@@ -405,6 +405,16 @@ impl Drop for Relay {
     }
 }
 
+/// The libfaketime library of Debian's `faketime` package.
+fn libfaketime() -> R<PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    lib.ok_or_else(|| "libfaketime not found: apt-get install faketime (scripts/deps.sh)".into())
+}
+
 /// A simulated device process (the `device` example).
 pub struct Device {
     child: Option<Child>,
@@ -415,11 +425,20 @@ pub struct Device {
     /// Its state directory (kept across restarts).
     pub state_dir: PathBuf,
     args: Vec<String>,
+    /// A `faketime` offset for the process's wall clock (`+1d`, `-1d`), if any.
+    clock_offset: Option<String>,
 }
 
 impl Device {
     /// Starts a device with `args` (besides `--state-dir`).
     pub fn start(state_dir: &Path, args: &[&str]) -> R<Device> {
+        Self::start_with_clock(state_dir, args, None)
+    }
+
+    /// [`Device::start`] with the process's wall clock moved by `offset` (`+1d`, `-1d`:
+    /// libfaketime's syntax), as a child who changes the phone's clock would. Needs Debian's
+    /// `faketime` package (scripts/deps.sh installs it).
+    pub fn start_with_clock(state_dir: &Path, args: &[&str], offset: Option<&str>) -> R<Device> {
         build_binaries();
         let mut d = Device {
             child: None,
@@ -427,13 +446,23 @@ impl Device {
             err: Lines::default(),
             state_dir: state_dir.to_path_buf(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            clock_offset: offset.map(str::to_owned),
         };
         d.spawn()?;
         Ok(d)
     }
 
     fn spawn(&mut self) -> R<()> {
-        let mut child = Command::new(target_debug().join("examples").join("device"))
+        let mut cmd = Command::new(target_debug().join("examples").join("device"));
+        if let Some(offset) = &self.clock_offset {
+            // libfaketime preloaded into the device process itself (the `faketime` wrapper
+            // forks, so killing it would leave the device running). Only the wall clock
+            // moves: the monotonic clock stays real, as on a phone whose clock was changed.
+            cmd.env("LD_PRELOAD", libfaketime()?)
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let mut child = cmd
             .args(&self.args)
             .arg("--state-dir")
             .arg(&self.state_dir)

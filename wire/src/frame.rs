@@ -99,6 +99,9 @@ pub struct DeviceReady {
     pub child_id: String,
     /// Seconds between the relay's pings.
     pub heartbeat_sec: u64,
+    /// The relay's clock when it sent this (RFC 3339): the agent judges command expiry by
+    /// it plus its own monotonic time since, never by the device's wall clock.
+    pub server_time: String,
 }
 
 /// `resync` data: refetch over REST, then continue after `seq`.

@@ -121,6 +121,8 @@ pub(crate) enum Action {
     Command(Value),
     /// The relay is reachable: make every queued ack due now.
     RetryAcks,
+    /// The relay said its clock reads this (Unix ms) now: command expiry is judged by it.
+    RelayTime(i64),
 }
 
 /// How an attempt ended.
@@ -311,7 +313,16 @@ impl Link {
             }
             Event::Frame(text) => match &mut self.phase {
                 Phase::Authenticating { .. } => match protocol::parse(&text) {
-                    Inbound::Ready { heartbeat_sec } => self.ready(now, heartbeat_sec, &mut out),
+                    Inbound::Ready {
+                        heartbeat_sec,
+                        server_time_ms,
+                    } => {
+                        // Before anything else: the commands that follow are judged by it.
+                        if let Some(ms) = server_time_ms {
+                            out.push(Action::RelayTime(ms));
+                        }
+                        self.ready(now, heartbeat_sec, &mut out)
+                    }
                     other => frame(other, &text, &mut out),
                 },
                 Phase::Connected(s) => {

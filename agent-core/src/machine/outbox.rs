@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::Time;
 use crate::backoff::{Rng, ACK};
-use crate::ledger::{PendingAck, MAX_OUTBOX};
+use crate::ledger::PendingAck;
 use crate::platform::AckResult;
 
 /// Longest `Retry-After` honoured.
@@ -161,11 +161,8 @@ impl Outbox {
     fn push(&mut self, ack: PendingAck) {
         self.retry_at.remove(&ack.id);
         self.queue.retain(|a| a.id != ack.id);
+        // No count cap: an ack leaves only when the relay answered it (see the ledger).
         self.queue.push(ack);
-        while self.queue.len() > MAX_OUTBOX {
-            let dropped = self.queue.remove(0);
-            self.retry_at.remove(&dropped.id);
-        }
     }
 
     fn answered(&mut self, now: Time, id: String, answer: Answer, out: &mut Vec<Action>) {

@@ -20,6 +20,8 @@ use crate::transport::{BoxFut, Socket, Transport, WsEvent};
 
 /// 2026-11-25T19:30:00Z
 pub const NOW_MS: i64 = 1_795_635_000_000;
+/// [`NOW_MS`] as the relay writes it.
+pub const NOW_RFC3339: &str = "2026-11-25T19:30:00.000Z";
 pub const SOCKET_URL: &str = "ws://relay.test/api/socket";
 
 #[derive(Default)]
@@ -99,7 +101,7 @@ impl Socket for FakeSocket {
                     let _ = match st.close_on_auth {
                         Some(code) => tx.send(WsEvent::Close(Some(code))),
                         None => tx.send(WsEvent::Text(
-                            json!({"event":"ready","data":{"role":"device","deviceId":"d1","childId":"c1","heartbeatSec":25}})
+                            json!({"event":"ready","data":{"role":"device","deviceId":"d1","childId":"c1","heartbeatSec":25,"serverTime":NOW_RFC3339}})
                                 .to_string(),
                         )),
                     };
@@ -168,8 +170,8 @@ impl Api for FakeApi {
     fn pending_commands<'a>(
         &'a self,
         _token: &'a str,
-    ) -> BoxFut<'a, Result<Vec<Value>, HttpError>> {
-        Box::pin(async move { Ok(self.st().pending.clone()) })
+    ) -> BoxFut<'a, Result<crate::api::PendingCommands, HttpError>> {
+        Box::pin(async move { Ok((self.st().pending.clone(), Some(NOW_MS))) })
     }
     fn restricted_attempt<'a>(
         &'a self,

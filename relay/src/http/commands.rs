@@ -12,7 +12,7 @@ use super::{reply, ApiPath, ApiQuery, Caller, JsonBody};
 use crate::app::App;
 use crate::auth::Actor;
 use crate::error::ApiError;
-use crate::model::{now_ms, parse_rfc3339, CommandStatus};
+use crate::model::{now_ms, parse_rfc3339, rfc3339, CommandStatus};
 use crate::store::{AckOutcome, CommandFilter, NewCommand};
 use wire::rest::{AckCommand, CreateCommand, FromBody};
 use wire::validate::check_id;
@@ -161,8 +161,9 @@ pub async fn my_commands(
             )
             .await?;
     }
+    // `serverTime`: the agent judges expiry by the relay's clock, not the device's.
     Ok(reply(
         StatusCode::OK,
-        json!({"commands": list, "more": more}),
+        json!({"commands": list, "more": more, "serverTime": rfc3339(now_ms())}),
     ))
 }

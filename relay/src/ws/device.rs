@@ -14,7 +14,7 @@ use super::WebSocket;
 use crate::app::App;
 use crate::bus::room;
 use crate::hub::{Conn, Role, CLOSE_FORBIDDEN, CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED};
-use crate::model::now_ms;
+use crate::model::{now_ms, rfc3339};
 
 /// Pending commands read from the database at a time when a device connects.
 const PENDING_PAGE: i64 = 200;
@@ -142,6 +142,7 @@ impl Session<'_> {
             device_id: device_id.to_string(),
             child_id: child_id.to_string(),
             heartbeat_sec: self.app.cfg.heartbeat_secs,
+            server_time: rfc3339(now_ms()),
         };
         if !send(ws, frame(event::READY, ready)).await {
             return false;

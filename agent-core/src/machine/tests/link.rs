@@ -34,6 +34,23 @@ fn ready(hb: u64) -> E {
     E::Frame(json!({"event": "ready", "data": {"heartbeatSec": hb}}).to_string())
 }
 
+#[test]
+fn the_relays_clock_in_ready_is_passed_on_before_anything_else() {
+    let mut l = new_link(None);
+    l.handle(Time::ZERO, E::Start);
+    l.handle(Time::ZERO, E::Opened);
+    let frame = json!({"event": "ready",
+        "data": {"heartbeatSec": 25, "serverTime": "2026-11-25T19:30:00.000Z"}});
+    let actions = l.handle(Time::ZERO, E::Frame(frame.to_string()));
+    assert_eq!(actions.first(), Some(&L::RelayTime(1_795_635_000_000)));
+    assert!(actions.contains(&L::RetryAcks));
+    // Without a serverTime (an older relay) nothing is said about its clock.
+    let mut l = new_link(None);
+    assert!(!connect(&mut l, Time::ZERO, 25)
+        .iter()
+        .any(|a| matches!(a, L::RelayTime(_))));
+}
+
 fn command_frame(id: &str) -> E {
     E::Frame(json!({"event": "command:new", "data": {"id": id}}).to_string())
 }
@@ -550,7 +567,7 @@ fn random_walks_keep_the_driver_contract() {
                         last_report = Some(s);
                         seen.insert(s);
                     }
-                    L::Command(_) | L::RetryAcks => {}
+                    L::Command(_) | L::RetryAcks | L::RelayTime(_) => {}
                 }
             }
             if sock != Sock::None {

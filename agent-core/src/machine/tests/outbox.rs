@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::backoff::Rng;
 use crate::command::AckStatus;
-use crate::ledger::{PendingAck, MAX_OUTBOX};
+use crate::ledger::PendingAck;
 use crate::machine::outbox::{self, Answer, Outbox};
 use crate::machine::Time;
 use crate::platform::AckResult;
@@ -197,16 +197,20 @@ fn the_mirror_follows_the_ledger_rules() {
         [O::Post(failed)]
     );
 
-    // Bounded like the ledger: the oldest is dropped.
+    // No count cap (exactly-once must not depend on one): 2,000 acks are all kept and
+    // posted, oldest first, each once.
     let mut o = Outbox::new(false, Rng::seeded(3));
-    for i in 0..=MAX_OUTBOX {
+    for i in 0..2000 {
         o.handle(Time::ZERO, OE::Queued(ack(&format!("a{i}"))));
     }
-    assert_eq!(o.len(), MAX_OUTBOX);
-    assert_eq!(
-        o.handle(Time::ZERO, OE::Token(true)),
-        vec![O::Post(ack("a1"))]
-    );
+    assert_eq!(o.len(), 2000);
+    let mut posted = o.handle(Time::ZERO, OE::Token(true));
+    for i in 0..2000 {
+        assert_eq!(posted, vec![O::Post(ack(&format!("a{i}")))], "ack {i}");
+        posted = o.handle(Time::ZERO, answered(&format!("a{i}"), Answer::Ok))[1..].to_vec();
+    }
+    assert!(posted.is_empty());
+    assert_eq!(o.len(), 0);
 
     // A persisted attempt count carries on where it was.
     let mut o = new_outbox();
