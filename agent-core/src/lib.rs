@@ -129,6 +129,7 @@ mod machine;
 mod outbox;
 mod platform;
 mod protocol;
+mod reports;
 mod storage;
 mod time;
 mod token;
