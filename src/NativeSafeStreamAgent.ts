@@ -33,6 +33,10 @@ export interface Spec extends TurboModule {
   reportStatus(activeViewing: boolean, currentVideoJson: string | null): void;
   /** A `RestrictedAttempt` object (`url`, `title`, `reason`, `metadataJson`, all optional). */
   reportRestrictedAttempt(attempt: UnsafeObject): Promise<void>;
+  /** Minutes used today (0–1440), queued durably. */
+  reportScreenTime(minutesUsed: number): Promise<void>;
+  /** Resolves `true` once every queued report reached the relay, `false` after `timeoutMs`. */
+  waitForReports(timeoutMs: number): Promise<boolean>;
   syncNow(): Promise<number>;
   setToken(token: string): Promise<void>;
   clearToken(): Promise<void>;

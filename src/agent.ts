@@ -167,12 +167,43 @@ export class SafeStreamAgent {
     this.native.reportStatus(!!activeViewing, v);
   }
 
-  /** Reports a restricted-content attempt. */
+  /**
+   * Reports a restricted-content attempt; the relay notifies the child's guardians.
+   * Resolves once the report is in the agent's queue on disk (not when the relay has it):
+   * the agent posts it, retrying with backoff and across restarts, until the relay answers
+   * (see `waitForReports`). At most 300 attempts wait unsent (the oldest is dropped beyond
+   * that); a retry after a lost answer may notify twice. Rejects with `Config` when
+   * `metadata` is over 8 KiB, `Storage` when the queue cannot be written.
+   */
   reportRestrictedAttempt(attempt: RestrictedAttempt): Promise<void> {
     const { metadata, ...rest } = attempt ?? {};
     return call(() =>
       this.native.reportRestrictedAttempt({ ...rest, metadataJson: metadata ? JSON.stringify(metadata) : null }),
     );
+  }
+
+  /**
+   * Reports the minutes the child used today (a whole number from 0 to 1440), for the child
+   * of the device token; the relay alerts the guardians the first time a day's value reaches
+   * the child's limit. Durable like `reportRestrictedAttempt`; a newer value replaces one not
+   * yet sent. Rejects with `Config` for a value out of range.
+   */
+  reportScreenTime(minutesUsed: number): Promise<void> {
+    if (!Number.isInteger(minutesUsed) || minutesUsed < 0 || minutesUsed > 1440) {
+      return Promise.reject(
+        new SafeStreamError('Config', 'minutesUsed must be a whole number from 0 to 1440'),
+      );
+    }
+    return call(() => this.native.reportScreenTime(minutesUsed));
+  }
+
+  /**
+   * Waits until every queued report (screen time, restricted attempts) has been answered by
+   * the relay, at most `timeoutMs`; resolves whether none is left. For an app about to be
+   * suspended.
+   */
+  waitForReports(timeoutMs: number): Promise<boolean> {
+    return call(() => this.native.waitForReports(Math.max(0, Math.floor(timeoutMs))));
   }
 
   /** Fetches and runs pending commands (after a push message); resolves with how many ran. */

@@ -15,6 +15,8 @@ export interface NativeSafeStreamAgent {
   waitForPairing(): Promise<{ deviceId: string; childId: string }>;
   reportStatus(activeViewing: boolean, currentVideoJson: string | null): void;
   reportRestrictedAttempt(attempt: Record<string, unknown>): Promise<void>;
+  reportScreenTime(minutesUsed: number): Promise<void>;
+  waitForReports(timeoutMs: number): Promise<boolean>;
   syncNow(): Promise<number>;
   setToken(token: string): Promise<void>;
   clearToken(): Promise<void>;

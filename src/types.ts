@@ -1,7 +1,14 @@
-import type { CommandType } from './generated/wire';
+import type { CommandType, RestrictedAttempt } from './generated/wire';
 
 /** The kinds of remote command the parent can send: generated from the `wire` crate. */
 export type { CommandType };
+
+/**
+ * A restricted-content attempt (`reportRestrictedAttempt`): `url`, `title`, `reason` (cut to
+ * 2,000 characters) and `metadata` (a JSON object of at most 8 KiB), all optional. The relay's
+ * request body, generated from the `wire` crate.
+ */
+export type { RestrictedAttempt };
 
 /** A command to run, given to the `onCommand` handler. */
 export interface AgentCommand {
@@ -60,15 +67,6 @@ export interface PairingCode {
 export interface PairedDevice {
   deviceId: string;
   childId: string;
-}
-
-/** A restricted-content attempt. */
-export interface RestrictedAttempt {
-  url?: string;
-  title?: string;
-  reason?: string;
-  /** Any extra data (a JSON object). */
-  metadata?: Record<string, unknown>;
 }
 
 /** A subscription returned by `onCommand` / `onStateChange`; call `remove()` to stop. */

@@ -13,7 +13,17 @@
 //! `{"type":"ack","id":...,"status":...}` when the relay confirmed an ack,
 //! `{"type":"ack_rejected","id":...,"status":...,"httpStatus":409}` when it refused one for good,
 //! `{"type":"pairing","code":...,"pairingId":...,"expiresAt":...}` and
-//! `{"type":"paired","deviceId":...,"childId":...}` when pairing.
+//! `{"type":"paired","deviceId":...,"childId":...}` when pairing,
+//! `{"type":"report_queued","report":"screenTime"|"restrictedAttempt"}` when a report read
+//! on stdin is in the agent's durable queue, `{"type":"report_refused","error":...}` when
+//! the agent refused it (bad value), `{"type":"stdin_error","error":...}` for a line it
+//! could not read.
+//!
+//! Reports are driven on stdin, one JSON object per line (the queue posts them, retrying
+//! until the relay answers, across restarts):
+//! `{"report":"screenTime","minutes":42}` and
+//! `{"report":"restrictedAttempt","url":"https://...","title":"...","reason":"...","metadata":{...}}`
+//! (every field of the attempt optional). End of stdin changes nothing.
 //!
 //! Every flag can also be given as an environment variable (`SAFESTREAM_RELAY`, ...).
 //! A token obtained by pairing is kept in `<state-dir>/device-token` (mode 0600) so the
@@ -25,7 +35,7 @@ use std::time::Duration;
 
 use agent_core::{
     AckResult, AckStatus, Agent, AgentConfig, Command, CommandOutcome, ConnectionState, LogLevel,
-    Platform, TokenStore,
+    Platform, RestrictedAttempt, TokenStore,
 };
 use clap::Parser;
 use serde_json::{json, Value};
@@ -229,6 +239,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let agent = Arc::new(Agent::start(config, device.clone(), tokens).map_err(|e| e.to_string())?);
     let _ = device.agent.set(agent.clone());
+    read_reports(agent.clone());
 
     if args.pair || (args.token.is_none() && agent.state() == ConnectionState::NotPaired) {
         let code = agent
@@ -245,6 +256,62 @@ async fn run(args: Args) -> Result<(), String> {
     shutdown_signal().await;
     agent.shutdown().await;
     Ok(())
+}
+
+/// Reads report commands on stdin (a thread: the agent's report calls are synchronous).
+fn read_reports(agent: Arc<Agent>) {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => report(&agent, &v),
+                Err(e) => emit(json!({"type": "stdin_error", "error": e.to_string()})),
+            }
+        }
+    });
+}
+
+fn report(agent: &Agent, v: &Value) {
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (kind, res) = match v.get("report").and_then(Value::as_str) {
+        Some("screenTime") => {
+            let Some(minutes) = v
+                .get("minutes")
+                .and_then(Value::as_u64)
+                .and_then(|m| u32::try_from(m).ok())
+            else {
+                emit(json!({"type": "stdin_error", "error": "minutes must be a whole number"}));
+                return;
+            };
+            ("screenTime", agent.report_screen_time(minutes))
+        }
+        Some("restrictedAttempt") => {
+            let attempt = RestrictedAttempt {
+                url: text("url"),
+                title: text("title"),
+                reason: text("reason"),
+                metadata_json: v.get("metadata").map(Value::to_string),
+            };
+            (
+                "restrictedAttempt",
+                agent.report_restricted_attempt(attempt),
+            )
+        }
+        _ => {
+            emit(
+                json!({"type": "stdin_error", "error": "report must be screenTime or restrictedAttempt"}),
+            );
+            return;
+        }
+    };
+    match res {
+        Ok(()) => emit(json!({"type": "report_queued", "report": kind})),
+        Err(e) => emit(json!({"type": "report_refused", "report": kind, "error": e.to_string()})),
+    }
 }
 
 async fn shutdown_signal() {

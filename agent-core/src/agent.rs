@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -17,13 +17,15 @@ use crate::connection::Connection;
 use crate::error::AgentError;
 use crate::ledger::Ledger;
 use crate::machine::link::Heartbeats;
+use crate::machine::reports::Report;
 use crate::outbox::Outbox;
 use crate::platform::{ConnectionState, Platform};
+use crate::reports::{ReportStore, Reports, RetryOnConnect};
 use crate::storage::{FileStorage, Storage};
 use crate::time::{Clock, SystemClock};
 use crate::token::{Credentials, Secret, TokenStore};
 use crate::transport::{tls_config, Transport, WsTransport};
-use crate::{connection, lock, outbox, stopped};
+use crate::{connection, lock, outbox, reports, stopped};
 
 /// A pairing code to show to the parent (see [`Agent::pair`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +88,7 @@ pub struct Agent {
     connection: Arc<Connection>,
     executor: Arc<Executor>,
     outbox: Arc<Outbox>,
+    reports: Arc<Reports>,
     ledger: SharedLedger,
     stop_tx: watch::Sender<bool>,
     pairing: Mutex<Option<(String, Secret)>>,
@@ -126,6 +129,11 @@ impl Agent {
         deps: Deps,
     ) -> Result<Agent, AgentError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| AgentError::NoRuntime)?;
+        let report_store =
+            ReportStore::load(deps.storage.clone()).map_err(|e| AgentError::Storage {
+                reason: e.to_string(),
+            })?;
+        let reports = Arc::new(Reports::new(report_store));
         let (ledger, interrupted) =
             Ledger::load(deps.storage, deps.clock.now_unix_ms()).map_err(|e| {
                 AgentError::Storage {
@@ -151,7 +159,11 @@ impl Agent {
             runtime.clone(),
             stop_tx.subscribe(),
         ));
-        let connection = Arc::new(Connection::new(platform.clone(), ConnectionState::Stopped));
+        let hooked: Arc<dyn Platform> = Arc::new(RetryOnConnect {
+            inner: platform.clone(),
+            reports: reports.clone(),
+        });
+        let connection = Arc::new(Connection::new(hooked, ConnectionState::Stopped));
         // Known before `start` returns, so the host can decide to pair at once.
         connection.set_state(if credentials.current().is_some() {
             ConnectionState::Connecting
@@ -168,6 +180,10 @@ impl Agent {
             credentials: credentials.clone(),
             executor: executor.clone(),
             outbox: outbox.clone(),
+        };
+        let report_deps = reports::Deps {
+            api: deps.api.clone(),
+            credentials: credentials.clone(),
         };
         let outbox_deps = outbox::Deps {
             ledger: ledger.clone(),
@@ -186,6 +202,11 @@ impl Agent {
                 outbox_deps,
                 stop_tx.subscribe(),
             )),
+            runtime.spawn(reports::run(
+                reports.clone(),
+                report_deps,
+                stop_tx.subscribe(),
+            )),
         ];
         tracing::info!(socket = %endpoints.socket, "agent started");
         Ok(Agent {
@@ -194,6 +215,7 @@ impl Agent {
             connection,
             executor,
             outbox,
+            reports,
             ledger,
             stop_tx,
             pairing: Mutex::new(None),
@@ -248,37 +270,83 @@ impl Agent {
         self.connection.report_status(frame);
     }
 
-    /// Reports a restricted-content attempt (`POST /api/devices/me/restricted-attempts`).
-    /// Not queued: an error is returned to the caller.
-    pub async fn report_restricted_attempt(
-        &self,
-        attempt: RestrictedAttempt,
-    ) -> Result<(), AgentError> {
-        let token = self.credentials.current().ok_or(AgentError::Unauthorized)?;
-        let mut body = json!({});
-        for (k, v) in [
-            ("url", attempt.url),
-            ("title", attempt.title),
-            ("reason", attempt.reason),
-        ] {
-            if let Some(v) = clip(v, 2000) {
-                body[k] = Value::String(v);
-            }
+    /// Reports the minutes the child used today (0–1440) to the relay
+    /// (`POST /api/dashboard/screen-time`, for the child named in the device token). The
+    /// relay records them for the child's current day and, the first time a day's value
+    /// reaches the child's limit, alerts the guardians.
+    ///
+    /// Durable: the value is in the report queue on disk before this returns, and posted
+    /// (retried with backoff, after restarts too) until the relay answers. Screen time is a
+    /// latest value: a newer report replaces an unsent older one. Errors only on a value
+    /// over 1440 ([`AgentError::Config`]) or a failed write ([`AgentError::Storage`]).
+    pub fn report_screen_time(&self, minutes_used: u32) -> Result<(), AgentError> {
+        if minutes_used > 1440 {
+            return Err(AgentError::Config {
+                reason: "minutesUsed must be from 0 to 1440".into(),
+            });
         }
-        if let Some(m) = attempt.metadata_json {
-            match serde_json::from_str::<Value>(&m) {
-                Ok(v @ Value::Object(_)) => body["metadata"] = v,
+        self.record(Report::ScreenTime { minutes_used })
+    }
+
+    /// Reports a restricted-content attempt (`POST /api/devices/me/restricted-attempts`);
+    /// the relay notifies the child's guardians. `url`, `title` and `reason` are cut to
+    /// 2,000 characters; `metadata_json` must be a JSON object of at most 8 KiB.
+    ///
+    /// Durable like [`Agent::report_screen_time`]: queued on disk before this returns,
+    /// retried until the relay answers. Each attempt is kept (at most 300 unsent; beyond
+    /// that the oldest is dropped and logged). A retry after a lost answer may notify the
+    /// guardians twice (at-least-once). Errors on bad metadata ([`AgentError::Config`]) or
+    /// a failed write ([`AgentError::Storage`]).
+    pub fn report_restricted_attempt(&self, attempt: RestrictedAttempt) -> Result<(), AgentError> {
+        let metadata = match attempt.metadata_json {
+            None => Value::Object(Default::default()),
+            Some(m) => match serde_json::from_str::<Value>(&m) {
+                Ok(v @ Value::Object(_)) => v,
                 _ => {
                     return Err(AgentError::Config {
                         reason: "metadata_json is not a JSON object".into(),
                     })
                 }
+            },
+        };
+        let body = wire::rest::RestrictedAttempt {
+            url: clip(attempt.url, 2000),
+            title: clip(attempt.title, 2000),
+            reason: clip(attempt.reason, 2000),
+            metadata,
+        };
+        // The relay's own check: what passes here is never refused as malformed.
+        let value = serde_json::to_value(&body).map_err(|e| AgentError::Config {
+            reason: e.to_string(),
+        })?;
+        use wire::rest::FromBody;
+        let body = wire::rest::RestrictedAttempt::from_body(&value)
+            .map_err(|e| AgentError::Config { reason: e.0 })?;
+        self.record(Report::Restricted(body))
+    }
+
+    fn record(&self, report: Report) -> Result<(), AgentError> {
+        self.reports
+            .record(report)
+            .map_err(|e| AgentError::Storage {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Waits until every report (screen time, restricted attempts) reached the relay or
+    /// `timeout` passed; returns whether the queue is empty. Like [`Agent::wait_for_acks`].
+    pub async fn wait_for_reports(&self, timeout: Duration) -> bool {
+        let far = Duration::from_secs(10 * 365 * 24 * 3600);
+        let deadline = tokio::time::Instant::now() + timeout.min(far);
+        loop {
+            let drained = self.reports.drained.notified();
+            if self.reports.len() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return self.reports.len() == 0;
             }
         }
-        self.api
-            .restricted_attempt(&token.0, body)
-            .await
-            .map_err(map_http)
     }
 
     /// Fetches pending commands over HTTPS (`GET /api/devices/me/commands`) and runs the
@@ -323,6 +391,7 @@ impl Agent {
         tracing::debug!("network available hint");
         self.connection.network_available();
         self.outbox.retry_now();
+        self.reports.retry_now();
     }
 
     /// Hint from the host: the app went to the background (`true`) or came back (`false`).

@@ -65,12 +65,14 @@ pub(crate) trait Api: Send + Sync {
         &'a self,
         token: &'a str,
     ) -> BoxFut<'a, Result<PendingCommands, HttpError>>;
-    /// `POST /api/devices/me/restricted-attempts`
+    /// `POST /api/devices/me/restricted-attempts` with a [`wire::rest::RestrictedAttempt`].
     fn restricted_attempt<'a>(
         &'a self,
         token: &'a str,
         body: Value,
     ) -> BoxFut<'a, Result<(), HttpError>>;
+    /// `POST /api/dashboard/screen-time` with a [`wire::rest::ScreenTimeReport`].
+    fn screen_time<'a>(&'a self, token: &'a str, body: Value) -> BoxFut<'a, Result<(), HttpError>>;
     /// `POST /api/pairing`
     fn pairing_start<'a>(&'a self, device_name: &'a str) -> BoxFut<'a, Result<Value, HttpError>>;
     /// `GET /api/pairing/{id}?wait=30` with the pairing secret.
@@ -232,6 +234,15 @@ impl Api for HttpApi {
     ) -> BoxFut<'a, Result<(), HttpError>> {
         Box::pin(async move {
             let url = self.url(&["api", "devices", "me", "restricted-attempts"])?;
+            self.call(Method::POST, url, Some(token), Some(body))
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn screen_time<'a>(&'a self, token: &'a str, body: Value) -> BoxFut<'a, Result<(), HttpError>> {
+        Box::pin(async move {
+            let url = self.url(&["api", "dashboard", "screen-time"])?;
             self.call(Method::POST, url, Some(token), Some(body))
                 .await
                 .map(|_| ())

@@ -16,6 +16,11 @@
 //! - **Never an expired command**: it is neither run nor acked (the relay expires it).
 //! - **Durable acks**: written to an outbox (temp file, fsync, rename) before the first
 //!   attempt, retried with capped backoff on network errors, 5xx and 429 until answered.
+//! - **Durable reports**: [`Agent::report_screen_time`] and
+//!   [`Agent::report_restricted_attempt`] queue on disk (`agent-reports.json`) before they
+//!   return; the queue is posted with the same backoff until the relay answers (a 401 waits
+//!   for a new token). Screen time keeps only its latest unsent value; restricted attempts
+//!   are each kept (at most 300 unsent) and are at-least-once.
 //! - **Battery**: no timer ticks between heartbeats; one liveness deadline re-armed lazily;
 //!   a longer heartbeat in the background ([`Agent::set_background`]).
 //! - **No reconnect storm with a revoked token**: close 4401/4403 stops the agent in
@@ -74,6 +79,7 @@
 //!         println!("paired as {}", device.device_id);
 //!     }
 //!     agent.report_status(true, Some(r#"{"videoId":"v1","title":"Cartoons"}"#.into()));
+//!     agent.report_screen_time(95)?; // queued on disk, posted until the relay answers
 //!     agent.set_background(true); // app went to the background: longer heartbeat
 //!     agent.network_available(); // the OS says the network is back: reconnect now
 //!     let _ = agent.sync_now().await; // woken by a push message
@@ -85,17 +91,19 @@
 //! # Layout
 //!
 //! The protocol decisions are synchronous state machines that do no I/O (`machine`);
-//! two thin tokio tasks drive them and do the I/O (`connection`, `outbox`). The state is
+//! three thin tokio tasks drive them and do the I/O (`connection`, `outbox`, `reports`). The state is
 //! split by owner: the connection's (`Connection`), the outbox's (`Outbox`), the
 //! executor's (`Executor`: ledger, host, timers) and the token (`Credentials`).
 //!
 //! - `agent` — [`Agent`], the public handle over those parts.
 //! - `machine` — the sans-I/O state machines: `link` (connect, auth, heartbeat, liveness,
-//!   backoff, 4401/4403) and `outbox` (which ack to post, retry or give up). Time is passed
+//!   backoff, 4401/4403), `outbox` (which ack to post, retry or give up) and `reports` (the
+//!   same for screen time and restricted attempts, plus the queue rules). Time is passed
 //!   in; no clock, socket, file, task or entropy inside.
 //! - `connection` — the task driving `machine::link` over the socket; the state the host
 //!   sees and its hints (status, background, network).
 //! - `outbox` — the task driving `machine::outbox` over the HTTP API.
+//! - `reports` — the persisted report queue and the task driving `machine::reports`.
 //! - `commands` — the executor, exactly-once: dedup, expiry, started-before-run,
 //!   completion, timeouts.
 //! - `config` — [`AgentConfig`] and the socket/API URLs derived from it.
@@ -129,6 +137,7 @@ mod machine;
 mod outbox;
 mod platform;
 mod protocol;
+mod reports;
 mod storage;
 mod time;
 mod token;

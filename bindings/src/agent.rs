@@ -86,15 +86,38 @@ impl Agent {
         self.inner.report_status(active_viewing, current_video);
     }
 
-    /// Reports a restricted-content attempt to the relay (not queued: a network error is
-    /// thrown to the caller).
-    pub async fn report_restricted_attempt(
+    /// Reports the minutes the child used today (0–1440). The relay records them for the
+    /// child of the device token and alerts the guardians the first time a day's value
+    /// reaches the child's limit. Durable: on disk before this returns, posted (retried
+    /// with backoff, after restarts too) until the relay answers; a newer value replaces an
+    /// unsent older one. Throws `Config` for a value over 1440, `Storage` when the queue
+    /// cannot be written.
+    pub fn report_screen_time(&self, minutes_used: u32) -> Result<(), SafeStreamError> {
+        Ok(self.inner.report_screen_time(minutes_used)?)
+    }
+
+    /// Reports a restricted-content attempt; the relay notifies the child's guardians.
+    /// Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
+    /// is dropped beyond that). A retry after a lost answer may notify twice. Throws
+    /// `Config` when `metadataJson` is not a JSON object of at most 8 KiB, `Storage` when
+    /// the queue cannot be written.
+    pub fn report_restricted_attempt(
         &self,
         attempt: RestrictedAttempt,
     ) -> Result<(), SafeStreamError> {
+        Ok(self.inner.report_restricted_attempt(attempt.into())?)
+    }
+
+    /// Waits until every report (screen time, restricted attempts) reached the relay, or
+    /// `timeoutMs` passed; returns whether none is left. Like `waitForAcks`.
+    pub async fn wait_for_reports(&self, timeout_ms: u64) -> Result<bool, SafeStreamError> {
         let inner = self.inner.clone();
-        runtime::run(async move { Ok(inner.report_restricted_attempt(attempt.into()).await?) })
-            .await
+        runtime::run(async move {
+            Ok(inner
+                .wait_for_reports(Duration::from_millis(timeout_ms))
+                .await)
+        })
+        .await
     }
 
     /// Fetches pending commands over HTTPS and runs the new ones: call it when a push

@@ -11,6 +11,8 @@ RCT_EXTERN_METHOD(pair:(NSString *)deviceName resolve:(RCTPromiseResolveBlock)re
 RCT_EXTERN_METHOD(waitForPairing:(RCTPromiseResolveBlock)resolve reject:(RCTPromiseRejectBlock)reject)
 RCT_EXTERN_METHOD(reportStatus:(BOOL)activeViewing currentVideoJson:(NSString *)currentVideoJson)
 RCT_EXTERN_METHOD(reportRestrictedAttempt:(NSDictionary *)attempt resolve:(RCTPromiseResolveBlock)resolve reject:(RCTPromiseRejectBlock)reject)
+RCT_EXTERN_METHOD(reportScreenTime:(double)minutesUsed resolve:(RCTPromiseResolveBlock)resolve reject:(RCTPromiseRejectBlock)reject)
+RCT_EXTERN_METHOD(waitForReports:(double)timeoutMs resolve:(RCTPromiseResolveBlock)resolve reject:(RCTPromiseRejectBlock)reject)
 RCT_EXTERN_METHOD(syncNow:(RCTPromiseResolveBlock)resolve reject:(RCTPromiseRejectBlock)reject)
 RCT_EXTERN_METHOD(setToken:(NSString *)token resolve:(RCTPromiseResolveBlock)resolve reject:(RCTPromiseRejectBlock)reject)
 RCT_EXTERN_METHOD(clearToken:(RCTPromiseResolveBlock)resolve reject:(RCTPromiseRejectBlock)reject)

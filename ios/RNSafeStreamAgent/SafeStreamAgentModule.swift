@@ -137,7 +137,24 @@ final class SafeStreamAgentModule: RCTEventEmitter {
                                  rejecter reject: @escaping RCTPromiseRejectBlock) {
         let a = RestrictedAttempt(url: attempt["url"] as? String, title: attempt["title"] as? String,
                                   reason: attempt["reason"] as? String, metadataJson: attempt["metadataJson"] as? String)
-        run(resolve, reject) { agent in try await agent.reportRestrictedAttempt(attempt: a); return nil }
+        // Queued on disk by the agent (a file write): off the JS thread.
+        run(resolve, reject) { agent in try agent.reportRestrictedAttempt(attempt: a); return nil }
+    }
+
+    @objc(reportScreenTime:resolve:reject:)
+    func reportScreenTime(_ minutesUsed: Double, resolver resolve: @escaping RCTPromiseResolveBlock,
+                          rejecter reject: @escaping RCTPromiseRejectBlock) {
+        guard minutesUsed >= 0, minutesUsed <= 1440, minutesUsed.rounded() == minutesUsed else {
+            return reject("Config", "minutesUsed must be a whole number from 0 to 1440", nil)
+        }
+        run(resolve, reject) { a in try a.reportScreenTime(minutesUsed: UInt32(minutesUsed)); return nil }
+    }
+
+    @objc(waitForReports:resolve:reject:)
+    func waitForReports(_ timeoutMs: Double, resolver resolve: @escaping RCTPromiseResolveBlock,
+                        rejecter reject: @escaping RCTPromiseRejectBlock) {
+        let ms = UInt64(max(0, timeoutMs))
+        run(resolve, reject) { a in try await a.waitForReports(timeoutMs: ms) }
     }
 
     @objc(syncNow:reject:)

@@ -112,4 +112,17 @@ describe('state and calls', () => {
       ['pair', "Mia's tablet"],
     ]);
   });
+
+  it('reports screen time and waits for the report queue', async () => {
+    const { native, agent } = setup();
+    await agent.reportScreenTime(42);
+    expect(await agent.waitForReports(1500.7)).toBe(true);
+    for (const bad of [-1, 1441, 2.5, Number.NaN]) {
+      await expect(agent.reportScreenTime(bad)).rejects.toMatchObject({ code: 'Config' });
+    }
+    expect(native.calls).toEqual([
+      ['reportScreenTime', 42],
+      ['waitForReports', 1500],
+    ]);
+  });
 });

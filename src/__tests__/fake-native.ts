@@ -66,6 +66,14 @@ export class FakeNative implements NativeSafeStreamAgent {
     this.calls.push(['reportRestrictedAttempt', attempt]);
     this.maybeFail();
   }
+  async reportScreenTime(minutesUsed: number) {
+    this.calls.push(['reportScreenTime', minutesUsed]);
+    this.maybeFail();
+  }
+  async waitForReports(timeoutMs: number) {
+    this.calls.push(['waitForReports', timeoutMs]);
+    return true;
+  }
   async syncNow() {
     this.calls.push(['syncNow']);
     return 2;

@@ -418,6 +418,8 @@ fn libfaketime() -> R<PathBuf> {
 /// A simulated device process (the `device` example).
 pub struct Device {
     child: Option<Child>,
+    /// Its stdin (report commands, see the example's docs).
+    stdin: Option<std::process::ChildStdin>,
     /// Its stdout: one JSON object per line.
     pub out: Lines,
     /// Its stderr: log lines.
@@ -442,6 +444,7 @@ impl Device {
         build_binaries();
         let mut d = Device {
             child: None,
+            stdin: None,
             out: Lines::default(),
             err: Lines::default(),
             state_dir: state_dir.to_path_buf(),
@@ -467,7 +470,7 @@ impl Device {
             .arg("--state-dir")
             .arg(&self.state_dir)
             .env("SAFESTREAM_LOG", "debug")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -478,12 +481,23 @@ impl Device {
         if let Some(e) = child.stderr.take() {
             self.err.spawn_reader(e, "device-log");
         }
+        self.stdin = child.stdin.take();
         self.child = Some(child);
         Ok(())
     }
 
+    /// Writes one JSON line to the device's stdin (e.g. `{"report":"screenTime","minutes":42}`).
+    pub fn send(&mut self, line: &Value) -> R<()> {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().ok_or("device not running")?;
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("device stdin: {e}"))
+    }
+
     /// SIGKILLs the device process (the app is killed by the OS).
     pub fn kill(&mut self) {
+        self.stdin = None;
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

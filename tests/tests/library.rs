@@ -179,7 +179,6 @@ async fn status_and_restricted_attempts_reach_the_parent() {
                 reason: Some("age rating".into()),
                 metadata_json: Some(r#"{"rating":"18+"}"#.into()),
             })
-            .await
             .map_err(|e| e.to_string())?;
         let n = sock
             .wait("notification:new", Duration::from_secs(10), |d| {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub(crate) mod link;
 pub(crate) mod outbox;
+pub(crate) mod reports;
 
 #[cfg(test)]
 mod tests;

@@ -126,10 +126,24 @@ pub struct PostedAck {
     pub at: Instant,
 }
 
+/// A report post the fake API saw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostedReport {
+    /// `screen-time` or `restricted-attempts`.
+    pub path: &'static str,
+    pub token: String,
+    pub body: Value,
+    /// Whether the fake answered 2xx.
+    pub ok: bool,
+    pub at: Instant,
+}
+
 #[derive(Default)]
 pub struct ApiState {
     pub acks: Vec<PostedAck>,
     pub script: VecDeque<Result<(), HttpError>>,
+    pub reports: Vec<PostedReport>,
+    pub report_script: VecDeque<Result<(), HttpError>>,
     pub pending: Vec<Value>,
 }
 
@@ -145,6 +159,25 @@ impl FakeApi {
     }
     pub fn script(&self, answers: Vec<Result<(), HttpError>>) {
         self.st().script = answers.into();
+    }
+    /// Answers for the next report posts (then `Ok`).
+    pub fn script_reports(&self, answers: Vec<Result<(), HttpError>>) {
+        self.st().report_script = answers.into();
+    }
+    pub fn reports(&self) -> Vec<PostedReport> {
+        self.st().reports.clone()
+    }
+    fn report(&self, path: &'static str, token: &str, body: Value) -> Result<(), HttpError> {
+        let mut st = self.st();
+        let answer = st.report_script.pop_front().unwrap_or(Ok(()));
+        st.reports.push(PostedReport {
+            path,
+            token: token.to_owned(),
+            body,
+            ok: answer.is_ok(),
+            at: Instant::now(),
+        });
+        answer
     }
 }
 
@@ -175,10 +208,13 @@ impl Api for FakeApi {
     }
     fn restricted_attempt<'a>(
         &'a self,
-        _token: &'a str,
-        _body: Value,
+        token: &'a str,
+        body: Value,
     ) -> BoxFut<'a, Result<(), HttpError>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move { self.report("restricted-attempts", token, body) })
+    }
+    fn screen_time<'a>(&'a self, token: &'a str, body: Value) -> BoxFut<'a, Result<(), HttpError>> {
+        Box::pin(async move { self.report("screen-time", token, body) })
     }
     fn pairing_start<'a>(&'a self, _name: &'a str) -> BoxFut<'a, Result<Value, HttpError>> {
         Box::pin(async {

@@ -2,4 +2,5 @@
 //! tokio's paused time: no sockets, no sleeps.
 
 pub(crate) mod fakes;
+mod reports;
 mod scenarios;

@@ -310,9 +310,21 @@ fun run(relay: Relay, scratch: File) {
             val n = agent.syncNow()
             check("syncNow finds nothing left to run", n == 0u, "$n")
         }
-        step("reportRestrictedAttempt") {
+        step("reportScreenTime + reportRestrictedAttempt") {
+            agent.reportScreenTime(12u)
             agent.reportRestrictedAttempt(RestrictedAttempt(url = "https://example.com/x", title = "X", reason = "blocked"))
-            check("reportRestrictedAttempt is accepted", true)
+            check("waitForReports: both reports answered by the relay", agent.waitForReports(10_000uL))
+            check("no report refused by the relay",
+                logger.lines.none { it.contains("report refused") || it.contains("report failed") },
+                "${logger.lines.filter { it.contains("report") }}")
+        }
+        step("screen time over 1440") {
+            try {
+                agent.reportScreenTime(1441u)
+                check("screen time over 1440 is SafeStreamException.Config", false, "no exception")
+            } catch (e: SafeStreamException.Config) {
+                check("screen time over 1440 is SafeStreamException.Config", true)
+            }
         }
         step("bad metadata") {
             try {

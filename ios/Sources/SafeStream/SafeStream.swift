@@ -623,10 +623,23 @@ public protocol AgentProtocol: AnyObject, Sendable {
     func pair(deviceName: String) async throws  -> PairingCode
     
     /**
-     * Reports a restricted-content attempt to the relay (not queued: a network error is
-     * thrown to the caller).
+     * Reports a restricted-content attempt; the relay notifies the child's guardians.
+     * Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
+     * is dropped beyond that). A retry after a lost answer may notify twice. Throws
+     * `Config` when `metadataJson` is not a JSON object of at most 8 KiB, `Storage` when
+     * the queue cannot be written.
      */
-    func reportRestrictedAttempt(attempt: RestrictedAttempt) async throws 
+    func reportRestrictedAttempt(attempt: RestrictedAttempt) throws 
+    
+    /**
+     * Reports the minutes the child used today (0–1440). The relay records them for the
+     * child of the device token and alerts the guardians the first time a day's value
+     * reaches the child's limit. Durable: on disk before this returns, posted (retried
+     * with backoff, after restarts too) until the relay answers; a newer value replaces an
+     * unsent older one. Throws `Config` for a value over 1440, `Storage` when the queue
+     * cannot be written.
+     */
+    func reportScreenTime(minutesUsed: UInt32) throws 
     
     /**
      * Reports live presence to the parents: whether the child is watching and what
@@ -684,6 +697,12 @@ public protocol AgentProtocol: AnyObject, Sendable {
      * it is rejected or expires, `Stopped` when the agent is stopped meanwhile.
      */
     func waitForPairing() async throws  -> PairedDevice
+    
+    /**
+     * Waits until every report (screen time, restricted attempts) reached the relay, or
+     * `timeoutMs` passed; returns whether none is left. Like `waitForAcks`.
+     */
+    func waitForReports(timeoutMs: UInt64) async throws  -> Bool
     
 }
 /**
@@ -825,23 +844,36 @@ open func pair(deviceName: String)async throws  -> PairingCode  {
 }
     
     /**
-     * Reports a restricted-content attempt to the relay (not queued: a network error is
-     * thrown to the caller).
+     * Reports a restricted-content attempt; the relay notifies the child's guardians.
+     * Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
+     * is dropped beyond that). A retry after a lost answer may notify twice. Throws
+     * `Config` when `metadataJson` is not a JSON object of at most 8 KiB, `Storage` when
+     * the queue cannot be written.
      */
-open func reportRestrictedAttempt(attempt: RestrictedAttempt)async throws   {
-    return
-        try  await uniffiRustCallAsync(
-            rustFutureFunc: {
-                uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(
-                        self.uniffiCloneHandle(),FfiConverterTypeRestrictedAttempt_lower(attempt)
-                )
-            },
-            pollFunc: ffi_safestream_ffi_rust_future_poll_void,
-            completeFunc: ffi_safestream_ffi_rust_future_complete_void,
-            freeFunc: ffi_safestream_ffi_rust_future_free_void,
-            liftFunc: { $0 },
-            errorHandler: FfiConverterTypeSafeStreamError_lift
-        )
+open func reportRestrictedAttempt(attempt: RestrictedAttempt)throws   {try rustCallWithError(FfiConverterTypeSafeStreamError_lift) {
+        uniffiCallStatus in
+    uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeRestrictedAttempt_lower(attempt),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Reports the minutes the child used today (0–1440). The relay records them for the
+     * child of the device token and alerts the guardians the first time a day's value
+     * reaches the child's limit. Durable: on disk before this returns, posted (retried
+     * with backoff, after restarts too) until the relay answers; a newer value replaces an
+     * unsent older one. Throws `Config` for a value over 1440, `Storage` when the queue
+     * cannot be written.
+     */
+open func reportScreenTime(minutesUsed: UInt32)throws   {try rustCallWithError(FfiConverterTypeSafeStreamError_lift) {
+        uniffiCallStatus in
+    uniffi_safestream_ffi_fn_method_agent_report_screen_time(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(minutesUsed),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -988,6 +1020,26 @@ open func waitForPairing()async throws  -> PairedDevice  {
             completeFunc: ffi_safestream_ffi_rust_future_complete_rust_buffer,
             freeFunc: ffi_safestream_ffi_rust_future_free_rust_buffer,
             liftFunc: FfiConverterTypePairedDevice_lift,
+            errorHandler: FfiConverterTypeSafeStreamError_lift
+        )
+}
+    
+    /**
+     * Waits until every report (screen time, restricted attempts) reached the relay, or
+     * `timeoutMs` passed; returns whether none is left. Like `waitForAcks`.
+     */
+open func waitForReports(timeoutMs: UInt64)async throws  -> Bool  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_safestream_ffi_fn_method_agent_wait_for_reports(
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_safestream_ffi_rust_future_poll_i8,
+            completeFunc: ffi_safestream_ffi_rust_future_complete_i8,
+            freeFunc: ffi_safestream_ffi_rust_future_free_i8,
+            liftFunc: FfiConverterBool.lift,
             errorHandler: FfiConverterTypeSafeStreamError_lift
         )
 }
@@ -3448,7 +3500,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_safestream_ffi_checksum_method_agent_pair() != 23475) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt() != 862) {
+    if (uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt() != 26613) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_safestream_ffi_checksum_method_agent_report_screen_time() != 56161) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_report_status() != 44108) {
@@ -3476,6 +3531,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_wait_for_pairing() != 49282) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_safestream_ffi_checksum_method_agent_wait_for_reports() != 59256) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_logger_on_log() != 34552) {

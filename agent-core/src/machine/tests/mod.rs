@@ -2,6 +2,7 @@
 
 mod link;
 mod outbox;
+mod reports;
 
 /// The invariant, checked on the source: nothing in the machines reads a clock, draws
 /// entropy or reaches a runtime, a socket, a file or the host.
@@ -11,6 +12,7 @@ fn machines_do_no_io() {
         ("mod.rs", include_str!("../mod.rs")),
         ("link.rs", include_str!("../link.rs")),
         ("outbox.rs", include_str!("../outbox.rs")),
+        ("reports.rs", include_str!("../reports.rs")),
     ];
     let banned = [
         "tokio::",

@@ -368,7 +368,12 @@ uint64_t uniffi_safestream_ffi_fn_method_agent_pair(uint64_t ptr, RustBuffer dev
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REPORT_RESTRICTED_ATTEMPT
 #define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REPORT_RESTRICTED_ATTEMPT
-uint64_t uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(uint64_t ptr, RustBuffer attempt
+void uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(uint64_t ptr, RustBuffer attempt, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REPORT_SCREEN_TIME
+#define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REPORT_SCREEN_TIME
+void uniffi_safestream_ffi_fn_method_agent_report_screen_time(uint64_t ptr, uint32_t minutes_used, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REPORT_STATUS
@@ -414,6 +419,11 @@ uint64_t uniffi_safestream_ffi_fn_method_agent_wait_for_acks(uint64_t ptr, uint6
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_WAIT_FOR_PAIRING
 #define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_WAIT_FOR_PAIRING
 uint64_t uniffi_safestream_ffi_fn_method_agent_wait_for_pairing(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_WAIT_FOR_REPORTS
+#define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_WAIT_FOR_REPORTS
+uint64_t uniffi_safestream_ffi_fn_method_agent_wait_for_reports(uint64_t ptr, uint64_t timeout_ms
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_CLONE_LOGGER
@@ -824,6 +834,12 @@ uint16_t uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt(v
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_REPORT_SCREEN_TIME
+#define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_REPORT_SCREEN_TIME
+uint16_t uniffi_safestream_ffi_checksum_method_agent_report_screen_time(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_REPORT_STATUS
 #define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_REPORT_STATUS
 uint16_t uniffi_safestream_ffi_checksum_method_agent_report_status(void
@@ -875,6 +891,12 @@ uint16_t uniffi_safestream_ffi_checksum_method_agent_wait_for_acks(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_WAIT_FOR_PAIRING
 #define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_WAIT_FOR_PAIRING
 uint16_t uniffi_safestream_ffi_checksum_method_agent_wait_for_pairing(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_WAIT_FOR_REPORTS
+#define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_WAIT_FOR_REPORTS
+uint16_t uniffi_safestream_ffi_checksum_method_agent_wait_for_reports(void
     
 );
 #endif

@@ -802,6 +802,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt(
     ): Int
+    external fun uniffi_safestream_ffi_checksum_method_agent_report_screen_time(
+    ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_report_status(
     ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_set_background(
@@ -819,6 +821,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_safestream_ffi_checksum_method_agent_wait_for_acks(
     ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_wait_for_pairing(
+    ): Int
+    external fun uniffi_safestream_ffi_checksum_method_agent_wait_for_reports(
     ): Int
     external fun uniffi_safestream_ffi_checksum_method_logger_on_log(
     ): Int
@@ -874,8 +878,10 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_safestream_ffi_fn_method_agent_pair(`ptr`: Long,`deviceName`: RustBuffer.ByValue,
     ): Long
-    external fun uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(`ptr`: Long,`attempt`: RustBuffer.ByValue,
-    ): Long
+    external fun uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(`ptr`: Long,`attempt`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_safestream_ffi_fn_method_agent_report_screen_time(`ptr`: Long,`minutesUsed`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_safestream_ffi_fn_method_agent_report_status(`ptr`: Long,`activeViewing`: Byte,`currentVideo`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_safestream_ffi_fn_method_agent_set_background(`ptr`: Long,`background`: Byte,uniffi_out_err: UniffiRustCallStatus, 
@@ -893,6 +899,8 @@ internal object UniffiLib {
     external fun uniffi_safestream_ffi_fn_method_agent_wait_for_acks(`ptr`: Long,`timeoutMs`: Long,
     ): Long
     external fun uniffi_safestream_ffi_fn_method_agent_wait_for_pairing(`ptr`: Long,
+    ): Long
+    external fun uniffi_safestream_ffi_fn_method_agent_wait_for_reports(`ptr`: Long,`timeoutMs`: Long,
     ): Long
     external fun uniffi_safestream_ffi_fn_clone_logger(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1073,7 +1081,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_pair() and 0xFFFF) != 23475) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt() and 0xFFFF) != 862) {
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt() and 0xFFFF) != 26613) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_report_screen_time() and 0xFFFF) != 56161) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_report_status() and 0xFFFF) != 44108) {
@@ -1101,6 +1112,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_wait_for_pairing() and 0xFFFF) != 49282) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_wait_for_reports() and 0xFFFF) != 59256) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_logger_on_log() and 0xFFFF) != 34552) {
@@ -1638,10 +1652,23 @@ public interface AgentInterface {
     suspend fun `pair`(`deviceName`: kotlin.String): PairingCode
     
     /**
-     * Reports a restricted-content attempt to the relay (not queued: a network error is
-     * thrown to the caller).
+     * Reports a restricted-content attempt; the relay notifies the child's guardians.
+     * Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
+     * is dropped beyond that). A retry after a lost answer may notify twice. Throws
+     * `Config` when `metadataJson` is not a JSON object of at most 8 KiB, `Storage` when
+     * the queue cannot be written.
      */
-    suspend fun `reportRestrictedAttempt`(`attempt`: RestrictedAttempt)
+    fun `reportRestrictedAttempt`(`attempt`: RestrictedAttempt)
+    
+    /**
+     * Reports the minutes the child used today (0–1440). The relay records them for the
+     * child of the device token and alerts the guardians the first time a day's value
+     * reaches the child's limit. Durable: on disk before this returns, posted (retried
+     * with backoff, after restarts too) until the relay answers; a newer value replaces an
+     * unsent older one. Throws `Config` for a value over 1440, `Storage` when the queue
+     * cannot be written.
+     */
+    fun `reportScreenTime`(`minutesUsed`: kotlin.UInt)
     
     /**
      * Reports live presence to the parents: whether the child is watching and what
@@ -1699,6 +1726,12 @@ public interface AgentInterface {
      * it is rejected or expires, `Stopped` when the agent is stopped meanwhile.
      */
     suspend fun `waitForPairing`(): PairedDevice
+    
+    /**
+     * Waits until every report (screen time, restricted attempts) reached the relay, or
+     * `timeoutMs` passed; returns whether none is left. Like `waitForAcks`.
+     */
+    suspend fun `waitForReports`(`timeoutMs`: kotlin.ULong): kotlin.Boolean
     
     companion object
 }
@@ -1891,30 +1924,46 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
 
     
     /**
-     * Reports a restricted-content attempt to the relay (not queued: a network error is
-     * thrown to the caller).
+     * Reports a restricted-content attempt; the relay notifies the child's guardians.
+     * Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
+     * is dropped beyond that). A retry after a lost answer may notify twice. Throws
+     * `Config` when `metadataJson` is not a JSON object of at most 8 KiB, `Storage` when
+     * the queue cannot be written.
      */
-    @Throws(SafeStreamException::class)
-    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `reportRestrictedAttempt`(`attempt`: RestrictedAttempt) {
-        return uniffiRustCallAsync(
-        callWithHandle { uniffiHandle ->
-            UniffiLib.uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(
-                uniffiHandle,
-                
-        FfiConverterTypeRestrictedAttempt.lower(`attempt`),
-            )
-        },
-        { future, callback, continuation -> UniffiLib.ffi_safestream_ffi_rust_future_poll_void(future, callback, continuation) },
-        { future, continuation -> UniffiLib.ffi_safestream_ffi_rust_future_complete_void(future, continuation) },
-        { future -> UniffiLib.ffi_safestream_ffi_rust_future_free_void(future) },
-        // lift function
-        { },
+    @Throws(SafeStreamException::class)override fun `reportRestrictedAttempt`(`attempt`: RestrictedAttempt)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SafeStreamException) { _status ->
+    UniffiLib.uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(
+        it,
         
-        // Error FFI converter
-        SafeStreamException.ErrorHandler,
-    )
+        FfiConverterTypeRestrictedAttempt.lower(`attempt`),_status)
+}
     }
+    
+    
+
+    
+    /**
+     * Reports the minutes the child used today (0–1440). The relay records them for the
+     * child of the device token and alerts the guardians the first time a day's value
+     * reaches the child's limit. Durable: on disk before this returns, posted (retried
+     * with backoff, after restarts too) until the relay answers; a newer value replaces an
+     * unsent older one. Throws `Config` for a value over 1440, `Storage` when the queue
+     * cannot be written.
+     */
+    @Throws(SafeStreamException::class)override fun `reportScreenTime`(`minutesUsed`: kotlin.UInt)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(SafeStreamException) { _status ->
+    UniffiLib.uniffi_safestream_ffi_fn_method_agent_report_screen_time(
+        it,
+        
+        FfiConverterUInt.lower(`minutesUsed`),_status)
+}
+    }
+    
+    
 
     
     /**
@@ -2102,6 +2151,32 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
         { future -> UniffiLib.ffi_safestream_ffi_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterTypePairedDevice.lift(it) },
+        // Error FFI converter
+        SafeStreamException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Waits until every report (screen time, restricted attempts) reached the relay, or
+     * `timeoutMs` passed; returns whether none is left. Like `waitForAcks`.
+     */
+    @Throws(SafeStreamException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `waitForReports`(`timeoutMs`: kotlin.ULong) : kotlin.Boolean {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_safestream_ffi_fn_method_agent_wait_for_reports(
+                uniffiHandle,
+                
+        FfiConverterULong.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_safestream_ffi_rust_future_poll_i8(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_safestream_ffi_rust_future_complete_i8(future, continuation) },
+        { future -> UniffiLib.ffi_safestream_ffi_rust_future_free_i8(future) },
+        // lift function
+        { FfiConverterBoolean.lift(it) },
         // Error FFI converter
         SafeStreamException.ErrorHandler,
     )

@@ -206,6 +206,24 @@ class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : SafeStre
         null
     }
 
+    /** Minutes used today; queued durably by the agent (a file write, off the JS thread). */
+    @ReactMethod
+    override fun reportScreenTime(minutesUsed: Double, promise: Promise) {
+        if (minutesUsed < 0 || minutesUsed > 1440 || minutesUsed != Math.floor(minutesUsed)) {
+            return promise.reject("Config", "minutesUsed must be a whole number from 0 to 1440")
+        }
+        launch(promise) {
+            it.reportScreenTime(minutesUsed.toInt().toUInt())
+            null
+        }
+    }
+
+    /** Resolves whether every queued report was answered by the relay within `timeoutMs`. */
+    @ReactMethod
+    override fun waitForReports(timeoutMs: Double, promise: Promise) = launch(promise) {
+        it.waitForReports(timeoutMs.coerceAtLeast(0.0).toLong().toULong())
+    }
+
     @ReactMethod
     override fun syncNow(promise: Promise) = launch(promise) { it.syncNow().toInt() }
 

@@ -26,6 +26,8 @@ abstract class SafeStreamAgentSpec(ctx: ReactApplicationContext) : ReactContextB
     abstract fun waitForPairing(promise: Promise)
     abstract fun reportStatus(activeViewing: Boolean, currentVideoJson: String?)
     abstract fun reportRestrictedAttempt(attempt: ReadableMap, promise: Promise)
+    abstract fun reportScreenTime(minutesUsed: Double, promise: Promise)
+    abstract fun waitForReports(timeoutMs: Double, promise: Promise)
     abstract fun syncNow(promise: Promise)
     abstract fun setToken(token: String, promise: Promise)
     abstract fun clearToken(promise: Promise)

@@ -1,0 +1,263 @@
+//! The report machine, driven directly.
+
+use std::time::Duration;
+
+use crate::backoff::{Rng, ACK};
+use crate::machine::reports::{
+    enqueue, Action as A, Answer, Event as E, Outcome, PendingReport, Report, Reports,
+    MAX_RESTRICTED,
+};
+use crate::machine::Time;
+
+const S: Duration = Duration::from_secs(1);
+
+fn screen(seq: u64, minutes_used: u32) -> PendingReport {
+    PendingReport {
+        seq,
+        report: Report::ScreenTime { minutes_used },
+        attempts: 0,
+    }
+}
+
+fn attempt(seq: u64) -> PendingReport {
+    PendingReport {
+        seq,
+        report: Report::Restricted(wire::rest::RestrictedAttempt {
+            url: Some(format!("https://x/{seq}")),
+            ..Default::default()
+        }),
+        attempts: 0,
+    }
+}
+
+fn answered(seq: u64, answer: Answer) -> E {
+    E::Answered { seq, answer }
+}
+
+fn retryable(retry_after: Option<Duration>) -> Answer {
+    Answer::Retryable { retry_after }
+}
+
+fn token(present: bool, changed: bool) -> E {
+    E::Token { present, changed }
+}
+
+fn new_reports() -> Reports {
+    Reports::new(true, Rng::seeded(5))
+}
+
+fn at(d: Duration) -> Time {
+    Time(d)
+}
+
+#[test]
+fn reports_are_posted_in_order_one_at_a_time() {
+    let mut r = new_reports();
+    assert_eq!(
+        r.handle(Time::ZERO, E::Queued(attempt(0))),
+        vec![A::Post(attempt(0))]
+    );
+    assert_eq!(r.handle(Time::ZERO, E::Queued(screen(1, 5))), vec![]);
+    assert_eq!(r.next_deadline(), None, "nothing to wake for while posting");
+    assert_eq!(
+        r.handle(Time::ms(10), answered(0, Answer::Ok)),
+        vec![
+            A::Finished {
+                seq: 0,
+                outcome: Outcome::Sent
+            },
+            A::Post(screen(1, 5))
+        ]
+    );
+    assert_eq!(
+        r.handle(Time::ms(20), answered(1, Answer::Ok)),
+        vec![A::Finished {
+            seq: 1,
+            outcome: Outcome::Sent
+        }]
+    );
+    assert_eq!(r.len(), 0);
+    assert_eq!(r.next_deadline(), None);
+}
+
+#[test]
+fn retryable_answers_back_off_within_the_window_and_honour_retry_after() {
+    let mut r = new_reports();
+    r.handle(Time::ZERO, E::Queued(attempt(0)));
+    let mut now = Time::ZERO;
+    for n in 0..8u32 {
+        let acts = r.handle(now, answered(0, retryable(None)));
+        let [A::Retry {
+            seq: 0,
+            attempts,
+            delay,
+        }] = acts.as_slice()
+        else {
+            panic!("{acts:?}")
+        };
+        assert_eq!(*attempts, n + 1);
+        assert!(
+            *delay >= ACK.floor && *delay <= ACK.ceiling(n),
+            "{n}: {delay:?}"
+        );
+        assert_eq!(r.next_deadline(), Some(now + *delay));
+        // Not due before its time.
+        assert_eq!(r.handle(now, E::Timer), vec![]);
+        now = now + *delay;
+        assert_eq!(
+            r.handle(now, E::Timer),
+            vec![A::Post({
+                let mut p = attempt(0);
+                p.attempts = n + 1;
+                p
+            })]
+        );
+    }
+    let acts = r.handle(now, answered(0, retryable(Some(90 * S))));
+    let [A::Retry { delay, .. }] = acts.as_slice() else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(*delay, 90 * S, "Retry-After wins over a shorter backoff");
+    assert!(r.handle(now, E::Timer).is_empty());
+    assert_eq!(r.handle(now + 90 * S, E::Timer).len(), 1);
+    let acts = r.handle(now + 90 * S, answered(0, retryable(Some(100_000 * S))));
+    let [A::Retry { delay, .. }] = acts.as_slice() else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(*delay, 3600 * S, "Retry-After is capped at an hour");
+}
+
+#[test]
+fn final_answers_drop_the_report() {
+    let mut r = new_reports();
+    r.handle(Time::ZERO, E::Queued(attempt(0)));
+    r.handle(Time::ZERO, E::Queued(attempt(1)));
+    assert_eq!(
+        r.handle(Time::ms(1), answered(0, Answer::Final { status: 400 })),
+        vec![
+            A::Finished {
+                seq: 0,
+                outcome: Outcome::Rejected { status: 400 }
+            },
+            A::Post(attempt(1))
+        ]
+    );
+}
+
+#[test]
+fn unauthorized_waits_for_a_new_token() {
+    let mut r = new_reports();
+    r.handle(Time::ZERO, E::Queued(screen(0, 30)));
+    assert_eq!(
+        r.handle(Time::ms(1), answered(0, Answer::Unauthorized)),
+        vec![]
+    );
+    assert_eq!(r.next_deadline(), None, "no retry timer while held");
+    assert_eq!(r.handle(at(600 * S), E::Timer), vec![]);
+    assert_eq!(r.handle(at(600 * S), E::RetryNow), vec![]);
+    assert_eq!(r.handle(at(600 * S), E::Queued(attempt(1))), vec![]);
+    assert_eq!(
+        r.handle(at(600 * S), token(true, false)),
+        vec![],
+        "the same token does not end the wait"
+    );
+    assert_eq!(
+        r.handle(at(601 * S), token(true, true)),
+        vec![A::Post(screen(0, 30))]
+    );
+    assert_eq!(r.len(), 2);
+}
+
+#[test]
+fn no_token_posts_nothing_until_one_comes() {
+    let mut r = Reports::new(false, Rng::seeded(1));
+    assert_eq!(r.handle(Time::ZERO, E::Queued(attempt(0))), vec![]);
+    assert_eq!(r.next_deadline(), None);
+    assert_eq!(
+        r.handle(Time::ms(5), token(true, true)),
+        vec![A::Post(attempt(0))]
+    );
+    // Losing the token abandons the post; a new one posts it again.
+    assert_eq!(r.handle(Time::ms(6), token(false, true)), vec![]);
+    assert_eq!(
+        r.handle(Time::ms(7), token(true, true)),
+        vec![A::Post(attempt(0))]
+    );
+}
+
+#[test]
+fn retry_now_makes_waiting_reports_due() {
+    let mut r = new_reports();
+    r.handle(Time::ZERO, E::Queued(attempt(0)));
+    r.handle(Time::ZERO, answered(0, retryable(Some(600 * S))));
+    assert_eq!(r.handle(Time::ms(1), E::Timer), vec![]);
+    assert_eq!(r.handle(Time::ms(2), E::RetryNow).len(), 1);
+}
+
+#[test]
+fn newer_screen_time_replaces_the_unsent_one_even_in_flight() {
+    let mut r = new_reports();
+    assert_eq!(
+        r.handle(Time::ZERO, E::Queued(screen(0, 10))),
+        vec![A::Post(screen(0, 10))]
+    );
+    r.handle(Time::ZERO, E::Queued(attempt(1)));
+    // A newer value while the old one is in flight: the old one is forgotten.
+    assert_eq!(r.handle(Time::ZERO, E::Queued(screen(2, 11))), vec![]);
+    assert_eq!(r.handle(Time::ZERO, E::Queued(screen(3, 12))), vec![]);
+    assert_eq!(r.len(), 2);
+    // Its answer (whatever it is) only frees the line.
+    assert_eq!(
+        r.handle(Time::ms(1), answered(0, retryable(None))),
+        vec![A::Post(attempt(1))]
+    );
+    assert_eq!(
+        r.handle(Time::ms(2), answered(1, Answer::Ok)),
+        vec![
+            A::Finished {
+                seq: 1,
+                outcome: Outcome::Sent
+            },
+            A::Post(screen(3, 12))
+        ]
+    );
+}
+
+#[test]
+fn restricted_attempts_are_bounded_oldest_first() {
+    let mut q = Vec::new();
+    assert!(enqueue(&mut q, screen(0, 1)).is_empty());
+    for seq in 1..=MAX_RESTRICTED as u64 {
+        assert!(enqueue(&mut q, attempt(seq)).is_empty());
+    }
+    let gone = enqueue(&mut q, attempt(1000));
+    assert_eq!(gone, vec![attempt(1)], "the oldest attempt goes");
+    assert_eq!(q.len(), MAX_RESTRICTED + 1, "screen time is not counted");
+    assert_eq!(q[0], screen(0, 1));
+    let gone = enqueue(&mut q, screen(1001, 2));
+    assert_eq!(gone, vec![screen(0, 1)]);
+    assert_eq!(q.last(), Some(&screen(1001, 2)));
+    assert_eq!(
+        q.iter()
+            .filter(|r| matches!(r.report, Report::ScreenTime { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn stop_posts_nothing_more() {
+    let mut r = new_reports();
+    r.handle(Time::ZERO, E::Queued(attempt(0)));
+    assert_eq!(r.handle(Time::ZERO, E::Stop), vec![]);
+    assert!(r.is_stopped());
+    assert_eq!(r.handle(Time::ZERO, E::Queued(attempt(1))), vec![]);
+    assert_eq!(
+        r.handle(Time::ZERO, answered(0, Answer::Ok)),
+        vec![A::Finished {
+            seq: 0,
+            outcome: Outcome::Sent
+        }]
+    );
+    assert_eq!(r.next_deadline(), None);
+}
