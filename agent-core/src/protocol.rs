@@ -4,6 +4,8 @@ use serde_json::{json, Value};
 
 use wire::event;
 
+use crate::token::Secret;
+
 /// Largest `currentVideo` the relay accepts in `device:status`.
 pub(crate) const MAX_CURRENT_VIDEO_BYTES: usize = wire::frame::MAX_CURRENT_VIDEO_BYTES;
 
@@ -14,6 +16,9 @@ pub(crate) enum Inbound {
     Ready { heartbeat_sec: Option<u64> },
     /// `command:new` with its data.
     CommandNew(Value),
+    /// `auth:rotate`: the device's next token (redacted in `Debug`); `None` when the frame
+    /// carries no token string.
+    AuthRotate(Option<Secret>),
     /// `error` with its code.
     Error { code: String },
     /// Anything else (pong, auth:refreshed, published events, unknown events).
@@ -39,6 +44,11 @@ pub(crate) fn parse(text: &str) -> Inbound {
                 .filter(|s| (1..=3600).contains(s)),
         },
         event::COMMAND_NEW => Inbound::CommandNew(data),
+        event::AUTH_ROTATE => Inbound::AuthRotate(
+            data.get("token")
+                .and_then(Value::as_str)
+                .map(|t| Secret(t.to_owned())),
+        ),
         event::ERROR => Inbound::Error {
             code: data
                 .get("code")
@@ -146,6 +156,21 @@ mod tests {
         assert_eq!(
             parse(r#"{"event":"pong","data":1}"#),
             Inbound::Other("pong".into())
+        );
+    }
+
+    #[test]
+    fn parses_auth_rotate_and_redacts_its_token() {
+        let f = parse(r#"{"event":"auth:rotate","data":{"token":"tok-2"}}"#);
+        assert_eq!(f, Inbound::AuthRotate(Some(Secret("tok-2".into()))));
+        assert!(!format!("{f:?}").contains("tok-2"));
+        assert_eq!(
+            parse(r#"{"event":"auth:rotate","data":{"token":5}}"#),
+            Inbound::AuthRotate(None)
+        );
+        assert_eq!(
+            parse(r#"{"event":"auth:rotate"}"#),
+            Inbound::AuthRotate(None)
         );
     }
 

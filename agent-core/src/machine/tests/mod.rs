@@ -2,6 +2,7 @@
 
 mod link;
 mod outbox;
+mod rotation;
 
 /// The invariant, checked on the source: nothing in the machines reads a clock, draws
 /// entropy or reaches a runtime, a socket, a file or the host.
