@@ -210,3 +210,58 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(current: i64, pending: Option<i64>, revoked: bool) -> DeviceAuth {
+        DeviceAuth {
+            child_id: "c1".into(),
+            revoked,
+            token: TokenGens {
+                current,
+                issued_at: 1,
+                pending: pending.map(|g| (g, 2)),
+            },
+        }
+    }
+
+    fn verdict(a: &DeviceAuth, child: &str, gen: i64) -> &'static str {
+        match judge(a, child, gen) {
+            Judged::Current => "current",
+            Judged::Pending => "pending",
+            Judged::Newer => "newer",
+            Judged::Older => "older",
+            Judged::Refused(TokenVerdict::Revoked) => "revoked",
+            Judged::Refused(TokenVerdict::Unknown) => "unknown",
+            Judged::Refused(_) => "refused",
+        }
+    }
+
+    #[test]
+    fn the_current_and_the_pending_generation_are_accepted_and_nothing_else() {
+        let a = auth(3, Some(4), false);
+        assert_eq!(verdict(&a, "c1", 3), "current");
+        assert_eq!(verdict(&a, "c1", 4), "pending");
+        assert_eq!(verdict(&a, "c1", 2), "older");
+        assert_eq!(verdict(&a, "c1", 0), "older");
+        // Never issued, or issued by a rotation this node has not heard of: read again.
+        assert_eq!(verdict(&a, "c1", 5), "newer");
+        // The token's child must be the device's.
+        assert_eq!(verdict(&a, "c2", 3), "unknown");
+        // Revoked: every generation is refused.
+        let r = auth(3, Some(4), true);
+        assert_eq!(verdict(&r, "c1", 3), "revoked");
+        assert_eq!(verdict(&r, "c1", 4), "revoked");
+    }
+
+    #[test]
+    fn generation_states_are_ordered_so_a_stale_read_never_wins() {
+        let none = auth(3, None, false).token;
+        let pending = auth(3, Some(4), false).token;
+        let promoted = auth(4, None, false).token;
+        assert!(none.order() < pending.order());
+        assert!(pending.order() < promoted.order());
+    }
+}
