@@ -184,7 +184,7 @@ pub(crate) async fn run(conn: Arc<Connection>, deps: Deps, mut stop: watch::Rece
             } else {
                 tokio::select! {
                     f = perform(&conn, &deps, &mut sock, actions) => f,
-                    () = stopped(&mut stop) => Some(Event::Stop),
+                    () = stopped(&mut stop) => vec![Event::Stop],
                 }
             };
             events.extend(followup);
@@ -211,14 +211,15 @@ pub(crate) async fn run(conn: Arc<Connection>, deps: Deps, mut stop: watch::Rece
     }
 }
 
-/// Does what the machine decided, in order. Stops at a failed send and returns the event
-/// it makes (the rest of the actions were for that socket).
+/// Does what the machine decided, in order; returns the events that follow from it. Stops
+/// at a failed send (the rest of the actions were for that socket).
 async fn perform(
     conn: &Connection,
     deps: &Deps,
     sock: &mut Sock,
     actions: Vec<Action>,
-) -> Option<Event> {
+) -> Vec<Event> {
+    let mut followup = Vec::new();
     for action in actions {
         match action {
             Action::Open => {
@@ -229,7 +230,8 @@ async fn perform(
             Action::Send(frame) => {
                 if let Sock::Open(s) = sock {
                     if let Err(e) = s.send(frame.to_text()).await {
-                        return Some(Event::SendFailed(e));
+                        followup.push(Event::SendFailed(e));
+                        return followup;
                     }
                 }
             }
@@ -247,9 +249,19 @@ async fn perform(
             }
             Action::RetryAcks => deps.outbox.retry_now(),
             Action::RelayTime(ms) => deps.executor.relay_time(ms),
+            // Stored through the same token store as every token (durably: the host's
+            // keystore), before it is used; watchers are not told (no reconnect: the
+            // machine announces it on the open socket).
+            Action::StoreToken(token) => match deps.credentials.refresh(token.0, false) {
+                Ok(stored) => followup.push(Event::TokenRefreshed(stored)),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "could not store the rotated token; keeping the current one"
+                ),
+            },
         }
     }
-    None
+    followup
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

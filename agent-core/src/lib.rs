@@ -185,6 +185,7 @@ pub fn fuzz_relay_frame(text: &str) -> &'static str {
             command::Checked::Garbage { .. } => "garbage",
         },
         protocol::Inbound::Ready { .. } => "ready",
+        protocol::Inbound::AuthRotate(_) => "rotate",
         protocol::Inbound::Error { .. } => "error",
         protocol::Inbound::Other(_) => "other",
         protocol::Inbound::Malformed => "malformed",

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use wire::event;
 
 use crate::time::parse_rfc3339_ms;
+use crate::token::Secret;
 
 /// Largest `currentVideo` the relay accepts in `device:status`.
 pub(crate) const MAX_CURRENT_VIDEO_BYTES: usize = wire::frame::MAX_CURRENT_VIDEO_BYTES;
@@ -20,6 +21,9 @@ pub(crate) enum Inbound {
     },
     /// `command:new` with its data.
     CommandNew(Value),
+    /// `auth:rotate`: the device's next token (redacted in `Debug`); `None` when the frame
+    /// carries no token string.
+    AuthRotate(Option<Secret>),
     /// `error` with its code.
     Error { code: String },
     /// Anything else (pong, auth:refreshed, published events, unknown events).
@@ -49,6 +53,11 @@ pub(crate) fn parse(text: &str) -> Inbound {
                 .and_then(parse_rfc3339_ms),
         },
         event::COMMAND_NEW => Inbound::CommandNew(data),
+        event::AUTH_ROTATE => Inbound::AuthRotate(
+            data.get("token")
+                .and_then(Value::as_str)
+                .map(|t| Secret(t.to_owned())),
+        ),
         event::ERROR => Inbound::Error {
             code: data
                 .get("code")
@@ -167,6 +176,21 @@ mod tests {
         assert_eq!(
             parse(r#"{"event":"pong","data":1}"#),
             Inbound::Other("pong".into())
+        );
+    }
+
+    #[test]
+    fn parses_auth_rotate_and_redacts_its_token() {
+        let f = parse(r#"{"event":"auth:rotate","data":{"token":"tok-2"}}"#);
+        assert_eq!(f, Inbound::AuthRotate(Some(Secret("tok-2".into()))));
+        assert!(!format!("{f:?}").contains("tok-2"));
+        assert_eq!(
+            parse(r#"{"event":"auth:rotate","data":{"token":5}}"#),
+            Inbound::AuthRotate(None)
+        );
+        assert_eq!(
+            parse(r#"{"event":"auth:rotate"}"#),
+            Inbound::AuthRotate(None)
         );
     }
 

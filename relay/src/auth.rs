@@ -3,7 +3,9 @@
 //! Parent tokens are verified with the one algorithm the configuration pins, so `alg: none`
 //! and HS/RS confusion fail before any key is used. Device tokens are HS256 JWTs signed with
 //! the relay's own device key (kept in the database, so every node shares it) and carry the
-//! `kid` [`DEVICE_KID`]; they never expire but are refused once the device is revoked.
+//! `kid` [`DEVICE_KID`]; they never expire but are refused once the device is revoked, and
+//! each carries a generation (`gen`, absent for generation 0): the store decides which
+//! generations of a device are accepted (token rotation, `store/rotation.rs`).
 
 use std::collections::HashSet;
 
@@ -41,6 +43,8 @@ pub enum Actor {
         device_id: String,
         /// The child it belongs to.
         child_id: String,
+        /// The token's generation (0 when the token carries none).
+        gen: i64,
     },
     /// The main app's servers.
     Backend,
@@ -84,6 +88,13 @@ struct DeviceClaims {
     typ: String,
     iss: String,
     iat: i64,
+    /// Token generation; absent (0) in tokens of a device's first generation.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    gen: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// The keys and validation rules, built once at start.
@@ -171,8 +182,22 @@ impl Keys {
         d.ct_eq(&self.server_key_digest).into()
     }
 
-    /// Issues a device token. It carries no expiry: revocation ends it.
+    /// Issues a device token of generation 0 (a new device). It carries no expiry:
+    /// revocation or a rotation ends it.
     pub fn issue_device_token(&self, device_id: &str, child_id: &str) -> String {
+        self.issue_device_token_gen(device_id, child_id, 0, now_ms() / 1000)
+    }
+
+    /// Issues the device token of generation `gen`, issued at `iat` (seconds). The same
+    /// arguments give the same token, so a pending rotation's token can be sent again
+    /// without being stored.
+    pub fn issue_device_token_gen(
+        &self,
+        device_id: &str,
+        child_id: &str,
+        gen: i64,
+        iat: i64,
+    ) -> String {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(DEVICE_KID.to_string());
         let claims = DeviceClaims {
@@ -180,7 +205,8 @@ impl Keys {
             cid: child_id.to_string(),
             typ: "device".to_string(),
             iss: DEVICE_ISS.to_string(),
-            iat: now_ms() / 1000,
+            iat,
+            gen,
         };
         // Encoding HS256 with a byte key and plain claims cannot fail.
         encode(&header, &claims, &self.device_enc).unwrap_or_default()
@@ -200,12 +226,13 @@ impl Keys {
             let data = decode::<DeviceClaims>(token, &self.device_dec, &self.device_validation)
                 .map_err(map_jwt_error)?;
             let c = data.claims;
-            if c.typ != "device" || !valid_id(&c.sub) || !valid_id(&c.cid) {
+            if c.typ != "device" || !valid_id(&c.sub) || !valid_id(&c.cid) || c.gen < 0 {
                 return Err(AuthError::Invalid);
             }
             return Ok(Actor::Device {
                 device_id: c.sub,
                 child_id: c.cid,
+                gen: c.gen,
             });
         }
         let data = decode::<Value>(token, &self.parent_key, &self.parent_validation)
@@ -371,9 +398,22 @@ mod tests {
             k.verify(&t),
             Ok(Actor::Device {
                 device_id: "d1".into(),
-                child_id: "c1".into()
+                child_id: "c1".into(),
+                gen: 0
             })
         );
+        // Generation 0 tokens carry no `gen` claim (as before rotation existed).
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = |t: &str| -> Value {
+            serde_json::from_slice(&b64.decode(t.split('.').nth(1).unwrap()).unwrap()).unwrap()
+        };
+        assert!(body(&t).get("gen").is_none());
+        // A later generation carries it, and the same arguments give the same token.
+        let t3 = k.issue_device_token_gen("d1", "c1", 3, 1_700_000_000);
+        assert_eq!(body(&t3)["gen"], 3);
+        assert_eq!(t3, k.issue_device_token_gen("d1", "c1", 3, 1_700_000_000));
+        assert!(matches!(k.verify(&t3), Ok(Actor::Device { gen: 3, .. })));
         // A device token signed by another relay is refused.
         let other = Keys::new(
             &Config::parse_from(["relay"]),

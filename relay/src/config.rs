@@ -156,6 +156,16 @@ pub struct Config {
     )]
     pub notification_retention_days: u64,
 
+    /// Days after which a device's token is rotated: a device whose token is older gets a
+    /// new one (`auth:rotate`) when it connects. 0: only when a guardian or the backend
+    /// asks (`POST /api/devices/{id}/rotate-token`).
+    #[arg(
+        long,
+        env = "SAFESTREAM_DEVICE_TOKEN_MAX_AGE_DAYS",
+        default_value_t = 90
+    )]
+    pub device_token_max_age_days: u64,
+
     /// Default command lifetime when the parent gives no `expiresInSeconds`.
     #[arg(
         long,
@@ -334,7 +344,7 @@ impl Config {
         if self.send_queue < 16 {
             return Err("--send-queue must be at least 16".into());
         }
-        let ranges: [(&str, u64, u64, u64); 10] = [
+        let ranges: [(&str, u64, u64, u64); 11] = [
             (
                 "--max-frame-bytes",
                 self.max_frame_bytes as u64,
@@ -381,6 +391,12 @@ impl Config {
                 "--notification-retention-days",
                 self.notification_retention_days,
                 1,
+                3650,
+            ),
+            (
+                "--device-token-max-age-days",
+                self.device_token_max_age_days,
+                0,
                 3650,
             ),
             (

@@ -95,6 +95,8 @@ pub struct Conn {
     next_ping: AtomicU64,
     interval_ms: AtomicU64,
     token_exp: AtomicI64,
+    /// Devices: the generation of the token the socket authenticated with.
+    token_gen: AtomicI64,
     /// Parents: the position of the last event written (see `Session::last_seq`).
     sent_seq: AtomicI64,
 }
@@ -131,6 +133,18 @@ impl Conn {
         }
         drop(m);
         self.notify.notify_one();
+    }
+
+    /// Devices: the generation of the token this socket uses.
+    pub fn token_gen(&self) -> i64 {
+        self.token_gen.load(Ordering::Relaxed)
+    }
+
+    /// Devices: records the generation of the token this socket uses (at `auth`, and at
+    /// `auth:refresh` before the new token is promoted, so that the promotion does not
+    /// close this socket).
+    pub fn set_token_gen(&self, gen: i64) {
+        self.token_gen.store(gen, Ordering::Relaxed);
     }
 
     /// Asks the socket to close with `code` (the first request wins).
@@ -295,6 +309,7 @@ impl Hub {
             ),
             interval_ms: AtomicU64::new(self.default_interval_ms),
             token_exp: AtomicI64::new(0),
+            token_gen: AtomicI64::new(0),
             sent_seq: AtomicI64::new(0),
         });
         for r in rooms {
@@ -341,6 +356,13 @@ impl Hub {
                 if let Some(list) = self.rooms.get(&room::device(&device_id)) {
                     for c in list.iter() {
                         c.close(CLOSE_FORBIDDEN, "device revoked");
+                    }
+                }
+            }
+            BusMessage::TokenPromoted { device_id, gen } => {
+                if let Some(list) = self.rooms.get(&room::device(&device_id)) {
+                    for c in list.iter().filter(|c| c.token_gen() < gen) {
+                        c.close(CLOSE_UNAUTHORIZED, "device token superseded");
                     }
                 }
             }
@@ -518,6 +540,22 @@ mod tests {
             device_id: "d1".into(),
         });
         assert_eq!(d.take().close.map(|c| c.0), Some(CLOSE_FORBIDDEN));
+        assert!(other.take().close.is_none());
+    }
+
+    #[test]
+    fn a_promoted_token_closes_the_sockets_of_older_generations() {
+        let hub = Hub::new(4, 25_000);
+        let old = hub.register(Role::Device, &["device:d1".into()]);
+        let new = hub.register(Role::Device, &["device:d1".into()]);
+        new.set_token_gen(2);
+        let other = hub.register(Role::Device, &["device:d2".into()]);
+        hub.apply(BusMessage::TokenPromoted {
+            device_id: "d1".into(),
+            gen: 2,
+        });
+        assert_eq!(old.take().close.map(|c| c.0), Some(CLOSE_UNAUTHORIZED));
+        assert!(new.take().close.is_none());
         assert!(other.take().close.is_none());
     }
 

@@ -84,6 +84,14 @@ pub enum BusMessage {
         /// The revoked device.
         device_id: String,
     },
+    /// A device's pending token generation became current: forget the device's cached
+    /// state and close its sockets that use an older generation (close 4401).
+    TokenPromoted {
+        /// The device.
+        device_id: String,
+        /// Its current generation now.
+        gen: i64,
+    },
 }
 
 impl BusMessage {

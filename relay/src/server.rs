@@ -451,6 +451,16 @@ async fn in_flight_sweeper(app: Arc<App>) {
             }
             Err(e) => tracing::warn!(error = %e, "in-flight sweep (revocations) failed"),
         }
+        match app.store.recently_promoted(from, to).await {
+            Ok(list) => {
+                for (device_id, gen) in list {
+                    app.store.forget_device(&device_id);
+                    app.hub
+                        .apply(crate::bus::BusMessage::TokenPromoted { device_id, gen });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "in-flight sweep (token rotations) failed"),
+        }
         match app.store.recent_event_heads(from, to, 50_000).await {
             Ok(heads) => {
                 for (user, seq) in heads {

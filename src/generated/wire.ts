@@ -6,6 +6,7 @@ export const EVENTS = {
   auth: 'auth',
   authRefresh: 'auth:refresh',
   authRefreshed: 'auth:refreshed',
+  authRotate: 'auth:rotate',
   ready: 'ready',
   resync: 'resync',
   error: 'error',
@@ -337,6 +338,17 @@ export type AuthRefreshed = {
 expiresAt: string | null, };
 
 /**
+ * `auth:rotate` data (relay → device): the device's next token. The device stores it
+ * durably, then sends it in `auth:refresh`; from that first use on, older tokens of the
+ * device are refused.
+ */
+export type AuthRotate = { 
+/**
+ * The new device token.
+ */
+token: string, };
+
+/**
  * `ready` data for a parent.
  */
 export type ParentReady = { 
@@ -576,6 +588,21 @@ export type CreateDevice = {
 name: string, };
 
 /**
+ * The answer to `POST /api/devices/{deviceId}/rotate-token` (202): a rotation is pending
+ * (a new one, or the one already pending: a second call does not start another).
+ */
+export type RotateTokenAccepted = { 
+/**
+ * The device.
+ */
+deviceId: string, 
+/**
+ * The generation of the pending token; it becomes the device's current one when the
+ * device first uses it.
+ */
+pendingGeneration: bigint, };
+
+/**
  * `POST /api/dashboard/notifications` (the backend).
  */
 export type CreateNotification = { 
@@ -699,5 +726,6 @@ export interface ServerEvents {
   error: ErrorData;
   heartbeat: Heartbeat;
   'auth:refreshed': AuthRefreshed;
+  'auth:rotate': AuthRotate;
   pong: unknown;
 }

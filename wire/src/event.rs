@@ -6,6 +6,9 @@ pub const AUTH: &str = "auth";
 pub const AUTH_REFRESH: &str = "auth:refresh";
 /// Relay → client: the answer to [`AUTH_REFRESH`].
 pub const AUTH_REFRESHED: &str = "auth:refreshed";
+/// Relay → device: a new device token to store, then to switch to with [`AUTH_REFRESH`]
+/// (`docs/protocol.md`, "Device token rotation").
+pub const AUTH_ROTATE: &str = "auth:rotate";
 /// Relay → client: authenticated; the session starts.
 pub const READY: &str = "ready";
 /// Relay → parent: the replay cannot be proven complete; refetch over REST.
@@ -36,6 +39,7 @@ pub const CONTROL: &[&str] = &[
     AUTH,
     AUTH_REFRESH,
     AUTH_REFRESHED,
+    AUTH_ROTATE,
     READY,
     RESYNC,
     ERROR,

@@ -69,6 +69,16 @@ pub struct AuthRefreshed {
     pub expires_at: Option<String>,
 }
 
+/// `auth:rotate` data (relay → device): the device's next token. The device stores it
+/// durably, then sends it in `auth:refresh`; from that first use on, older tokens of the
+/// device are refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct AuthRotate {
+    /// The new device token.
+    pub token: String,
+}
+
 /// `ready` data for a parent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -4,7 +4,7 @@
 //! They serialize to the JSON a client sends (the agent posts [`AckCommand`] this way), and
 //! their TypeScript twins are generated into `src/generated/wire.ts`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::command::{
@@ -175,6 +175,19 @@ impl FromBody for CreateDevice {
             name: req_str(body, "name", 100)?,
         })
     }
+}
+
+/// The answer to `POST /api/devices/{deviceId}/rotate-token` (202): a rotation is pending
+/// (a new one, or the one already pending: a second call does not start another).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct RotateTokenAccepted {
+    /// The device.
+    pub device_id: String,
+    /// The generation of the pending token; it becomes the device's current one when the
+    /// device first uses it.
+    pub pending_generation: i64,
 }
 
 /// `POST /api/dashboard/notifications` (the backend).

@@ -44,6 +44,7 @@ pub(crate) fn generate() -> String {
             ("auth", q(event::AUTH)),
             ("authRefresh", q(event::AUTH_REFRESH)),
             ("authRefreshed", q(event::AUTH_REFRESHED)),
+            ("authRotate", q(event::AUTH_ROTATE)),
             ("ready", q(event::READY)),
             ("resync", q(event::RESYNC)),
             ("error", q(event::ERROR)),
@@ -121,6 +122,7 @@ pub(crate) fn generate() -> String {
     decl::<frame::Auth>(&cfg, &mut out);
     decl::<frame::AuthRefresh>(&cfg, &mut out);
     decl::<frame::AuthRefreshed>(&cfg, &mut out);
+    decl::<frame::AuthRotate>(&cfg, &mut out);
     decl::<frame::ParentReady>(&cfg, &mut out);
     decl::<frame::DeviceReady>(&cfg, &mut out);
     decl::<frame::Resync>(&cfg, &mut out);
@@ -135,6 +137,7 @@ pub(crate) fn generate() -> String {
     decl::<rest::AckCommand>(&cfg, &mut out);
     decl::<rest::PutChild>(&cfg, &mut out);
     decl::<rest::CreateDevice>(&cfg, &mut out);
+    decl::<rest::RotateTokenAccepted>(&cfg, &mut out);
     decl::<rest::CreateNotification>(&cfg, &mut out);
     decl::<rest::ScreenTimeReport>(&cfg, &mut out);
     decl::<rest::RestrictedAttempt>(&cfg, &mut out);
@@ -147,7 +150,7 @@ pub(crate) fn generate() -> String {
          'command:new': CommandNew;\n  'command:sent': CommandSent;\n  'command:status': CommandStatusData;\n  \
          'notification:new': NotificationView;\n  'screentime:alert': ScreentimeAlert;\n  \
          'device:status': DeviceStatus;\n  ready: ParentReady | DeviceReady;\n  resync: Resync;\n  \
-         error: ErrorData;\n  heartbeat: Heartbeat;\n  'auth:refreshed': AuthRefreshed;\n  pong: unknown;\n}\n",
+         error: ErrorData;\n  heartbeat: Heartbeat;\n  'auth:refreshed': AuthRefreshed;\n  'auth:rotate': AuthRotate;\n  pong: unknown;\n}\n",
     );
     out
 }

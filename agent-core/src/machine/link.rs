@@ -7,6 +7,12 @@
 //! until a new token; a new token → at once; anything else → `Waiting` out the capped
 //! full-jitter backoff (reset by a connection that held 30 s, by a new token and by the
 //! host's network hint).
+//!
+//! Token rotation: `auth:rotate` from the relay → [`Action::StoreToken`] (the driver
+//! stores the new token durably) → [`Event::TokenRefreshed`] once it is stored → the new
+//! token is the current one and is announced with `auth:refresh` on the open socket (its
+//! first use, which makes the relay retire the old one). When storing fails the old token
+//! stays (still valid: the relay sends the new one again at the next connect).
 
 use std::time::Duration;
 
@@ -16,7 +22,7 @@ use super::Time;
 use crate::backoff::{self, Backoff, Rng};
 use crate::platform::ConnectionState;
 use crate::protocol::{self, Inbound};
-use crate::token::Secret;
+use crate::token::{valid_token, Secret};
 
 /// Time allowed to open the socket (TCP + TLS + upgrade).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -74,8 +80,9 @@ pub(crate) enum Event {
     /// The stored token was set, replaced or cleared (`set_token`, `clear_token`,
     /// pairing, or `refresh_token` while not connected).
     TokenChanged(Option<Secret>),
-    /// `refresh_token`: the token to announce on the open socket with `auth:refresh`
-    /// (and to use for the next connections).
+    /// `refresh_token`, or a rotated token stored after [`Action::StoreToken`]: the token
+    /// to announce on the open socket with `auth:refresh` (and to use for the next
+    /// connections).
     TokenRefreshed(Secret),
     /// The host said the network is back.
     NetworkAvailable,
@@ -123,6 +130,10 @@ pub(crate) enum Action {
     RetryAcks,
     /// The relay said its clock reads this (Unix ms) now: command expiry is judged by it.
     RelayTime(i64),
+    /// `auth:rotate`: store this token durably as the device token; report
+    /// [`Event::TokenRefreshed`] once it is stored (nothing when storing failed: the
+    /// current token stays).
+    StoreToken(Secret),
 }
 
 /// How an attempt ended.
@@ -327,7 +338,10 @@ impl Link {
                 },
                 Phase::Connected(s) => {
                     s.last = now;
-                    frame(protocol::parse(&text), &text, &mut out);
+                    match protocol::parse(&text) {
+                        Inbound::AuthRotate(token) => self.rotate(token, &mut out),
+                        other => frame(other, &text, &mut out),
+                    }
                 }
                 _ => {}
             },
@@ -440,6 +454,24 @@ impl Link {
                     until: now + CONNECT_TIMEOUT,
                 };
                 out.push(Action::Open);
+            }
+        }
+    }
+
+    /// `auth:rotate` on the open socket: store the new token (then switch to it).
+    fn rotate(&mut self, token: Option<Secret>, out: &mut Vec<Action>) {
+        match token {
+            Some(t) if !valid_token(&t.0) => {
+                tracing::warn!("auth:rotate with a malformed token ignored");
+            }
+            None => tracing::warn!("auth:rotate without a token ignored"),
+            // Sent again (a second request, a reconnect): already stored and announced.
+            Some(t) if self.token.as_ref() == Some(&t) => {
+                tracing::debug!("auth:rotate for the current token ignored");
+            }
+            Some(t) => {
+                tracing::info!("relay rotated the device token: storing the new one");
+                out.push(Action::StoreToken(t));
             }
         }
     }
@@ -580,6 +612,7 @@ fn frame(inbound: Inbound, text: &str, out: &mut Vec<Action>) {
             tracing::warn!(code = %code, "relay answered a frame with an error")
         }
         Inbound::Ready { .. } => tracing::debug!("extra ready frame ignored"),
+        Inbound::AuthRotate(_) => tracing::debug!("auth:rotate before ready ignored"),
         Inbound::Other(event) => tracing::debug!(event = %event, "frame ignored"),
         Inbound::Malformed => tracing::warn!(len = text.len(), "malformed frame ignored"),
     }

@@ -65,6 +65,9 @@ enum WireMsg {
     /// `RevokeDevice`.
     #[serde(rename = "r")]
     Revoke { d: String },
+    /// `TokenPromoted`.
+    #[serde(rename = "t")]
+    Promoted { d: String, g: i64 },
     /// Messages may have been lost: every node catches up from the database.
     #[serde(rename = "c")]
     CatchUp,
@@ -92,6 +95,10 @@ fn encode(node: &str, msg: &BusMessage) -> String {
         },
         BusMessage::RevokeDevice { device_id } => WireMsg::Revoke {
             d: device_id.clone(),
+        },
+        BusMessage::TokenPromoted { device_id, gen } => WireMsg::Promoted {
+            d: device_id.clone(),
+            g: *gen,
         },
     };
     let w = Wire {
@@ -126,6 +133,10 @@ fn decode(node: &str, payload: &[u8]) -> Option<Received> {
             }),
         }),
         WireMsg::Revoke { d } => Received::Msg(BusMessage::RevokeDevice { device_id: d }),
+        WireMsg::Promoted { d, g } => Received::Msg(BusMessage::TokenPromoted {
+            device_id: d,
+            gen: g,
+        }),
         WireMsg::CatchUp => Received::CatchUp,
         WireMsg::Beat => return None,
     })
@@ -338,7 +349,9 @@ async fn subscriber(
             };
             match decode(&node, msg.get_payload_bytes()) {
                 Some(Received::Msg(m)) => {
-                    if let BusMessage::RevokeDevice { device_id } = &m {
+                    if let BusMessage::RevokeDevice { device_id }
+                    | BusMessage::TokenPromoted { device_id, .. } = &m
+                    {
                         store.forget_device(device_id);
                     }
                     hub.apply(m);
@@ -388,6 +401,17 @@ mod tests {
         assert!(matches!(
             decode("n2", r.as_bytes()),
             Some(Received::Msg(BusMessage::RevokeDevice { .. }))
+        ));
+        let p = encode(
+            "n1",
+            &BusMessage::TokenPromoted {
+                device_id: "d".into(),
+                gen: 3,
+            },
+        );
+        assert!(matches!(
+            decode("n2", p.as_bytes()),
+            Some(Received::Msg(BusMessage::TokenPromoted { device_id, gen: 3 })) if device_id == "d"
         ));
         assert!(decode("n2", b"not json").is_none());
     }

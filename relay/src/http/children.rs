@@ -13,7 +13,7 @@ use crate::auth::Actor;
 use crate::error::ApiError;
 use crate::model::{now_ms, parse_tz, Device};
 use crate::store::{ChildPatch, ChildWriter};
-use wire::rest::{CreateDevice, FromBody, PutChild};
+use wire::rest::{CreateDevice, FromBody, PutChild, RotateTokenAccepted};
 use wire::validate::check_id;
 
 /// Checks that the caller is the backend or a guardian of `child_id`.
@@ -196,5 +196,78 @@ pub async fn revoke_device(
     Ok(reply(
         StatusCode::OK,
         json!({"deviceId": device_id, "revoked": true}),
+    ))
+}
+
+/// The data of the `auth:rotate` frame that hands a device its pending token. The token is
+/// derived from the generation and its issue time, so the same frame can be sent again on
+/// every connect while the rotation is pending; it is never logged.
+pub(crate) fn rotation_data(
+    app: &App,
+    device_id: &str,
+    r: &crate::store::Rotation,
+) -> wire::frame::AuthRotate {
+    let token = app
+        .keys
+        .issue_device_token_gen(device_id, &r.child_id, r.gen, r.issued_at / 1000);
+    wire::frame::AuthRotate { token }
+}
+
+/// `POST /api/devices/{deviceId}/rotate-token`: gives the device a new token (202). The
+/// device's open sockets get it now (`auth:rotate`); an offline device gets it when it next
+/// connects. A rotation already pending is sent again, not replaced.
+pub async fn rotate_token(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(device_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    check_id("deviceId", &device_id)?;
+    // Who may ask comes first; a parent learns nothing of devices that are not theirs (an
+    // unknown device and another family's device answer the same 404).
+    match &caller.0 {
+        Actor::Device { .. } => {
+            return Err(ApiError::forbidden("a device may not rotate tokens"));
+        }
+        Actor::Backend => {}
+        Actor::Parent { user_id, .. } => {
+            let not_found = || ApiError::not_found("no such device");
+            let device = app.store.device(&device_id).await?.ok_or_else(not_found)?;
+            if !app
+                .store
+                .guardians(&device.child_id)
+                .await?
+                .contains(user_id)
+            {
+                return Err(not_found());
+            }
+        }
+    }
+    let rotation = app.store.rotate_device_token(&device_id, now_ms()).await?;
+    // Published after the rotation committed (the store is the truth: a device that misses
+    // this frame gets it again when it next connects).
+    let data =
+        serde_json::to_string(&rotation_data(&app, &device_id, &rotation)).unwrap_or_default();
+    app.bus.publish(crate::bus::BusMessage::deliver(
+        crate::bus::room::device(&device_id),
+        Arc::new(crate::bus::OutFrame::event_json(
+            wire::event::AUTH_ROTATE,
+            None,
+            &data,
+        )),
+    ));
+    tracing::info!(
+        device_id = %device_id,
+        gen = rotation.gen,
+        started = rotation.started,
+        by = caller.0.role(),
+        "device token rotation requested"
+    );
+    let body = RotateTokenAccepted {
+        device_id,
+        pending_generation: rotation.gen,
+    };
+    Ok(reply(
+        StatusCode::ACCEPTED,
+        serde_json::to_value(body).unwrap_or(Value::Null),
     ))
 }

@@ -13,6 +13,8 @@ mod commands;
 mod misc;
 mod pairing;
 
+pub(crate) use children::rotation_data;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -61,6 +63,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(children::create_device).get(children::list_devices),
         )
         .route("/api/devices/{device_id}", delete(children::revoke_device))
+        .route(
+            "/api/devices/{device_id}/rotate-token",
+            post(children::rotate_token),
+        )
         .route("/api/devices/me/commands", get(commands::my_commands))
         .route(
             "/api/devices/me/restricted-attempts",
@@ -196,6 +202,7 @@ impl Caller {
             Actor::Device {
                 device_id,
                 child_id,
+                ..
             } => Ok((device_id, child_id)),
             _ => Err(ApiError::forbidden("only a device may call this")),
         }
@@ -235,8 +242,9 @@ impl FromRequestParts<Arc<App>> for Caller {
             Actor::Device {
                 device_id,
                 child_id,
+                gen,
             } => {
-                device_is_active(app, device_id, child_id).await?;
+                device_is_active(app, device_id, child_id, *gen).await?;
                 format!("device:{device_id}")
             }
             Actor::Parent { user_id, .. } => format!("user:{user_id}"),
@@ -249,12 +257,24 @@ impl FromRequestParts<Arc<App>> for Caller {
     }
 }
 
-/// 401 unless the device exists, belongs to that child and is not revoked.
-pub async fn device_is_active(app: &App, device_id: &str, child_id: &str) -> Result<(), ApiError> {
-    match app.store.device_auth(device_id).await? {
-        Some(d) if d.revoked => Err(ApiError::unauthorized("device revoked")),
-        Some(d) if d.child_id == child_id => Ok(()),
-        _ => Err(ApiError::unauthorized("unknown device")),
+/// 401 unless the device exists, belongs to that child, is not revoked and the token's
+/// generation is accepted (the first use of a pending generation makes it current).
+pub async fn device_is_active(
+    app: &App,
+    device_id: &str,
+    child_id: &str,
+    gen: i64,
+) -> Result<(), ApiError> {
+    use crate::store::TokenVerdict;
+    match app
+        .store
+        .check_device_token(device_id, child_id, gen, crate::model::now_ms())
+        .await?
+    {
+        TokenVerdict::Accepted(_) => Ok(()),
+        TokenVerdict::Revoked => Err(ApiError::unauthorized("device revoked")),
+        TokenVerdict::Superseded => Err(ApiError::unauthorized("device token superseded")),
+        TokenVerdict::Unknown => Err(ApiError::unauthorized("unknown device")),
     }
 }
 

@@ -38,6 +38,15 @@ macro_rules! migrations {
                     "/0003_pending_by_time.sql"
                 )),
             },
+            Migration {
+                version: 4,
+                name: "device_token_rotation",
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $dialect,
+                    "/0004_device_token_rotation.sql"
+                )),
+            },
         ]
     };
 }

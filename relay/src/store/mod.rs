@@ -36,6 +36,7 @@
 //! - `events.rs`: the parent event log (positions, resume reads, pruning).
 //! - `meta.rs`: the device-token signing key.
 //! - `registry.rs`: children, guardians, devices (with an in-memory device cache).
+//! - `rotation.rs`: device token generations: which are accepted, rotation, promotion.
 //! - `commands.rs`: the command lifecycle.
 //! - `notifications.rs`, `screen_time.rs`, `pairing.rs`: what their names say.
 
@@ -49,6 +50,7 @@ mod pairing;
 mod pg_writer;
 mod readers;
 mod registry;
+mod rotation;
 mod screen_time;
 mod sqlite_writer;
 mod url;
@@ -65,7 +67,8 @@ pub use db::{Arg, Db, PgConn, Row, ToArg};
 pub use events::LoggedEvent;
 pub use notifications::NewNotification;
 pub use pairing::{Pairing, PairingStatus};
-pub use registry::{ChildPatch, ChildWriter, DeviceAuth};
+pub use registry::{ChildPatch, ChildWriter, DeviceAuth, TokenGens};
+pub use rotation::{Rotation, TokenVerdict};
 pub use screen_time::ScreenTimeOutcome;
 pub use sqlite_writer::{CHECKPOINT_EVERY, WAL_RESTART_FRAMES};
 pub use write::W;

@@ -40,6 +40,66 @@ pub struct DeviceAuth {
     pub child_id: String,
     /// Revoked devices are refused everywhere.
     pub revoked: bool,
+    /// Which token generations it has (see `rotation.rs`).
+    pub token: TokenGens,
+}
+
+/// A device's token generations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenGens {
+    /// The current generation.
+    pub current: i64,
+    /// When the current generation was issued (ms).
+    pub issued_at: Millis,
+    /// The pending generation and when it was issued (ms), while a rotation is pending.
+    pub pending: Option<(i64, Millis)>,
+}
+
+impl TokenGens {
+    /// The generations of a device registered at `at`.
+    pub fn first(at: Millis) -> TokenGens {
+        TokenGens {
+            current: 0,
+            issued_at: at,
+            pending: None,
+        }
+    }
+
+    /// Orders the states a device goes through: `(g, none) < (g, pending) < (g + 1, none)`.
+    /// The cache keeps the later of two reads, so a slow read never brings back an older
+    /// state.
+    pub(super) fn order(&self) -> (i64, bool) {
+        (self.current, self.pending.is_some())
+    }
+}
+
+/// Columns read into a [`DeviceAuth`] by [`auth_from_row`].
+pub(super) const AUTH_COLS: &str = "child_id, revoked_at, token_gen, \
+    COALESCE(token_issued_at, created_at), pending_gen, pending_issued_at";
+
+pub(super) fn auth_from_row(r: &Row<'_>) -> StoreResult<DeviceAuth> {
+    Ok(DeviceAuth {
+        child_id: r.text(0)?,
+        revoked: r.opt_int(1)?.is_some(),
+        token: TokenGens {
+            current: r.int(2)?,
+            issued_at: r.int(3)?,
+            pending: match (r.opt_int(4)?, r.opt_int(5)?) {
+                (Some(g), Some(at)) => Some((g, at)),
+                _ => None,
+            },
+        },
+    })
+}
+
+/// Reads what authenticating device `id` needs (`lock`: `FOR UPDATE` on PostgreSQL).
+pub(super) fn read_auth(c: Db<'_>, id: &str, lock: bool) -> StoreResult<Option<DeviceAuth>> {
+    let lock = if lock { c.for_update() } else { "" };
+    c.opt(
+        &format!("SELECT {AUTH_COLS} FROM devices WHERE id = ?1{lock}"),
+        args![id],
+        auth_from_row,
+    )
 }
 
 const CHILD_COLS: &str = "id, name, daily_limit_minutes, timezone, created_at, updated_at";
@@ -298,20 +358,27 @@ impl Store {
             DeviceAuth {
                 child_id: d.child_id.clone(),
                 revoked: false,
+                token: TokenGens::first(d.created_at),
             },
         );
         Ok(d)
     }
 
-    fn cache_device(&self, id: &str, auth: DeviceAuth) {
+    pub(super) fn cache_device(&self, id: &str, auth: DeviceAuth) {
         let mut cache = self.devices.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= DEVICE_CACHE_MAX && !cache.contains_key(id) {
             cache.clear();
         }
         // Never un-revoke: a lookup that read the row before a revocation committed may
         // finish after it (devices are never un-revoked, so `true` is always right).
+        // Token generations only move forward: keep the later state.
         match cache.get_mut(id) {
-            Some(cur) => cur.revoked |= auth.revoked,
+            Some(cur) => {
+                cur.revoked |= auth.revoked;
+                if auth.token.order() > cur.token.order() {
+                    cur.token = auth.token;
+                }
+            }
             None => {
                 cache.insert(id.to_string(), auth);
             }
@@ -328,15 +395,17 @@ impl Store {
         {
             return Ok(Some(a.clone()));
         }
-        let d = self.device(id).await?;
-        Ok(d.map(|d| {
-            let auth = DeviceAuth {
-                child_id: d.child_id,
-                revoked: d.revoked,
-            };
-            self.cache_device(id, auth.clone());
-            auth
-        }))
+        self.device_auth_fresh(id).await
+    }
+
+    /// [`Store::device_auth`] read from the database (and cached).
+    pub async fn device_auth_fresh(&self, id: &str) -> StoreResult<Option<DeviceAuth>> {
+        let key = id.to_string();
+        let auth = self.read(move |c| read_auth(c, &key, false)).await?;
+        if let Some(a) = &auth {
+            self.cache_device(id, a.clone());
+        }
+        Ok(auth)
     }
 
     /// Forgets a cached device (this or another node revoked it).
@@ -408,9 +477,10 @@ impl Store {
         {
             a.revoked = true;
         }
-        let id = id.to_string();
-        let d = self
+        let key = id.to_string();
+        let (d, auth) = self
             .write(move |w| {
+                let id = key;
                 w.conn.exec(
                     "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                     args![id, now],
@@ -423,19 +493,16 @@ impl Store {
                         device_from_row,
                     )?
                     .ok_or_else(|| StoreError::NotFound("no such device".into()))?;
+                let auth = read_auth(w.conn, &id, false)?;
                 w.publish(crate::message::BusMessage::RevokeDevice {
                     device_id: d.id.clone(),
                 });
-                Ok(d)
+                Ok((d, auth))
             })
             .await?;
-        self.cache_device(
-            &d.id,
-            DeviceAuth {
-                child_id: d.child_id.clone(),
-                revoked: true,
-            },
-        );
+        if let Some(auth) = auth {
+            self.cache_device(&d.id, auth);
+        }
         Ok(d)
     }
 

@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::bus::room;
 use crate::hub::{Conn, Role, CLOSE_FORBIDDEN, CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED};
 use crate::model::{now_ms, rfc3339};
+use crate::store::{Rotation, TokenGens, TokenVerdict};
 
 /// Pending commands read from the database at a time when a device connects.
 const PENDING_PAGE: i64 = 200;
@@ -29,9 +30,10 @@ pub(super) async fn device_session(
     mut ws: Box<WebSocket>,
     device_id: String,
     child_id: String,
+    gen: i64,
 ) {
     let Some((conn, mut s, live)) =
-        Box::pin(device_open(&app, &mut ws, &device_id, &child_id)).await
+        Box::pin(device_open(&app, &mut ws, &device_id, &child_id, gen)).await
     else {
         return;
     };
@@ -51,22 +53,11 @@ async fn device_open<'a>(
     ws: &mut WebSocket,
     device_id: &str,
     child_id: &str,
+    gen: i64,
 ) -> Option<(Arc<Conn>, Session<'a>, bool)> {
-    match app.store.device_auth(device_id).await {
-        Ok(Some(d)) if d.revoked => {
-            close(ws, CLOSE_FORBIDDEN, "device revoked").await;
-            return None;
-        }
-        Ok(Some(d)) if d.child_id == child_id => {}
-        Ok(_) => {
-            close(ws, CLOSE_UNAUTHORIZED, "unknown device").await;
-            return None;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "device lookup failed");
-            close(ws, wire::close::INTERNAL, "internal error").await;
-            return None;
-        }
+    if let Err((code, reason)) = token_check(app, device_id, child_id, gen).await {
+        close(ws, code, reason).await;
+        return None;
     }
     let max = app.cfg.max_conn_per_device;
     let Ok(first) = app.hub.device_up(device_id, child_id, now_ms(), max) else {
@@ -82,27 +73,47 @@ async fn device_open<'a>(
         device_id: device_id.to_string(),
         child_id: child_id.to_string(),
     };
+    conn.set_token_gen(gen);
     let mut s = Session::new(app, conn.clone(), who, identity);
-    // A revocation that committed between the check above and `register` found no socket
-    // to close: look again now that this one is reachable.
-    match app.store.device_auth(device_id).await {
-        Ok(Some(d)) if !d.revoked => {}
-        Ok(_) => {
-            close(ws, CLOSE_FORBIDDEN, "device revoked").await;
+    // A revocation or a token promotion that committed between the check above and
+    // `register` found no socket to close: look again now that this one is reachable.
+    let gens = match token_check(app, device_id, child_id, gen).await {
+        Ok(g) => g,
+        Err((code, reason)) => {
+            close(ws, code, reason).await;
             return Some((conn, s, false));
         }
-        Err(e) => {
-            tracing::error!(error = %e, "device lookup failed");
-            close(ws, wire::close::INTERNAL, "internal error").await;
-            return Some((conn, s, false));
-        }
-    }
+    };
     if let Some(p) = first {
         app.presence.announce(device_id, &p).await;
         Box::pin(crate::presence::publish(app, device_id, &p)).await;
     }
-    let live = Box::pin(s.device_start(ws)).await;
+    let live = Box::pin(s.device_start(ws, gen, gens)).await;
     Some((conn, s, live))
+}
+
+/// Whether the device may use a token of generation `gen` (promoting a pending one); the
+/// close code and reason when it may not.
+async fn token_check(
+    app: &App,
+    device_id: &str,
+    child_id: &str,
+    gen: i64,
+) -> Result<TokenGens, (u16, &'static str)> {
+    match app
+        .store
+        .check_device_token(device_id, child_id, gen, now_ms())
+        .await
+    {
+        Ok(TokenVerdict::Accepted(g)) => Ok(g),
+        Ok(TokenVerdict::Revoked) => Err((CLOSE_FORBIDDEN, "device revoked")),
+        Ok(TokenVerdict::Superseded) => Err((CLOSE_UNAUTHORIZED, "device token superseded")),
+        Ok(TokenVerdict::Unknown) => Err((CLOSE_UNAUTHORIZED, "unknown device")),
+        Err(e) => {
+            tracing::error!(error = %e, "device lookup failed");
+            Err((wire::close::INTERNAL, "internal error"))
+        }
+    }
 }
 
 /// The socket ended: leave the rooms; if it was the device's last socket here, withdraw its
@@ -132,8 +143,10 @@ impl Session<'_> {
         }
     }
 
-    /// `ready`, then every pending unexpired command. False if the socket is gone.
-    async fn device_start(&mut self, ws: &mut WebSocket) -> bool {
+    /// `ready`, the pending token rotation if any (starting one when the token is older
+    /// than `--device-token-max-age-days`), then every pending unexpired command. False if the
+    /// socket is gone.
+    async fn device_start(&mut self, ws: &mut WebSocket, gen: i64, gens: TokenGens) -> bool {
         let Some((device_id, child_id)) = self.device_ids() else {
             return false;
         };
@@ -147,7 +160,84 @@ impl Session<'_> {
         if !send(ws, frame(event::READY, ready)).await {
             return false;
         }
+        if let Some(rotation) = self
+            .rotation_at_connect(&device_id, &child_id, gen, gens)
+            .await
+        {
+            let data = crate::http::rotation_data(self.app, &device_id, &rotation);
+            if !send(ws, frame(event::AUTH_ROTATE, data)).await {
+                return false;
+            }
+        }
         self.send_pending(ws).await
+    }
+
+    /// The rotation to hand this socket at connect: the one pending (unless this socket
+    /// uses it already), or a new one when the current token is older than the relay's
+    /// maximum age.
+    async fn rotation_at_connect(
+        &self,
+        device_id: &str,
+        child_id: &str,
+        gen: i64,
+        gens: TokenGens,
+    ) -> Option<Rotation> {
+        if let Some((pending, issued_at)) = gens.pending {
+            return (pending != gen).then(|| Rotation {
+                child_id: child_id.to_string(),
+                gen: pending,
+                issued_at,
+                started: false,
+            });
+        }
+        let days = self.app.cfg.device_token_max_age_days;
+        let now = now_ms();
+        let max_age = i64::try_from(days)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(86_400_000);
+        if days == 0 || now.saturating_sub(gens.issued_at) < max_age {
+            return None;
+        }
+        match self.app.store.rotate_device_token(device_id, now).await {
+            Ok(r) => {
+                tracing::info!(device_id = %device_id, gen = r.gen, "device token past its maximum age: rotating");
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a token rotation");
+                None
+            }
+        }
+    }
+
+    /// `auth:refresh` with a token of this device's: the generation must be accepted (its
+    /// first use promotes a pending one, which closes the device's sockets of older
+    /// generations, so this socket takes the new generation first). A refused token is
+    /// answered with an `error` frame; the socket keeps its own token.
+    pub(super) async fn device_refresh(&mut self, ws: &mut WebSocket, gen: i64) -> bool {
+        let Some((device_id, child_id)) = self.device_ids() else {
+            return false;
+        };
+        let before = self.conn.token_gen();
+        self.conn.set_token_gen(gen.max(before));
+        let reply = match token_check(self.app, &device_id, &child_id, gen).await {
+            Ok(_) => {
+                self.conn.set_token_gen(gen);
+                frame(
+                    event::AUTH_REFRESHED,
+                    wire::frame::AuthRefreshed { expires_at: None },
+                )
+            }
+            Err((CLOSE_FORBIDDEN, reason)) => {
+                close(ws, CLOSE_FORBIDDEN, reason).await;
+                return false;
+            }
+            Err((_, reason)) => {
+                self.conn.set_token_gen(before);
+                error_frame(wire::error::frame::UNAUTHORIZED, reason)
+            }
+        };
+        send(ws, reply).await
     }
 
     /// Writes every open, unexpired command for this device from the database (at connect,

@@ -34,6 +34,9 @@ pub(super) enum Handled {
     Close(u16, &'static str),
     /// The device's presence changed: tell the guardians.
     Presence(Presence),
+    /// `auth:refresh` with a token of the device's own: check its generation (a write
+    /// when it promotes a pending one), then answer.
+    DeviceRefresh(i64),
 }
 
 /// One socket's state after authentication.
@@ -143,6 +146,7 @@ impl<'a> Session<'a> {
                         close(ws, code, reason).await;
                         false
                     }
+                    Handled::DeviceRefresh(gen) => Box::pin(self.device_refresh(ws, gen)).await,
                     Handled::Presence(p) => {
                         if let Who::Device { device_id, .. } = &self.who {
                             self.app.presence.announce(device_id, &p).await;

@@ -213,7 +213,8 @@ async fn run(
         Actor::Device {
             device_id,
             child_id,
-        } => Box::pin(device_session(app, ws, device_id, child_id)).await,
+            gen,
+        } => Box::pin(device_session(app, ws, device_id, child_id, gen)).await,
         Actor::Backend => close(&mut ws, CLOSE_UNAUTHORIZED, "invalid token").await,
     }
 }
@@ -283,15 +284,15 @@ impl Session<'_> {
                     },
                 ))
             }
+            // The generation is checked (and a pending one promoted) by `device_refresh`.
             (
                 Who::Device { device_id, .. },
                 Actor::Device {
-                    device_id: new_dev, ..
+                    device_id: new_dev,
+                    gen,
+                    ..
                 },
-            ) if *device_id == new_dev => Handled::Reply(frame(
-                event::AUTH_REFRESHED,
-                AuthRefreshed { expires_at: None },
-            )),
+            ) if *device_id == new_dev => Handled::DeviceRefresh(gen),
             _ => Handled::Close(CLOSE_FORBIDDEN, "auth:refresh for another identity"),
         }
     }

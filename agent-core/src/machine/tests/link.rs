@@ -554,6 +554,7 @@ fn random_walks_keep_the_driver_contract() {
                 E::OpenFailed(_) => sock = Sock::None,
                 _ => {}
             }
+            let mut follow = Vec::new();
             for a in l.handle(now, event.clone()) {
                 match a {
                     L::Open => {
@@ -567,6 +568,8 @@ fn random_walks_keep_the_driver_contract() {
                         last_report = Some(s);
                         seen.insert(s);
                     }
+                    // Stored at once: the driver reports it before anything else.
+                    L::StoreToken(t) => follow.push(E::TokenRefreshed(t)),
                     L::Command(_) | L::RetryAcks | L::RelayTime(_) => {}
                 }
             }
@@ -589,6 +592,9 @@ fn random_walks_keep_the_driver_contract() {
                 (Sock::Opening, 6..=7) => E::Opened,
                 (Sock::Opening, 8) => E::OpenFailed("refused".into()),
                 (Sock::Open, 6) => ready(25),
+                (Sock::Open, 7) if rng.below(2) == 0 => {
+                    E::Frame(json!({"event": "auth:rotate", "data": {"token": "t4"}}).to_string())
+                }
                 (Sock::Open, 7) => E::Activity,
                 (Sock::Open, 8) => E::Closed(Some([1000, 4401, 4403, 4400][rng.below(4) as usize])),
                 (Sock::Open, 9) => E::SocketFailed(None),
@@ -603,6 +609,7 @@ fn random_walks_keep_the_driver_contract() {
                 },
             };
             events.push(next);
+            events.extend(follow);
         }
     }
     // The walks went everywhere.

@@ -3,6 +3,7 @@
 mod link;
 mod outbox;
 mod reports;
+mod rotation;
 
 /// The invariant, checked on the source: nothing in the machines reads a clock, draws
 /// entropy or reaches a runtime, a socket, a file or the host.
