@@ -144,6 +144,12 @@ impl Executor {
                 }
             }
         }
+        // A long-lived socket hears the relay's time only once: forget what expired since.
+        if let Some(relay_now) = self.relay.now_ms() {
+            if let Err(e) = lock(&self.ledger).forget_expired(relay_now) {
+                tracing::warn!(error = %e, "could not record forgotten ids");
+            }
+        }
         ran
     }
 

@@ -103,8 +103,13 @@ struct Snapshot {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Op {
-    /// An id recorded (started, or finished at once for a refusal).
-    Put { entry: Entry },
+    /// An id recorded (started; or finished at once for a refusal, with its ack in the same
+    /// record so a torn append cannot keep one without the other).
+    Put {
+        entry: Entry,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ack: Option<PendingAck>,
+    },
     /// An ack queued (replacing one for the same id); its id marked finished.
     Ack { ack: PendingAck, at: i64 },
     /// The relay answered the ack of `id`.
@@ -138,6 +143,10 @@ pub(crate) struct Ledger {
     snapshot_bytes: usize,
     /// Ids whose attempt count changed since it was last written.
     dirty_attempts: HashSet<String>,
+    /// An append failed (maybe leaving a torn line) or the journal holds records from
+    /// before this run: fold before appending again, so no record is ever written after a
+    /// torn one.
+    must_fold: bool,
 }
 
 impl Ledger {
@@ -145,7 +154,9 @@ impl Ledger {
     /// "interrupted" ack. Returns the ledger and the ids so converted.
     pub(crate) fn load(storage: Arc<dyn Storage>, now_ms: i64) -> io::Result<(Self, Vec<String>)> {
         let mut snapshot_bytes = 0;
-        let snapshot = match storage.load(STATE_FILE)? {
+        let loaded = storage.load(STATE_FILE)?;
+        let snapshot_present = loaded.is_some();
+        let snapshot = match loaded {
             None => Snapshot::default(),
             Some(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
                 Ok(p) => {
@@ -173,8 +184,12 @@ impl Ledger {
             journal_bytes: 0,
             snapshot_bytes,
             dirty_attempts: HashSet::new(),
+            must_fold: false,
         };
-        let replayed = ledger.replay()?;
+        // A snapshot older than the journal's format (an older app version ran last and
+        // rewrote it) makes any journal left beside it stale: it is not replayed.
+        let stale_journal = snapshot_present && snapshot.version < SCHEMA_VERSION;
+        let journal_len = if stale_journal { 0 } else { ledger.replay()? };
         let mut interrupted: Vec<String> = ledger
             .commands
             .values()
@@ -198,19 +213,27 @@ impl Ledger {
             }
         }
         ledger.evict_legacy();
-        // Start every run from one snapshot and an empty journal.
-        if !interrupted.is_empty() || replayed > 0 || snapshot.version != SCHEMA_VERSION {
-            ledger.fold()?;
+        // Start every run from one snapshot and an empty journal (a journal that is not
+        // empty may end in a torn line, which must not have records appended after it).
+        if !interrupted.is_empty()
+            || journal_len > 0
+            || stale_journal
+            || snapshot.version != SCHEMA_VERSION
+        {
+            if let Err(e) = ledger.fold() {
+                // The state is loaded; folding is retried before the next append.
+                tracing::warn!(error = %e, "could not rewrite the state file at start");
+                ledger.must_fold = true;
+            }
         }
         Ok((ledger, interrupted))
     }
 
-    /// Applies the journal's records newer than the snapshot; returns how many.
+    /// Applies the journal's records newer than the snapshot; returns the journal's size.
     fn replay(&mut self) -> io::Result<usize> {
         let Some(bytes) = self.storage.load(JOURNAL_FILE)? else {
             return Ok(0);
         };
-        let mut applied = 0;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let Ok(record) = serde_json::from_slice::<Record>(line) else {
                 // A torn last append: its transition was never acted on.
@@ -222,15 +245,17 @@ impl Ledger {
             }
             self.seq = record.seq;
             self.apply(record.op);
-            applied += 1;
         }
-        Ok(applied)
+        Ok(bytes.len())
     }
 
     fn apply(&mut self, op: Op) {
         match op {
-            Op::Put { entry } => {
+            Op::Put { entry, ack } => {
                 self.commands.insert(entry.id.clone(), entry);
+                if let Some(ack) = ack {
+                    self.push_ack(ack);
+                }
             }
             Op::Ack { ack, at } => {
                 if let Some(e) = self.commands.get_mut(&ack.id) {
@@ -256,6 +281,11 @@ impl Ledger {
     /// Writes `ops` (and any attempt counts not yet written) as journal records in one
     /// synced append.
     fn write(&mut self, ops: Vec<Op>) -> io::Result<()> {
+        if self.must_fold {
+            // Never append after a record that may be torn: start a new journal first. If
+            // that fails too, nothing is written and the transition does not happen.
+            self.fold()?;
+        }
         let mut text = Vec::new();
         let mut seq = self.seq;
         let mut attempts: Vec<String> = self.dirty_attempts.iter().cloned().collect();
@@ -269,8 +299,13 @@ impl Ledger {
             serde_json::to_writer(&mut text, &Record { seq, op }).map_err(io::Error::other)?;
             text.push(b'\n');
         }
-        self.storage.append(JOURNAL_FILE, &text)?;
+        // The numbers are used even if the append fails (its bytes may have reached the
+        // file): a later record never reuses one, so replay cannot take one for the other.
         self.seq = seq;
+        if let Err(e) = self.storage.append(JOURNAL_FILE, &text) {
+            self.must_fold = true;
+            return Err(e);
+        }
         self.dirty_attempts.clear();
         self.journal_bytes += text.len();
         Ok(())
@@ -303,6 +338,7 @@ impl Ledger {
         self.snapshot_bytes = bytes.len();
         self.journal_bytes = 0;
         self.dirty_attempts.clear();
+        self.must_fold = false;
         Ok(())
     }
 
@@ -335,6 +371,7 @@ impl Ledger {
         };
         self.write(vec![Op::Put {
             entry: entry.clone(),
+            ack: None,
         }])?;
         self.commands.insert(id.to_owned(), entry);
         self.maybe_fold();
@@ -397,7 +434,10 @@ impl Ledger {
         };
         self.commands.insert(id.to_owned(), entry.clone());
         self.push_ack(ack.clone());
-        self.write(vec![Op::Put { entry }, Op::Ack { ack, at: now_ms }])?;
+        self.write(vec![Op::Put {
+            entry,
+            ack: Some(ack),
+        }])?;
         self.maybe_fold();
         Ok(())
     }

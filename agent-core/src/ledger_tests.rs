@@ -207,3 +207,84 @@ fn attempts_are_counted_and_kept() {
     let (l2, _) = open(&s);
     assert_eq!(l2.outbox()[0].attempts, 2);
 }
+
+#[test]
+fn nothing_is_appended_after_a_torn_record() {
+    // A torn append with no records after it: the next run must not glue its own records
+    // onto the torn line (they would all be lost at the following load).
+    let s = MemoryStorage::default();
+    let (mut l, _) = open(&s);
+    run(&mut l, "a", DAY);
+    drop(l);
+    s.append(JOURNAL_FILE, br#"{"seq":99,"op":"put","entry":{"id":"b"#)
+        .unwrap();
+    let (mut l2, _) = open(&s);
+    l2.begin("x", Some(DAY), 0).unwrap();
+    drop(l2);
+    let (l3, interrupted) = open(&s);
+    assert!(
+        l3.knows("x"),
+        "a record written after the torn one was lost"
+    );
+    assert_eq!(interrupted, vec!["x".to_owned()]);
+}
+
+#[test]
+fn a_failed_append_neither_reuses_its_number_nor_lets_records_follow_it() {
+    let s = MemoryStorage::default();
+    let (mut l, _) = open(&s);
+    run(&mut l, "a", DAY);
+    // The append of "x" fails (as if at fsync, its bytes maybe on disk): x does not run.
+    s.set_fail_saves(true);
+    assert!(l.begin("x", Some(DAY), 0).is_err());
+    s.set_fail_saves(false);
+    // As if its bytes had reached the file anyway, whole.
+    s.append(
+        JOURNAL_FILE,
+        br#"{"seq":4,"op":"put","entry":{"id":"x","phase":"started","at":0,"exp":1}}
+"#,
+    )
+    .unwrap();
+    l.begin("z", Some(DAY), 0).unwrap();
+    drop(l);
+    let (l2, interrupted) = open(&s);
+    assert!(l2.knows("z"), "z's record was taken for x's");
+    assert_eq!(interrupted, vec!["z".to_owned()]);
+}
+
+#[test]
+fn a_refusal_is_one_record_with_its_ack() {
+    let s = MemoryStorage::default();
+    let (mut l, _) = open(&s);
+    l.record_final(
+        "u",
+        Some(DAY),
+        AckStatus::Failed,
+        Some("unsupported".into()),
+        0,
+    )
+    .unwrap();
+    let journal = String::from_utf8(s.get(JOURNAL_FILE).unwrap()).unwrap();
+    assert_eq!(journal.lines().count(), 1, "{journal}");
+    let (l2, _) = open(&s);
+    assert!(l2.knows("u") && l2.has_ack("u"));
+}
+
+#[test]
+fn a_journal_beside_an_older_snapshot_is_stale() {
+    // An older app version ran last: it rewrote the snapshot (version 1, no seq) and left
+    // the newer journal; replaying it would apply old transitions on newer state.
+    let s = MemoryStorage::default();
+    let (mut l, _) = open(&s);
+    l.begin("old-run", Some(DAY), 0).unwrap();
+    drop(l);
+    s.save(
+        STATE_FILE,
+        br#"{"version":1,"commands":[{"id":"old-run","phase":"finished","at":5}],"outbox":[]}"#,
+    )
+    .unwrap();
+    let (l2, interrupted) = open(&s);
+    assert!(interrupted.is_empty(), "a stale journal was replayed");
+    assert!(l2.knows("old-run"));
+    assert_eq!(l2.outbox_len(), 0);
+}

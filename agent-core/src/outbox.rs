@@ -99,7 +99,14 @@ pub(crate) async fn run(outbox: Arc<Outbox>, deps: Deps, mut stop: watch::Receiv
                                 continue;
                             }
                         };
-                        let answer = answer(&ack, res, &mut last_error);
+                        let mut answer = answer(&ack, res, &mut last_error);
+                        if answer == Answer::Unauthorized
+                            && deps.credentials.current().map(|t| t.0) != Some(token.0.clone())
+                        {
+                            // Refused with a token that has been replaced meanwhile (a
+                            // rotation): try again at once with the new one.
+                            answer = Answer::Retryable { retry_after: None };
+                        }
                         events.push_back(m::Event::Answered { id: ack.id, answer });
                     }
                     m::Action::Retry {
@@ -135,6 +142,7 @@ pub(crate) async fn run(outbox: Arc<Outbox>, deps: Deps, mut stop: watch::Receiv
                     // The credentials are gone: only `stop` matters now.
                     stopped(&mut stop).await;
                 }
+                events.push_back(m::Event::TokenChanged);
             }
             () = stopped(&mut stop) => {}
         }
@@ -157,6 +165,7 @@ fn answer(
             *last_error = Some(e);
             Answer::Retryable { retry_after }
         }
+        Err(HttpError::Status { status: 401, .. }) => Answer::Unauthorized,
         Err(HttpError::Status { status, code, .. }) => {
             tracing::warn!(id = %ack.id, status, code = %code, "ack refused by the relay; dropped (final)");
             Answer::Final { status }

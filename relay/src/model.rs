@@ -85,8 +85,9 @@ pub struct Command {
     pub child_id: String,
     /// Target device, or `None` for every device of the child.
     pub device_id: Option<String>,
-    /// What to do.
-    pub command_type: CommandType,
+    /// What to do: a [`CommandType`] when it was created; kept as text so a relay reads back
+    /// a type a newer relay created (a rolling deploy, a rollback) instead of failing.
+    pub command_type: String,
     /// Free-form JSON object for the device.
     pub payload: Value,
     /// Lifecycle state.
@@ -112,7 +113,7 @@ impl Command {
     pub fn device_frame(&self) -> CommandNew {
         CommandNew {
             id: self.id.clone(),
-            command_type: self.command_type,
+            command_type: self.command_type.clone(),
             payload: self.payload.clone(),
             expires_at: rfc3339(self.expires_at),
             child_id: self.child_id.clone(),
@@ -140,7 +141,7 @@ impl Command {
             status: self.status,
             child_id: self.child_id.clone(),
             device_id: self.device_id.clone(),
-            command_type: self.command_type,
+            command_type: self.command_type.clone(),
             expires_at: rfc3339(self.expires_at),
         }
     }
@@ -166,7 +167,7 @@ impl Command {
             id: self.id.clone(),
             child_id: self.child_id.clone(),
             device_id: self.device_id.clone(),
-            command_type: self.command_type,
+            command_type: self.command_type.clone(),
             payload: self.payload.clone(),
             status: self.status,
             created_by: self.created_by.clone(),

@@ -66,7 +66,8 @@ export type CommandNew = {
  */
 id: string, 
 /**
- * What to do.
+ * What to do: a [`CommandType`], as text, so that a type this build does not know
+ * still reaches the agent (which answers it FAILED "unsupported").
  */
 commandType: CommandType, 
 /**
@@ -111,7 +112,7 @@ childId: string,
  */
 deviceId: string | null, 
 /**
- * Its type.
+ * Its type (a [`CommandType`], as text).
  */
 commandType: CommandType, 
 /**
@@ -165,7 +166,8 @@ childId: string,
  */
 deviceId: string | null, 
 /**
- * Its type.
+ * Its type (a [`CommandType`], as text: a relay reads back a type a newer relay
+ * created without failing).
  */
 commandType: CommandType, 
 /**

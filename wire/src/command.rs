@@ -170,8 +170,10 @@ pub const MAX_TTL_SECS: i64 = 604_800;
 pub struct CommandNew {
     /// The relay's command id.
     pub id: String,
-    /// What to do.
-    pub command_type: CommandType,
+    /// What to do: a [`CommandType`], as text, so that a type this build does not know
+    /// still reaches the agent (which answers it FAILED "unsupported").
+    #[cfg_attr(test, ts(type = "CommandType"))]
+    pub command_type: String,
     /// A JSON object (`{}` when empty).
     #[cfg_attr(test, ts(type = "Record<string, unknown>"))]
     pub payload: Value,
@@ -198,8 +200,9 @@ pub struct CommandSent {
     pub child_id: String,
     /// Its one device, or `null` for all of the child's.
     pub device_id: Option<String>,
-    /// Its type.
-    pub command_type: CommandType,
+    /// Its type (a [`CommandType`], as text).
+    #[cfg_attr(test, ts(type = "CommandType"))]
+    pub command_type: String,
     /// When it expires (RFC 3339).
     pub expires_at: String,
 }
@@ -234,8 +237,10 @@ pub struct CommandView {
     pub child_id: String,
     /// Target device, or `null` for every device of the child.
     pub device_id: Option<String>,
-    /// Its type.
-    pub command_type: CommandType,
+    /// Its type (a [`CommandType`], as text: a relay reads back a type a newer relay
+    /// created without failing).
+    #[cfg_attr(test, ts(type = "CommandType"))]
+    pub command_type: String,
     /// A JSON object.
     #[cfg_attr(test, ts(type = "Record<string, unknown>"))]
     pub payload: Value,

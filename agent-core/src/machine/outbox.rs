@@ -8,6 +8,7 @@
 //! |---|---|
 //! | 2xx | done: [`Action::Finished`] `Confirmed` |
 //! | network error, 5xx, 408, 429 | keep: retry after the ack backoff (by the ack's attempt count), at least `Retry-After` (capped at 1 h) |
+//! | 401 | keep: post nothing until the token changes ([`Event::TokenChanged`]); an ack is never lost to an expired or rotated token |
 //! | any other status | give up: [`Action::Finished`] `Rejected { status }` |
 
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub(crate) enum Answer {
         /// What the relay asked for, if anything.
         retry_after: Option<Duration>,
     },
+    /// 401 with the token that is still the current one: wait for another.
+    Unauthorized,
     /// A final refusal with this status (0 when there was no status).
     Final {
         /// The HTTP status.
@@ -48,6 +51,8 @@ pub(crate) enum Event {
     Token(bool),
     /// Make every waiting ack due now (the relay is reachable, the network is back).
     RetryNow,
+    /// The device token changed (refreshed, rotated, re-paired): ends a wait after 401.
+    TokenChanged,
     /// The post asked for by [`Action::Post`] got this answer.
     Answered {
         /// The ack's command id.
@@ -94,6 +99,8 @@ pub(crate) struct Outbox {
     /// The ack being posted.
     in_flight: Option<String>,
     has_token: bool,
+    /// A post was refused with 401 using the current token: wait for another.
+    auth_blocked: bool,
     stopped: bool,
     rng: Rng,
 }
@@ -106,6 +113,7 @@ impl Outbox {
             retry_at: BTreeMap::new(),
             in_flight: None,
             has_token,
+            auth_blocked: false,
             stopped: false,
             rng,
         }
@@ -124,7 +132,7 @@ impl Outbox {
 
     /// When to deliver [`Event::Timer`]: the earliest retry, while nothing is in flight.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
-        if self.stopped || !self.has_token || self.in_flight.is_some() {
+        if self.stopped || !self.has_token || self.auth_blocked || self.in_flight.is_some() {
             return None;
         }
         self.queue
@@ -147,6 +155,10 @@ impl Outbox {
                 }
             }
             Event::RetryNow => self.retry_at.clear(),
+            Event::TokenChanged => {
+                self.auth_blocked = false;
+                self.retry_at.clear();
+            }
             Event::Answered { id, answer } => self.answered(now, id, answer, &mut out),
             Event::Timer => {}
             Event::Stop => {
@@ -192,6 +204,11 @@ impl Outbox {
                 });
                 return;
             }
+            Answer::Unauthorized => {
+                tracing::warn!(id = %id, "ack refused with 401; kept until the token changes");
+                self.auth_blocked = true;
+                return;
+            }
             Answer::Final { status } => AckResult::Rejected { status },
         };
         let ack = self.queue.remove(pos);
@@ -201,7 +218,7 @@ impl Outbox {
 
     /// Posts the first ack that may be tried now, if none is in flight.
     fn post_next(&mut self, now: Time, out: &mut Vec<Action>) {
-        if self.stopped || !self.has_token || self.in_flight.is_some() {
+        if self.stopped || !self.has_token || self.auth_blocked || self.in_flight.is_some() {
             return;
         }
         let due = self

@@ -38,7 +38,7 @@ pub async fn create_command(
         expires_at: now + ttl * 1000,
     };
     let cmd = app.store.create_command(new, now).await?;
-    tracing::info!(command_id = %cmd.id, child_id = %cmd.child_id, command_type = cmd.command_type.as_str(), "command created");
+    tracing::info!(command_id = %cmd.id, child_id = %cmd.child_id, command_type = %cmd.command_type, "command created");
     Ok(reply(StatusCode::CREATED, json!({"command": cmd})))
 }
 

@@ -63,8 +63,7 @@ fn command_from_row(r: &Row<'_>) -> StoreResult<Command> {
         id: r.text(0)?,
         child_id: r.text(1)?,
         device_id: r.opt_text(2)?,
-        command_type: CommandType::parse(&command_type)
-            .ok_or_else(|| StoreError::Db(format!("unknown command type {command_type}")))?,
+        command_type,
         payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
         status: CommandStatus::parse(&status)
             .ok_or_else(|| StoreError::Db(format!("unknown command status {status}")))?,
@@ -105,7 +104,7 @@ impl Store {
                     id: uuid::Uuid::now_v7().to_string(),
                     child_id: new.child_id,
                     device_id: new.device_id,
-                    command_type: new.command_type,
+                    command_type: new.command_type.as_str().to_owned(),
                     payload: new.payload,
                     status: CommandStatus::Pending,
                     created_by: new.created_by,
@@ -124,7 +123,7 @@ impl Store {
                         cmd.id,
                         cmd.child_id,
                         cmd.device_id,
-                        cmd.command_type.as_str(),
+                        cmd.command_type,
                         cmd.payload.to_string(),
                         cmd.status.as_str(),
                         cmd.created_by,
@@ -405,5 +404,62 @@ impl Store {
             c.map(&sql, &a, command_from_row)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::NewCommand;
+    use crate::model::CommandType;
+    use crate::store::db::args;
+    use crate::store::{ChildPatch, ChildWriter, NullBus, Store, StoreOptions};
+
+    /// A relay reads back a command of a type it does not know (one a newer relay created,
+    /// during a rolling deploy or after a rollback) instead of failing the device's whole
+    /// delivery: the agent answers it FAILED "unsupported".
+    #[tokio::test]
+    async fn a_command_of_an_unknown_type_is_read_back_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store = Store::open(
+            db.to_str().unwrap(),
+            &StoreOptions::default(),
+            Arc::new(NullBus),
+        )
+        .await
+        .unwrap();
+        let now = 1_700_000_000_000;
+        let patch = ChildPatch {
+            name: Some("Kid".into()),
+            guardians: Some(vec!["u1".into()]),
+            ..Default::default()
+        };
+        store
+            .upsert_child(ChildWriter::Backend, "k1", patch, now)
+            .await
+            .unwrap();
+        let new = NewCommand {
+            created_by: "u1".into(),
+            child_id: "k1".into(),
+            device_id: None,
+            command_type: CommandType::Pause,
+            payload: serde_json::json!({}),
+            expires_at: now + 60_000,
+        };
+        let cmd = store.create_command(new, now).await.unwrap();
+        store
+            .write(|w| {
+                w.conn.exec(
+                    "UPDATE commands SET command_type = 'TELEPORT' WHERE child_id = ?1",
+                    args!["k1"],
+                )
+            })
+            .await
+            .unwrap();
+        let back = store.command(&cmd.id).await.unwrap().unwrap();
+        assert_eq!(back.command_type, "TELEPORT");
+        assert_eq!(back.device_frame().command_type, "TELEPORT");
     }
 }

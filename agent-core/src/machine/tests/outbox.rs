@@ -223,3 +223,24 @@ fn the_mirror_follows_the_ledger_rules() {
         "{a:?}"
     );
 }
+
+#[test]
+fn an_ack_refused_with_401_waits_for_a_new_token_and_is_never_dropped() {
+    let mut o = new_outbox();
+    o.handle(Time::ZERO, OE::Queued(ack("a")));
+    o.handle(Time::ZERO, OE::Queued(ack("b")));
+    // Refused with the current token: kept, and nothing else is posted with it.
+    assert_eq!(
+        o.handle(Time::ZERO, answered("a", Answer::Unauthorized)),
+        vec![]
+    );
+    assert_eq!(o.len(), 2);
+    assert_eq!(o.next_deadline(), None);
+    assert_eq!(o.handle(Time::ZERO + 60 * S, OE::RetryNow), vec![]);
+    assert_eq!(o.handle(Time::ZERO + 60 * S, OE::Token(true)), vec![]);
+    // A new token (refreshed, rotated): the same ack again, first.
+    assert_eq!(
+        o.handle(Time::ZERO + 61 * S, OE::TokenChanged),
+        vec![O::Post(ack("a"))]
+    );
+}
