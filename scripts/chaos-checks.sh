@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI's chaos block (issue 6), after ./scripts/test.sh (which already runs the abuse suite,
-# tests/tests/abuse.rs, and the agent's token-refresh scenarios as part of
+# tests/tests/abuse/, and the agent's token-refresh scenarios as part of
 # `cargo test --workspace`):
 #   1. lints of the chaos suite (built only with --features chaos, so not in test.sh's clippy);
 #   2. the short chaos profile (50 devices, 1,000 commands, faults, SIGKILLs; ~3-4 min);

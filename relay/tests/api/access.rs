@@ -1,0 +1,177 @@
+//! Cross-cutting HTTP behaviour: authentication failures (401) and wrong actors (403), body
+//! limits and content types, health and metrics.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::code;
+use crate::common::*;
+
+#[tokio::test]
+async fn authentication_failures_are_401_and_wrong_actors_403() {
+    let r = Relay::start().await;
+    r.child("c1", &["p1"]).await;
+    let (_, dev) = r.device("c1").await;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let future = now_secs() + 3600;
+    let alg_none = format!(
+        "{}.{}.",
+        b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(json!({"sub": "p1", "exp": future}).to_string())
+    );
+    let wrong_secret = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "p1", "exp": future}),
+        &jsonwebtoken::EncodingKey::from_secret(b"not-the-secret"),
+    )
+    .unwrap();
+    let bad = [
+        ("garbage", "garbage".to_string()),
+        ("expired", jwt(json!({"sub": "p1", "exp": now_secs() - 10}))),
+        (
+            "not yet valid",
+            jwt(json!({"sub": "p1", "exp": future, "nbf": future - 60})),
+        ),
+        ("no exp", jwt(json!({"sub": "p1"}))),
+        ("wrong secret", wrong_secret),
+        ("alg none", alg_none),
+    ];
+    for (what, token) in &bad {
+        let (s, b) = r.get("/api/dashboard/notifications", token).await;
+        assert_eq!((s, code(&b)), (401, "unauthorized"), "{what}");
+        let (s, _) = r.get("/api/children", token).await;
+        assert_eq!(s, 401, "{what}");
+    }
+    let (s, b) = r
+        .req("GET", "/api/dashboard/notifications", None, None)
+        .await;
+    assert_eq!((s, code(&b)), (401, "unauthorized"));
+    let (s, _) = r.req("GET", "/api/children", Some("Basic abc"), None).await;
+    assert_eq!(s, 401);
+    // The server key is not a parent token, and a parent token is not the server key.
+    let (s, b) = r.get("/api/dashboard/notifications", SERVER_KEY).await;
+    assert_eq!((s, code(&b)), (403, "forbidden"));
+    let (s, _) = r
+        .post(
+            "/api/dashboard/notifications",
+            &parent("p1"),
+            json!({"userId": "p1", "type": "RESTRICTED_CONTENT", "title": "t"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    // A device token is neither.
+    assert_eq!(r.get("/api/dashboard/notifications", &dev).await.0, 403);
+    assert_eq!(
+        r.post(
+            "/api/publish",
+            &dev,
+            json!({"room": "admins", "event": "x"})
+        )
+        .await
+        .0,
+        403
+    );
+    // Error bodies always have the JSON shape.
+    let (s, b) = r.req("GET", "/api/nowhere", None, None).await;
+    assert_eq!((s, code(&b)), (404, "not_found"));
+    let (s, b) = r
+        .req(
+            "DELETE",
+            "/api/dashboard/notifications",
+            Some(SERVER_KEY),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&b)), (405, "method_not_allowed"));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_limits_and_content_types() {
+    let r = Relay::start().await;
+    r.child("c1", &["p1"]).await;
+    let p1 = parent("p1");
+    let big =
+        json!({"childId": "c1", "commandType": "PAUSE", "payload": {"x": "y".repeat(70_000)}});
+    let (s, b) = r.post("/api/dashboard/remote-control", &p1, big).await;
+    assert_eq!((s, code(&b)), (413, "payload_too_large"));
+    let resp = r
+        .http
+        .post(format!("{}/api/dashboard/remote-control", r.base))
+        .header("Authorization", format!("Bearer {p1}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("childId=c1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    let resp = r
+        .http
+        .post(format!("{}/api/dashboard/remote-control", r.base))
+        .header("Authorization", format!("Bearer {p1}"))
+        .header("Content-Type", "application/json")
+        .body("{\"childId\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(code(&v), "bad_request");
+    // Deeply nested JSON is refused, not a crash.
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let resp = r
+        .http
+        .put(format!("{}/api/children/c1", r.base))
+        .header("Authorization", format!("Bearer {SERVER_KEY}"))
+        .header("Content-Type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(r.req("GET", "/healthz", None, None).await.0, 200);
+    assert_eq!(r.req("GET", "/readyz", None, None).await.0, 200);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_expose_connections_commands_and_rejects() {
+    let r = Relay::start().await;
+    r.child("c1", &["p1"]).await;
+    let (_, d1) = r.device("c1").await;
+    let (_ws, _) = Ws::ready(&r, &d1).await;
+    let c = r.command(&parent("p1"), "c1", "PAUSE").await;
+    assert_eq!(r.get("/api/children", "garbage").await.0, 401);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let t = r
+            .http
+            .get(format!("{}/metrics", r.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if t.contains("safestream_commands{status=\"DELIVERED\"} 1")
+            || std::time::Instant::now() > deadline
+        {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for needle in [
+        "safestream_connections{role=\"device\"}",
+        "safestream_commands{status=\"DELIVERED\"} 1",
+        "safestream_commands_total{status=\"PENDING\"}",
+        "safestream_delivery_latency_seconds_bucket",
+        "safestream_rejects_total{reason=\"unauthorized\"}",
+        "safestream_http_requests_total{status=\"201\"}",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    let _ = c;
+    r.stop().await;
+}
