@@ -20,8 +20,6 @@ use crate::transport::{BoxFut, Socket, Transport, WsEvent};
 
 /// 2026-11-25T19:30:00Z
 pub const NOW_MS: i64 = 1_795_635_000_000;
-/// [`NOW_MS`] as the relay writes it.
-pub const NOW_RFC3339: &str = "2026-11-25T19:30:00.000Z";
 pub const SOCKET_URL: &str = "ws://relay.test/api/socket";
 
 #[derive(Default)]
@@ -32,6 +30,9 @@ pub struct RelayState {
     pub urls: Vec<String>,
     pub sent: Vec<String>,
     pub inbound: Option<mpsc::UnboundedSender<WsEvent>>,
+    /// The paused-time instant at which the relay's clock reads [`NOW_MS`]; its clock
+    /// advances with tokio's from there (set by [`Harness::new`]).
+    pub epoch: Option<Instant>,
 }
 
 #[derive(Clone, Default)]
@@ -101,7 +102,8 @@ impl Socket for FakeSocket {
                     let _ = match st.close_on_auth {
                         Some(code) => tx.send(WsEvent::Close(Some(code))),
                         None => tx.send(WsEvent::Text(
-                            json!({"event":"ready","data":{"role":"device","deviceId":"d1","childId":"c1","heartbeatSec":25,"serverTime":NOW_RFC3339}})
+                            json!({"event":"ready","data":{"role":"device","deviceId":"d1","childId":"c1","heartbeatSec":25,
+                                "serverTime":relay_time(st.epoch)}})
                                 .to_string(),
                         )),
                     };
@@ -283,6 +285,7 @@ impl Harness {
     pub fn new() -> Self {
         let relay = FakeRelay::default();
         relay.st().accept = true;
+        relay.st().epoch = Some(Instant::now());
         let mut config = AgentConfig::new("ws://relay.test", "/unused");
         config.command_timeout_secs = 30;
         Self {
@@ -337,6 +340,12 @@ pub fn command(id: &str, ty: &str, ttl_s: i64) -> Value {
 
 pub fn command_frame(id: &str, ty: &str, ttl_s: i64) -> Value {
     json!({"event": "command:new", "data": command(id, ty, ttl_s)})
+}
+
+/// The fake relay's clock: [`NOW_MS`] at `epoch`, advancing with tokio's (paused) clock.
+fn relay_time(epoch: Option<Instant>) -> String {
+    let elapsed = epoch.map_or(0, |e| e.elapsed().as_secs() as i64);
+    format_ts(NOW_MS / 1000 + elapsed)
 }
 
 fn format_ts(unix_s: i64) -> String {

@@ -634,3 +634,31 @@ async fn panicking_host_callbacks_are_contained_by_the_agent() {
     assert_eq!(agent.state(), ConnectionState::Connected);
     assert_eq!(h.relay.connects(), 1);
 }
+
+/// The phone's clock a day ahead or behind changes nothing: the relay's clock (said in
+/// `ready`, plus the monotonic time since) decides expiry (issue 18).
+#[tokio::test(start_paused = true)]
+async fn a_moved_device_clock_neither_dodges_nor_revives_a_command() {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    for wall in [NOW_MS + DAY_MS, NOW_MS - DAY_MS] {
+        let h = Harness::new();
+        h.clock.set(wall);
+        let agent = connected(&h).await;
+        // Five minutes left by the relay's clock: it runs, whatever the phone says.
+        h.relay.push_json(command_frame("lock", "LOCK_DEVICE", 300));
+        run_for(S).await;
+        assert_eq!(h.host.command_ids(), vec!["lock"], "wall {wall}");
+        agent
+            .complete_command("lock".into(), CommandOutcome::Executed)
+            .unwrap();
+        // Ten minutes later by the monotonic clock (reconnects and new `ready`s included)
+        // the same kind of command has expired by the relay's clock: never run, never acked.
+        run_for(Duration::from_secs(600)).await;
+        h.relay.push_json(command_frame("late", "LOCK_DEVICE", 300));
+        run_for(S).await;
+        assert_eq!(h.host.command_ids(), vec!["lock"], "wall {wall}");
+        assert!(until(5 * S, || !h.api.acks().is_empty()).await);
+        assert!(h.api.acks().iter().all(|a| a.id == "lock"), "wall {wall}");
+        agent.stop();
+    }
+}
