@@ -326,8 +326,11 @@ impl Agent {
     }
 
     fn record(&self, report: Report) -> Result<(), AgentError> {
+        // Bound to the child of the token current now: never posted for another.
+        let token = self.credentials.current();
+        let owner = reports::owner_of(token.as_ref().map(|t| t.0.as_str()));
         self.reports
-            .record(report)
+            .record(report, owner)
             .map_err(|e| AgentError::Storage {
                 reason: e.to_string(),
             })
@@ -418,8 +421,12 @@ impl Agent {
     }
 
     /// Deletes the stored token and disconnects (state [`ConnectionState::NotPaired`]).
+    /// Unsent reports are dropped with it: they belong to the pairing that ended.
     pub fn clear_token(&self) -> Result<(), AgentError> {
-        self.credentials.clear()
+        self.credentials.clear()?;
+        self.reports.clear().map_err(|e| AgentError::Storage {
+            reason: e.to_string(),
+        })
     }
 
     /// Starts pairing (design section 6): asks the relay for a code to show to the parent.

@@ -10,9 +10,17 @@
 //!   queued reports, the token and the relay's answers, and does what it decides (post over
 //!   HTTP, drop an answered report from the file).
 //!
-//! The child id screen time is reported for comes from the device token itself (its `cid`
-//! claim, read without verifying: the relay verifies it and refuses a report for another
-//! child). It is read at each post, so it always matches the token the post carries.
+//! Each report is bound to its [`Owner`]: the child (and device) named by the device
+//! token current when it was queued (its `cid` and `sub` claims, read without verifying:
+//! the relay verifies the token). It is posted only with a token naming the same child;
+//! after a re-pairing to another child it is dropped unsent (logged), so one child's
+//! attempts never reach another child's guardians. Clearing the token empties the queue.
+//! A token without a `cid` claim (not relay-issued) names no child: such reports match
+//! only such tokens. The screen-time body's child id is the token's, i.e. the owner's.
+//!
+//! Queue files written before owners were recorded (schema version 1) are dropped at load,
+//! logged: whose reports they are cannot be known (that version kept the queue across a
+//! re-pairing).
 
 use std::collections::VecDeque;
 use std::io;
@@ -28,7 +36,7 @@ use wire::rest::FromBody;
 use crate::api::{Api, HttpError};
 use crate::backoff::Rng;
 use crate::command::{AckStatus, Command};
-use crate::machine::reports::{self as m, enqueue, Answer, Outcome, PendingReport, Report};
+use crate::machine::reports::{self as m, enqueue, Answer, Outcome, Owner, PendingReport, Report};
 use crate::machine::Time;
 use crate::platform::{AckResult, ConnectionState, LogLevel, Platform};
 use crate::storage::Storage;
@@ -38,7 +46,7 @@ use crate::{lock, stopped};
 /// The queue's file in the state directory.
 pub(crate) const REPORTS_FILE: &str = "agent-reports.json";
 
-const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_VERSION: u32 = 2;
 
 /// One report as written to the file.
 #[derive(Serialize, Deserialize)]
@@ -46,10 +54,24 @@ const SCHEMA_VERSION: u32 = 1;
 enum Stored {
     /// A screen-time value.
     #[serde(rename_all = "camelCase")]
-    ScreenTime { seq: u64, minutes_used: u32 },
+    ScreenTime {
+        seq: u64,
+        minutes_used: u32,
+        #[serde(default)]
+        child_id: Option<String>,
+        #[serde(default)]
+        device_id: Option<String>,
+    },
     /// A restricted attempt: the relay's request body.
     #[serde(rename_all = "camelCase")]
-    RestrictedAttempt { seq: u64, body: Value },
+    RestrictedAttempt {
+        seq: u64,
+        body: Value,
+        #[serde(default)]
+        child_id: Option<String>,
+        #[serde(default)]
+        device_id: Option<String>,
+    },
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -64,33 +86,58 @@ struct Persisted {
 }
 
 fn to_stored(r: &PendingReport) -> Stored {
+    let Owner {
+        child_id,
+        device_id,
+    } = r.owner.clone();
     match &r.report {
         Report::ScreenTime { minutes_used } => Stored::ScreenTime {
             seq: r.seq,
             minutes_used: *minutes_used,
+            child_id,
+            device_id,
         },
         Report::Restricted(body) => Stored::RestrictedAttempt {
             seq: r.seq,
             body: serde_json::to_value(body).unwrap_or(Value::Null),
+            child_id,
+            device_id,
         },
     }
 }
 
 fn from_stored(s: Stored) -> Option<PendingReport> {
-    let (seq, report) = match s {
-        Stored::ScreenTime { seq, minutes_used } => (seq, Report::ScreenTime { minutes_used }),
-        Stored::RestrictedAttempt { seq, body } => {
-            match wire::rest::RestrictedAttempt::from_body(&body) {
-                Ok(a) => (seq, Report::Restricted(a)),
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "unreadable restricted attempt in the report queue; dropped");
-                    return None;
-                }
+    let (seq, report, child_id, device_id) = match s {
+        Stored::ScreenTime {
+            seq,
+            minutes_used,
+            child_id,
+            device_id,
+        } => (
+            seq,
+            Report::ScreenTime { minutes_used },
+            child_id,
+            device_id,
+        ),
+        Stored::RestrictedAttempt {
+            seq,
+            body,
+            child_id,
+            device_id,
+        } => match wire::rest::RestrictedAttempt::from_body(&body) {
+            Ok(a) => (seq, Report::Restricted(a), child_id, device_id),
+            Err(e) => {
+                tracing::error!(seq, error = %e, "unreadable restricted attempt in the report queue; dropped");
+                return None;
             }
-        }
+        },
     };
     Some(PendingReport {
         seq,
+        owner: Owner {
+            child_id,
+            device_id,
+        },
         report,
         attempts: 0,
     })
@@ -119,7 +166,16 @@ impl ReportStore {
             },
         };
         let mut queue = Vec::new();
-        for r in data.reports.into_iter().filter_map(from_stored) {
+        let mut reports = data.reports;
+        if data.version < 2 && !reports.is_empty() {
+            // Written before reports recorded their child: whose they are is unknown.
+            tracing::warn!(
+                count = reports.len(),
+                "report queue from an older version names no child; dropped"
+            );
+            reports.clear();
+        }
+        for r in reports.into_iter().filter_map(from_stored) {
             enqueue(&mut queue, r);
         }
         let next_seq = queue
@@ -153,9 +209,10 @@ impl ReportStore {
     /// Adds a report and writes the file; on a failed write nothing changes. Logs the
     /// reports it displaced (a replaced screen-time value, restricted attempts over the
     /// bound).
-    pub(crate) fn add(&mut self, report: Report) -> io::Result<PendingReport> {
+    pub(crate) fn add(&mut self, report: Report, owner: Owner) -> io::Result<PendingReport> {
         let pending = PendingReport {
             seq: self.next_seq,
+            owner,
             report,
             attempts: 0,
         };
@@ -187,6 +244,20 @@ impl ReportStore {
         Ok(pending)
     }
 
+    /// Empties the queue and writes the file; returns how many reports were dropped.
+    pub(crate) fn clear(&mut self) -> io::Result<usize> {
+        let n = self.queue.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let before = std::mem::take(&mut self.queue);
+        if let Err(e) = self.save() {
+            self.queue = before;
+            return Err(e);
+        }
+        Ok(n)
+    }
+
     /// Drops an answered report and writes the file.
     pub(crate) fn remove(&mut self, seq: u64) -> io::Result<()> {
         let before = self.queue.len();
@@ -204,6 +275,8 @@ pub(crate) struct Reports {
     /// Reports added since the task last looked, in queue order.
     inbox: Mutex<Vec<PendingReport>>,
     retry_now: AtomicBool,
+    /// The queue was emptied (the token was cleared).
+    cleared: AtomicBool,
     wake: Notify,
     /// A report left the queue.
     pub drained: Notify,
@@ -217,15 +290,16 @@ impl Reports {
             store: Mutex::new(store),
             inbox: Mutex::new(inbox),
             retry_now: AtomicBool::new(false),
+            cleared: AtomicBool::new(false),
             wake: Notify::new(),
             drained: Notify::new(),
         }
     }
 
-    /// Persists a report, then hands it to the task.
-    pub(crate) fn record(&self, report: Report) -> io::Result<()> {
+    /// Persists a report of `owner` (see [`owner_of`]), then hands it to the task.
+    pub(crate) fn record(&self, report: Report, owner: Owner) -> io::Result<()> {
         let mut store = lock(&self.store);
-        let pending = store.add(report)?;
+        let pending = store.add(report, owner)?;
         tracing::info!(
             seq = pending.seq,
             kind = pending.report.kind(),
@@ -234,6 +308,21 @@ impl Reports {
         // Under the store's lock, so the machine sees reports in the file's order.
         lock(&self.inbox).push(pending);
         self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Drops every queued report (the token was cleared: they belong to a pairing that
+    /// ended), from the file and from the task.
+    pub(crate) fn clear(&self) -> io::Result<()> {
+        let mut store = lock(&self.store);
+        let n = store.clear()?;
+        lock(&self.inbox).clear();
+        if n > 0 {
+            tracing::warn!(count = n, "token cleared; unsent reports dropped");
+        }
+        self.cleared.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        self.drained.notify_waiters();
         Ok(())
     }
 
@@ -291,11 +380,24 @@ pub(crate) struct Deps {
 /// The child id in a relay-issued device token (a JWT whose payload has `cid`), read
 /// without verifying the signature. `None` for anything else.
 pub(crate) fn child_id_of(token: &str) -> Option<String> {
+    claim_of(token, "cid")
+}
+
+/// Whose reports a token makes: its `cid` and `sub` claims (`None` without a token).
+pub(crate) fn owner_of(token: Option<&str>) -> Owner {
+    Owner {
+        child_id: token.and_then(child_id_of),
+        device_id: token.and_then(|t| claim_of(t, "sub")),
+    }
+}
+
+/// A string claim that is a valid id, read from a JWT's payload without verifying it.
+fn claim_of(token: &str, name: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64url_decode(payload)?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
-    let cid = v.get("cid")?.as_str()?;
-    wire::validate::valid_id(cid).then(|| cid.to_owned())
+    let value = v.get(name)?.as_str()?;
+    wire::validate::valid_id(value).then(|| value.to_owned())
 }
 
 /// Decodes unpadded (or padded) base64url.
@@ -339,6 +441,10 @@ pub(crate) async fn run(reports: Arc<Reports>, deps: Deps, mut stop: watch::Rece
         if *stop.borrow() {
             events.push_back(m::Event::Stop);
         }
+        // Before the inbox: reports queued after the clearing stay.
+        if reports.cleared.swap(false, Ordering::SeqCst) {
+            events.push_back(m::Event::Clear);
+        }
         let queued: Vec<PendingReport> = std::mem::take(&mut *lock(&reports.inbox));
         events.extend(queued.into_iter().map(m::Event::Queued));
         if reports.retry_now.swap(false, Ordering::SeqCst) {
@@ -360,6 +466,22 @@ pub(crate) async fn run(reports: Arc<Reports>, deps: Deps, mut stop: watch::Rece
                             });
                             continue;
                         };
+                        let current = owner_of(Some(&token.0));
+                        if current.child_id != report.owner.child_id {
+                            tracing::warn!(
+                                seq = report.seq,
+                                kind = report.report.kind(),
+                                queued_for_child = ?report.owner.child_id,
+                                queued_for_device = ?report.owner.device_id,
+                                token_child = ?current.child_id,
+                                "report queued for another child than the token's; dropped unsent"
+                            );
+                            events.push_back(m::Event::Answered {
+                                seq: report.seq,
+                                answer: Answer::OtherChild,
+                            });
+                            continue;
+                        }
                         let res = tokio::select! {
                             r = post(&*deps.api, &token.0, &report.report) => r,
                             () = stopped(&mut stop) => {
@@ -495,13 +617,56 @@ mod tests {
         })
     }
 
+    fn kid() -> Owner {
+        Owner {
+            child_id: Some("c1".into()),
+            device_id: Some("d1".into()),
+        }
+    }
+
+    #[test]
+    fn owners_are_persisted_and_old_files_without_them_are_dropped() {
+        let s = MemoryStorage::default();
+        let mut q = ReportStore::load(Arc::new(s.clone())).unwrap();
+        q.add(attempt("https://a"), kid()).unwrap();
+        q.add(Report::ScreenTime { minutes_used: 3 }, Owner::default())
+            .unwrap();
+        let q2 = ReportStore::load(Arc::new(s.clone())).unwrap();
+        assert_eq!(q2.pending()[0].owner, kid());
+        assert_eq!(q2.pending()[1].owner, Owner::default());
+        // A file of the previous version (no owners): whose reports they are is unknown.
+        s.save(
+            REPORTS_FILE,
+            br#"{"version":1,"nextSeq":5,"reports":[{"kind":"screenTime","seq":4,"minutesUsed":9}]}"#,
+        )
+        .unwrap();
+        let q3 = ReportStore::load(Arc::new(s)).unwrap();
+        assert!(q3.pending().is_empty());
+        assert_eq!(q3.next_seq, 5);
+    }
+
+    #[test]
+    fn owner_comes_from_the_token_claims() {
+        let token = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImRldmljZSJ9.eyJzdWIiOiJkMSIsImNpZCI6ImNoaWxkLTciLCJ0eXAiOiJkZXZpY2UifQ.c2ln";
+        assert_eq!(
+            owner_of(Some(token)),
+            Owner {
+                child_id: Some("child-7".into()),
+                device_id: Some("d1".into())
+            }
+        );
+        assert_eq!(owner_of(None), Owner::default());
+    }
+
     #[test]
     fn queue_survives_reload_with_coalesced_screen_time() {
         let s = MemoryStorage::default();
         let mut q = ReportStore::load(Arc::new(s.clone())).unwrap();
-        q.add(Report::ScreenTime { minutes_used: 10 }).unwrap();
-        q.add(attempt("https://a")).unwrap();
-        q.add(Report::ScreenTime { minutes_used: 42 }).unwrap();
+        q.add(Report::ScreenTime { minutes_used: 10 }, kid())
+            .unwrap();
+        q.add(attempt("https://a"), kid()).unwrap();
+        q.add(Report::ScreenTime { minutes_used: 42 }, kid())
+            .unwrap();
         let q2 = ReportStore::load(Arc::new(s.clone())).unwrap();
         assert_eq!(q2.pending(), q.pending());
         let kinds: Vec<_> = q2.pending().iter().map(|r| r.report.clone()).collect();
@@ -526,9 +691,11 @@ mod tests {
     fn failed_write_leaves_the_queue_unchanged() {
         let s = MemoryStorage::default();
         let mut q = ReportStore::load(Arc::new(s.clone())).unwrap();
-        q.add(attempt("https://a")).unwrap();
+        q.add(attempt("https://a"), kid()).unwrap();
         s.set_fail_saves(true);
-        assert!(q.add(Report::ScreenTime { minutes_used: 5 }).is_err());
+        assert!(q
+            .add(Report::ScreenTime { minutes_used: 5 }, kid())
+            .is_err());
         assert_eq!(q.pending().len(), 1);
         assert_eq!(q.next_seq, 1);
     }

@@ -11,6 +11,7 @@
 //! | 2xx | done: [`Action::Finished`] `Sent` |
 //! | network error, 5xx, 408, 429 | keep: retry after the report backoff (by its attempt count), at least `Retry-After` (capped at 1 h) |
 //! | 401, or no child id in the token | keep: post nothing until the token changes |
+//! | not posted: the token names another child than the report's [`Owner`] | drop: [`Action::Finished`] `Discarded` |
 //! | any other status | give up: [`Action::Finished`] `Rejected { status }` |
 //!
 //! Queue rules ([`enqueue`]): screen time is a latest value, so a new screen-time report
@@ -51,11 +52,24 @@ impl Report {
     }
 }
 
+/// Whose report it is: the claims of the device token current when it was queued
+/// (`cid`, `sub`; `None` when there was no token or it has no such claim). A report is
+/// only ever posted with a token naming the same child.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Owner {
+    /// The child (`cid` claim).
+    pub child_id: Option<String>,
+    /// The device (`sub` claim), for logs.
+    pub device_id: Option<String>,
+}
+
 /// A report waiting for the relay's answer.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PendingReport {
     /// Its number in the queue (unique, increasing, persisted).
     pub seq: u64,
+    /// Whose it is (persisted).
+    pub owner: Owner,
     /// What it reports.
     pub report: Report,
     /// Failed attempts in this process (not persisted: a restart tries at once).
@@ -108,6 +122,8 @@ pub(crate) enum Answer {
         /// The HTTP status.
         status: u16,
     },
+    /// Not posted: the current token names another child than the report's owner.
+    OtherChild,
 }
 
 /// How a report ended.
@@ -120,6 +136,8 @@ pub(crate) enum Outcome {
         /// The HTTP status (0 when there was none).
         status: u16,
     },
+    /// Never posted: it belongs to another child than the current token's.
+    Discarded,
 }
 
 /// What happened, as the driver saw it.
@@ -137,6 +155,9 @@ pub(crate) enum Event {
     },
     /// Make every waiting report due now (the relay is reachable, the network is back).
     RetryNow,
+    /// The token was cleared: every queued report is forgotten (the persisted queue was
+    /// emptied by the driver).
+    Clear,
     /// The post asked for by [`Action::Post`] got this answer.
     Answered {
         /// The report's number.
@@ -252,6 +273,11 @@ impl Reports {
                 }
             }
             Event::RetryNow => self.retry_at.clear(),
+            Event::Clear => {
+                // An answer to a post in flight finds nothing and only frees the line.
+                self.queue.clear();
+                self.retry_at.clear();
+            }
             Event::Answered { seq, answer } => self.answered(now, seq, answer, &mut out),
             Event::Timer => {}
             Event::Stop => {
@@ -274,6 +300,7 @@ impl Reports {
         let outcome = match answer {
             Answer::Ok => Outcome::Sent,
             Answer::Final { status } => Outcome::Rejected { status },
+            Answer::OtherChild => Outcome::Discarded,
             Answer::Unauthorized => {
                 tracing::warn!(
                     seq,

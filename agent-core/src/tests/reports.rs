@@ -221,3 +221,57 @@ async fn bad_reports_are_refused_at_the_call() {
         2000
     );
 }
+
+/// A device token of another child: `{"sub":"d2","cid":"c2","typ":"device"}`.
+const OTHER_CHILD: &str = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImRldmljZSJ9.eyJzdWIiOiJkMiIsImNpZCI6ImMyIiwidHlwIjoiZGV2aWNlIn0.c2ln";
+
+#[tokio::test(start_paused = true)]
+async fn reports_are_never_posted_for_another_child_after_re_pairing() {
+    let h = harness();
+    let agent = connected(&h).await;
+    h.api.script_reports(vec![unavailable(); 1000]);
+    agent
+        .report_restricted_attempt(blocked("https://v/secret"))
+        .unwrap();
+    agent.report_screen_time(77).unwrap();
+    run_for(S).await;
+    assert!(!agent.wait_for_reports(S).await, "still queued for c1");
+    // Re-paired to another child (another family) without clearing the token.
+    agent.set_token(OTHER_CHILD.into()).unwrap();
+    assert!(
+        agent.wait_for_reports(600 * S).await,
+        "c1's reports dropped, not kept"
+    );
+    run_for(600 * S).await;
+    let posts = h.api.reports();
+    assert!(
+        posts.iter().all(|p| p.token == TOKEN),
+        "a c1 report went out with c2's token: {posts:?}"
+    );
+    // The new child's own reports go out with its token and its id.
+    h.api.script_reports(vec![]);
+    agent.report_screen_time(5).unwrap();
+    assert!(agent.wait_for_reports(600 * S).await);
+    let last = h.api.reports().last().cloned().unwrap();
+    assert_eq!(last.token, OTHER_CHILD);
+    assert_eq!(last.body, json!({"childId": "c2", "minutesUsed": 5}));
+}
+
+#[tokio::test(start_paused = true)]
+async fn clearing_the_token_drops_unsent_reports() {
+    let h = harness();
+    let agent = connected(&h).await;
+    h.api.script_reports(vec![unavailable(); 1000]);
+    agent
+        .report_restricted_attempt(blocked("https://v/secret"))
+        .unwrap();
+    run_for(S).await;
+    let before = h.api.reports().len();
+    agent.clear_token().unwrap();
+    assert!(agent.wait_for_reports(S).await, "queue emptied at once");
+    // Even a token of the same child later finds nothing to send.
+    h.api.script_reports(vec![]);
+    agent.set_token(TOKEN.into()).unwrap();
+    run_for(600 * S).await;
+    assert_eq!(h.api.reports().len(), before);
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::backoff::{Rng, ACK};
 use crate::machine::reports::{
-    enqueue, Action as A, Answer, Event as E, Outcome, PendingReport, Report, Reports,
+    enqueue, Action as A, Answer, Event as E, Outcome, Owner, PendingReport, Report, Reports,
     MAX_RESTRICTED,
 };
 use crate::machine::Time;
@@ -14,6 +14,7 @@ const S: Duration = Duration::from_secs(1);
 fn screen(seq: u64, minutes_used: u32) -> PendingReport {
     PendingReport {
         seq,
+        owner: Owner::default(),
         report: Report::ScreenTime { minutes_used },
         attempts: 0,
     }
@@ -22,6 +23,7 @@ fn screen(seq: u64, minutes_used: u32) -> PendingReport {
 fn attempt(seq: u64) -> PendingReport {
     PendingReport {
         seq,
+        owner: Owner::default(),
         report: Report::Restricted(wire::rest::RestrictedAttempt {
             url: Some(format!("https://x/{seq}")),
             ..Default::default()
