@@ -441,9 +441,10 @@ pub(crate) async fn run(reports: Arc<Reports>, deps: Deps, mut stop: watch::Rece
         if *stop.borrow() {
             events.push_back(m::Event::Stop);
         }
-        // Before the inbox: reports queued after the clearing stay.
+        // First, even before a timer that fired meanwhile (it would post a cleared
+        // report), and before the inbox: reports queued after the clearing stay.
         if reports.cleared.swap(false, Ordering::SeqCst) {
-            events.push_back(m::Event::Clear);
+            events.push_front(m::Event::Clear);
         }
         let queued: Vec<PendingReport> = std::mem::take(&mut *lock(&reports.inbox));
         events.extend(queued.into_iter().map(m::Event::Queued));

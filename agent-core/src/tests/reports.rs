@@ -273,5 +273,5 @@ async fn clearing_the_token_drops_unsent_reports() {
     h.api.script_reports(vec![]);
     agent.set_token(TOKEN.into()).unwrap();
     run_for(600 * S).await;
-    assert_eq!(h.api.reports().len(), before);
+    assert_eq!(h.api.reports().len(), before, "{:?}", h.api.reports());
 }
