@@ -331,15 +331,17 @@ impl Reports {
         lock(&self.store).pending().len()
     }
 
-    /// Makes every waiting report due now (the relay is reachable, the network is back).
+    /// Ends the queue's backoff wait (the relay is reachable, the network is back); a
+    /// `Retry-After` the relay asked for still holds.
     pub(crate) fn retry_now(&self) {
         self.retry_now.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }
 }
 
-/// The [`Platform`] given to the connection: the host's, plus "the socket is up" retries
-/// the waiting reports at once (the relay is reachable again), as `ready` does for acks.
+/// The [`Platform`] given to the connection: the host's, plus "the socket is up" ends the
+/// report queue's backoff wait (the relay is reachable again), as `ready` does for acks.
+/// The connection reports each state once per change, so this is once per connect.
 pub(crate) struct RetryOnConnect {
     /// The host.
     pub inner: Arc<dyn Platform>,

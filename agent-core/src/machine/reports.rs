@@ -4,12 +4,18 @@
 //! The machine mirrors the persisted report queue (`reports.rs`, same order, same rules
 //! through [`enqueue`]) and adds what is not persisted: when each report may be tried next,
 //! and whether the relay refused the token. Reports are posted one at a time, in queue
-//! order, skipping those that wait.
+//! order.
+//!
+//! Backoff is **queue-wide**: after a retryable answer the whole queue waits (by the count
+//! of consecutive retryable answers, at least `Retry-After`), so a failing relay sees one
+//! request per wait from a device, not one per queued report — the reports share the
+//! per-device rate limit with command acks. [`Event::RetryNow`] (the socket connected, the
+//! network is back) ends the backoff wait, but never a `Retry-After` the relay asked for.
 //!
 //! | answer | decision |
 //! |---|---|
 //! | 2xx | done: [`Action::Finished`] `Sent` |
-//! | network error, 5xx, 408, 429 | keep: retry after the report backoff (by its attempt count), at least `Retry-After` (capped at 1 h) |
+//! | network error, 5xx, 408, 429 | keep; the whole queue waits: backoff by consecutive failures, at least `Retry-After` (capped at 1 h) |
 //! | 401, or no child id in the token | keep: post nothing until the token changes |
 //! | not posted: the token names another child than the report's [`Owner`] | drop: [`Action::Finished`] `Discarded` |
 //! | any other status | give up: [`Action::Finished`] `Rejected { status }` |
@@ -18,7 +24,6 @@
 //! replaces the unsent one (at most one is ever pending); restricted attempts are events,
 //! each kept, at most [`MAX_RESTRICTED`] pending (the oldest is dropped beyond that).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Time;
@@ -72,7 +77,7 @@ pub(crate) struct PendingReport {
     pub owner: Owner,
     /// What it reports.
     pub report: Report,
-    /// Failed attempts in this process (not persisted: a restart tries at once).
+    /// Failed attempts in this process (not persisted: a restart tries at once), for logs.
     pub attempts: u32,
 }
 
@@ -153,7 +158,8 @@ pub(crate) enum Event {
         /// It is not the one the last look saw.
         changed: bool,
     },
-    /// Make every waiting report due now (the relay is reachable, the network is back).
+    /// End the queue's backoff wait (the relay is reachable, the network is back); a
+    /// `Retry-After` still holds. The driver sends it once per connect.
     RetryNow,
     /// The token was cleared: every queued report is forgotten (the persisted queue was
     /// emptied by the driver).
@@ -176,7 +182,8 @@ pub(crate) enum Event {
 pub(crate) enum Action {
     /// Post this report, then report [`Event::Answered`].
     Post(PendingReport),
-    /// The report failed and is kept; `delay` is the wait before the next try.
+    /// The report failed and is kept; `delay` is the whole queue's wait before the next
+    /// post.
     Retry {
         /// The report's number.
         seq: u64,
@@ -198,8 +205,12 @@ pub(crate) enum Action {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Reports {
     queue: Vec<PendingReport>,
-    /// When each waiting report may be tried next (absent = now).
-    retry_at: BTreeMap<u64, Time>,
+    /// Retryable answers in a row (reset by any other answer from the relay).
+    failures: u32,
+    /// Nothing is posted before this (the queue's backoff).
+    wait_until: Option<Time>,
+    /// The relay's `Retry-After`: [`Event::RetryNow`] does not end the wait before it.
+    not_before: Option<Time>,
     /// The report being posted.
     in_flight: Option<u64>,
     has_token: bool,
@@ -214,7 +225,9 @@ impl Reports {
     pub(crate) fn new(has_token: bool, rng: Rng) -> Self {
         Self {
             queue: Vec::new(),
-            retry_at: BTreeMap::new(),
+            failures: 0,
+            wait_until: None,
+            not_before: None,
             in_flight: None,
             has_token,
             held: false,
@@ -238,16 +251,18 @@ impl Reports {
         self.stopped || !self.has_token || self.held || self.in_flight.is_some()
     }
 
-    /// When to deliver [`Event::Timer`]: the earliest retry, while nothing is in flight
-    /// and the token is usable.
+    /// When to deliver [`Event::Timer`]: the end of the queue's wait, while reports are
+    /// queued, nothing is in flight and the token is usable.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
-        if self.idle() {
+        if self.idle() || self.queue.is_empty() {
             return None;
         }
-        self.queue
-            .iter()
-            .filter_map(|r| self.retry_at.get(&r.seq).copied())
-            .min()
+        self.wait_until
+    }
+
+    /// Ends the backoff wait, keeping a `Retry-After` the relay asked for.
+    fn end_wait(&mut self, now: Time) {
+        self.wait_until = self.not_before.filter(|t| *t > now);
     }
 
     /// Handles one event at `now`; returns what to do, in order.
@@ -255,9 +270,7 @@ impl Reports {
         let mut out = Vec::new();
         match event {
             Event::Queued(report) => {
-                for gone in enqueue(&mut self.queue, report) {
-                    self.retry_at.remove(&gone.seq);
-                }
+                enqueue(&mut self.queue, report);
             }
             Event::Token { present, changed } => {
                 self.has_token = present;
@@ -269,14 +282,13 @@ impl Reports {
                 if changed && self.held {
                     tracing::info!("new token; reports resume");
                     self.held = false;
-                    self.retry_at.clear();
+                    self.end_wait(now);
                 }
             }
-            Event::RetryNow => self.retry_at.clear(),
+            Event::RetryNow => self.end_wait(now),
             Event::Clear => {
                 // An answer to a post in flight finds nothing and only frees the line.
                 self.queue.clear();
-                self.retry_at.clear();
             }
             Event::Answered { seq, answer } => self.answered(now, seq, answer, &mut out),
             Event::Timer => {}
@@ -292,6 +304,33 @@ impl Reports {
     fn answered(&mut self, now: Time, seq: u64, answer: Answer, out: &mut Vec<Action>) {
         if self.in_flight == Some(seq) {
             self.in_flight = None;
+        }
+        // What the relay's answer says about the relay, whichever report it was for.
+        match &answer {
+            Answer::Retryable { retry_after } => {
+                let mut delay = ACK.delay(self.failures, &mut self.rng);
+                self.failures = self.failures.saturating_add(1);
+                self.not_before = retry_after.map(|ra| now + ra.min(MAX_RETRY_AFTER));
+                if let Some(ra) = retry_after {
+                    delay = delay.max((*ra).min(MAX_RETRY_AFTER));
+                }
+                self.wait_until = Some(now + delay);
+                if let Some(r) = self.queue.iter_mut().find(|r| r.seq == seq) {
+                    r.attempts = r.attempts.saturating_add(1);
+                    out.push(Action::Retry {
+                        seq,
+                        attempts: r.attempts,
+                        delay,
+                    });
+                }
+                return;
+            }
+            Answer::Ok | Answer::Final { .. } => {
+                self.failures = 0;
+                self.wait_until = None;
+                self.not_before = None;
+            }
+            Answer::Unauthorized | Answer::OtherChild => {}
         }
         // Gone already: replaced by a newer screen-time value while in flight.
         let Some(pos) = self.queue.iter().position(|r| r.seq == seq) else {
@@ -309,37 +348,19 @@ impl Reports {
                 self.held = true;
                 return;
             }
-            Answer::Retryable { retry_after } => {
-                let r = &mut self.queue[pos];
-                let mut delay = ACK.delay(r.attempts, &mut self.rng);
-                if let Some(ra) = retry_after {
-                    delay = delay.max(ra.min(MAX_RETRY_AFTER));
-                }
-                r.attempts = r.attempts.saturating_add(1);
-                self.retry_at.insert(seq, now + delay);
-                out.push(Action::Retry {
-                    seq,
-                    attempts: r.attempts,
-                    delay,
-                });
-                return;
-            }
+            Answer::Retryable { .. } => return, // handled above
         };
         self.queue.remove(pos);
-        self.retry_at.remove(&seq);
         out.push(Action::Finished { seq, outcome });
     }
 
-    /// Posts the first report that may be tried now, if none is in flight.
+    /// Posts the first report, if none is in flight and the queue's wait is over.
     fn post_next(&mut self, now: Time, out: &mut Vec<Action>) {
-        if self.idle() {
+        if self.idle() || self.wait_until.is_some_and(|t| t > now) {
             return;
         }
-        let due = self
-            .queue
-            .iter()
-            .find(|r| self.retry_at.get(&r.seq).is_none_or(|t| *t <= now));
-        if let Some(r) = due {
+        if let Some(r) = self.queue.first() {
+            self.wait_until = None;
             self.in_flight = Some(r.seq);
             out.push(Action::Post(r.clone()));
         }

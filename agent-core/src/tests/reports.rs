@@ -62,7 +62,7 @@ async fn reports_made_while_the_relay_answers_503_arrive_once_it_recovers() {
     let posts = h.api.reports();
     assert_eq!(posts.len(), 6, "4 refusals, then both reports: {posts:?}");
     assert!(posts[..4].iter().all(|p| !p.ok));
-    // Each report's retries keep to the backoff window.
+    // The queue-wide retries keep to the backoff window.
     for path in ["screen-time", "restricted-attempts"] {
         let at: Vec<_> = posts
             .iter()

@@ -188,12 +188,98 @@ fn no_token_posts_nothing_until_one_comes() {
 }
 
 #[test]
-fn retry_now_makes_waiting_reports_due() {
+fn retry_now_ends_the_backoff_wait_but_not_retry_after() {
     let mut r = new_reports();
     r.handle(Time::ZERO, E::Queued(attempt(0)));
-    r.handle(Time::ZERO, answered(0, retryable(Some(600 * S))));
-    assert_eq!(r.handle(Time::ms(1), E::Timer), vec![]);
-    assert_eq!(r.handle(Time::ms(2), E::RetryNow).len(), 1);
+    r.handle(Time::ZERO, E::Queued(attempt(1)));
+    // Grow the backoff past its floor first.
+    let mut now = Time::ZERO;
+    for _ in 0..6 {
+        r.handle(now, answered(0, retryable(None)));
+        now = r.next_deadline().unwrap();
+        assert_eq!(r.handle(now, E::Timer).len(), 1);
+    }
+    r.handle(now, answered(0, retryable(None)));
+    assert!(r.next_deadline().unwrap() > now);
+    assert_eq!(r.handle(now, E::Timer), vec![]);
+    // One post for the connect, not one per queued report.
+    let acts = r.handle(now, E::RetryNow);
+    assert_eq!(acts.len(), 1, "{acts:?}");
+    r.handle(now, answered(0, retryable(Some(600 * S))));
+    assert_eq!(r.handle(now + S, E::RetryNow), vec![], "Retry-After holds");
+    assert_eq!(r.next_deadline(), Some(now + 600 * S));
+    assert_eq!(r.handle(now + 600 * S, E::Timer).len(), 1);
+}
+
+#[test]
+fn one_failure_holds_the_whole_queue_until_its_deadline() {
+    let mut r = new_reports();
+    for seq in 0..299 {
+        r.handle(Time::ZERO, E::Queued(attempt(seq)));
+    }
+    let acts = r.handle(Time::ms(5), answered(0, retryable(None)));
+    let [A::Retry { seq: 0, delay, .. }] = acts.as_slice() else {
+        panic!("a 503 posts nothing else: {acts:?}")
+    };
+    let deadline = Time::ms(5) + *delay;
+    assert_eq!(r.next_deadline(), Some(deadline));
+    let before = Time(deadline.0 - Duration::from_millis(1));
+    assert_eq!(r.handle(before, E::Timer), vec![]);
+    assert_eq!(r.handle(before, E::Queued(attempt(1000))), vec![]);
+    assert_eq!(r.handle(before, token(true, false)), vec![]);
+    let acts = r.handle(deadline, E::Timer);
+    let [A::Post(p)] = acts.as_slice() else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(p.seq, 0, "the queue resumes in order");
+    // Consecutive failures grow the wait whichever report they are for; a 2xx resets it.
+    let mut now = deadline;
+    for n in 1..6u32 {
+        let acts = r.handle(now, answered(0, retryable(None)));
+        let [A::Retry { delay, .. }] = acts.as_slice() else {
+            panic!("{acts:?}")
+        };
+        assert!(*delay <= ACK.ceiling(n), "{n}: {delay:?}");
+        now = now + *delay;
+        assert_eq!(r.handle(now, E::Timer).len(), 1);
+    }
+    let acts = r.handle(now, answered(0, Answer::Ok));
+    assert_eq!(acts.len(), 2, "sent, then the next at once: {acts:?}");
+    let acts = r.handle(now, answered(1, retryable(None)));
+    let [A::Retry { delay, .. }] = acts.as_slice() else {
+        panic!("{acts:?}")
+    };
+    assert!(*delay <= ACK.ceiling(0), "reset by the 2xx: {delay:?}");
+}
+
+#[test]
+fn retry_after_holds_the_whole_queue() {
+    let mut r = new_reports();
+    for seq in 0..10 {
+        r.handle(Time::ZERO, E::Queued(attempt(seq)));
+    }
+    let acts = r.handle(Time::ZERO, answered(0, retryable(Some(30 * S))));
+    let [A::Retry { delay, .. }] = acts.as_slice() else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(*delay, 30 * S);
+    assert_eq!(r.next_deadline(), Some(at(30 * S)));
+    for t in [S, 10 * S, 29 * S] {
+        assert_eq!(r.handle(at(t), E::Timer), vec![]);
+        assert_eq!(r.handle(at(t), E::RetryNow), vec![]);
+    }
+    assert_eq!(
+        r.handle(at(Duration::from_millis(29_999)), E::Timer),
+        vec![]
+    );
+    assert_eq!(
+        r.handle(at(30 * S), E::Timer),
+        vec![A::Post({
+            let mut p = attempt(0);
+            p.attempts = 1;
+            p
+        })]
+    );
 }
 
 #[test]
@@ -208,13 +294,12 @@ fn newer_screen_time_replaces_the_unsent_one_even_in_flight() {
     assert_eq!(r.handle(Time::ZERO, E::Queued(screen(2, 11))), vec![]);
     assert_eq!(r.handle(Time::ZERO, E::Queued(screen(3, 12))), vec![]);
     assert_eq!(r.len(), 2);
-    // Its answer (whatever it is) only frees the line.
+    // Its answer frees the line; a retryable one still makes the queue wait.
+    assert_eq!(r.handle(Time::ms(1), answered(0, retryable(None))), vec![]);
+    let t = r.next_deadline().unwrap();
+    assert_eq!(r.handle(t, E::Timer), vec![A::Post(attempt(1))]);
     assert_eq!(
-        r.handle(Time::ms(1), answered(0, retryable(None))),
-        vec![A::Post(attempt(1))]
-    );
-    assert_eq!(
-        r.handle(Time::ms(2), answered(1, Answer::Ok)),
+        r.handle(t, answered(1, Answer::Ok)),
         vec![
             A::Finished {
                 seq: 1,
