@@ -409,12 +409,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::NewCommand;
     use crate::model::CommandType;
     use crate::store::db::args;
-    use crate::store::{ChildPatch, ChildWriter, NullBus, Store, StoreOptions};
+    use crate::store::{test_store, ChildPatch, ChildWriter};
 
     /// A relay reads back a command of a type it does not know (one a newer relay created,
     /// during a rolling deploy or after a rollback) instead of failing the device's whole
@@ -422,14 +420,7 @@ mod tests {
     #[tokio::test]
     async fn a_command_of_an_unknown_type_is_read_back_as_text() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let store = Store::open(
-            db.to_str().unwrap(),
-            &StoreOptions::default(),
-            Arc::new(NullBus),
-        )
-        .await
-        .unwrap();
+        let store = test_store(&dir).await;
         let now = 1_700_000_000_000;
         let patch = ChildPatch {
             name: Some("Kid".into()),

@@ -208,6 +208,19 @@ impl Store {
 #[cfg(test)]
 struct NullBus;
 
+/// A SQLite store in `dir` publishing nowhere (the store's unit tests).
+#[cfg(test)]
+async fn test_store(dir: &tempfile::TempDir) -> Store {
+    let db = dir.path().join("t.db");
+    Store::open(
+        db.to_str().unwrap_or("t.db"),
+        &StoreOptions::default(),
+        std::sync::Arc::new(NullBus),
+    )
+    .await
+    .expect("a test store opens")
+}
+
 #[cfg(test)]
 impl Bus for NullBus {
     fn publish(&self, _: crate::message::BusMessage) {}

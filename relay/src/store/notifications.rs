@@ -198,21 +198,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use crate::store::{NullBus, Store, StoreOptions};
+    use crate::store::test_store;
 
     #[tokio::test]
     async fn notifications_of_the_same_millisecond_list_newest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let store = Store::open(
-            db.to_str().unwrap(),
-            &StoreOptions::default(),
-            Arc::new(NullBus),
-        )
-        .await
-        .unwrap();
+        let store = test_store(&dir).await;
         let now = 1_700_000_000_000;
         for i in 0..20 {
             let n = crate::store::NewNotification {
