@@ -73,6 +73,9 @@ pub struct Batch {
     /// Live frames may have been lost (the cross-node bus reconnected): catch up from the
     /// database before writing them.
     pub catch_up: bool,
+    /// Devices: a pending token rotation to hand over (`auth:rotate`), as (generation,
+    /// issued at ms).
+    pub rotation: Option<(i64, i64)>,
 }
 
 #[derive(Default)]
@@ -80,6 +83,7 @@ struct Mailbox {
     queue: VecDeque<Arc<OutFrame>>,
     ping: bool,
     catch_up: bool,
+    rotation: Option<(i64, i64)>,
     close: Option<(u16, &'static str)>,
 }
 
@@ -115,6 +119,7 @@ impl Conn {
             ping: std::mem::take(&mut m.ping),
             frames: std::mem::take(&mut m.queue),
             catch_up: std::mem::take(&mut m.catch_up),
+            rotation: m.rotation.take(),
         }
     }
 
@@ -181,6 +186,26 @@ impl Conn {
     /// Records the position of the last event written to this (parent) socket.
     pub fn set_sent_seq(&self, seq: i64) {
         self.sent_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Devices: asks the socket to send `auth:rotate` for pending generation `gen`.
+    fn request_rotation(&self, gen: i64, issued_at: i64) {
+        let mut m = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        if m.close.is_some() {
+            return;
+        }
+        m.rotation = Some((gen, issued_at));
+        drop(m);
+        self.notify.notify_one();
+    }
+
+    /// Devices: drops a request for generation `gen`'s `auth:rotate` (the socket just sent
+    /// it at connect).
+    pub fn rotation_sent(&self, gen: i64) {
+        let mut m = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        if m.rotation.is_some_and(|(g, _)| g == gen) {
+            m.rotation = None;
+        }
     }
 
     fn request_catch_up(&self) {
@@ -363,6 +388,17 @@ impl Hub {
                 if let Some(list) = self.rooms.get(&room::device(&device_id)) {
                     for c in list.iter().filter(|c| c.token_gen() < gen) {
                         c.close(CLOSE_UNAUTHORIZED, "device token superseded");
+                    }
+                }
+            }
+            BusMessage::RotationPending {
+                device_id,
+                gen,
+                issued_at,
+            } => {
+                if let Some(list) = self.rooms.get(&room::device(&device_id)) {
+                    for c in list.iter() {
+                        c.request_rotation(gen, issued_at);
                     }
                 }
             }
@@ -557,6 +593,30 @@ mod tests {
         assert_eq!(old.take().close.map(|c| c.0), Some(CLOSE_UNAUTHORIZED));
         assert!(new.take().close.is_none());
         assert!(other.take().close.is_none());
+    }
+
+    #[test]
+    fn a_pending_rotation_asks_the_device_sockets_to_send_it() {
+        let hub = Hub::new(4, 25_000);
+        let d = hub.register(Role::Device, &["device:d1".into()]);
+        let other = hub.register(Role::Device, &["device:d2".into()]);
+        hub.apply(BusMessage::RotationPending {
+            device_id: "d1".into(),
+            gen: 3,
+            issued_at: 77,
+        });
+        assert_eq!(d.take().rotation, Some((3, 77)));
+        assert_eq!(d.take().rotation, None, "taken once");
+        assert_eq!(other.take().rotation, None);
+        // Sent at connect already: the request is dropped (only for that generation).
+        hub.apply(BusMessage::RotationPending {
+            device_id: "d1".into(),
+            gen: 3,
+            issued_at: 77,
+        });
+        d.rotation_sent(2);
+        d.rotation_sent(3);
+        assert_eq!(d.take().rotation, None);
     }
 
     #[test]

@@ -168,8 +168,31 @@ impl Session<'_> {
             if !send(ws, frame(event::AUTH_ROTATE, data)).await {
                 return false;
             }
+            // Starting it announced it to this socket too: once is enough.
+            self.conn.rotation_sent(rotation.gen);
         }
         self.send_pending(ws).await
+    }
+
+    /// `auth:rotate` for pending generation `gen` issued at `issued_at` (announced on the
+    /// bus without the token: derived here). False if the socket is gone.
+    pub(super) async fn send_rotation(
+        &mut self,
+        ws: &mut WebSocket,
+        gen: i64,
+        issued_at: i64,
+    ) -> bool {
+        let Some((device_id, child_id)) = self.device_ids() else {
+            return true;
+        };
+        let rotation = Rotation {
+            child_id,
+            gen,
+            issued_at,
+            started: false,
+        };
+        let data = crate::http::rotation_data(self.app, &device_id, &rotation);
+        send(ws, frame(event::AUTH_ROTATE, data)).await
     }
 
     /// The rotation to hand this socket at connect: the one pending (unless this socket
