@@ -366,8 +366,11 @@ async fn subscriber(
             };
             match decode(&node, msg.get_payload_bytes()) {
                 Some(Received::Msg(m)) => {
+                    // A rotation started elsewhere changed the device's row too: this
+                    // node's cache would say nothing is pending (`rotation_at_connect`).
                     if let BusMessage::RevokeDevice { device_id }
-                    | BusMessage::TokenPromoted { device_id, .. } = &m
+                    | BusMessage::TokenPromoted { device_id, .. }
+                    | BusMessage::RotationPending { device_id, .. } = &m
                     {
                         store.forget_device(device_id);
                     }
