@@ -318,6 +318,17 @@ impl Hub {
 
     /// Creates a socket's shared half and puts it in `rooms`.
     pub fn register(&self, role: Role, rooms: &[String]) -> Arc<Conn> {
+        self.register_with(role, rooms, 0)
+    }
+
+    /// [`Hub::register`] for a device socket whose token has generation `token_gen`: set
+    /// before the socket is reachable, so that a [`BusMessage::TokenPromoted`] applied
+    /// meanwhile judges it by its real generation (not 0, which would close it).
+    pub fn register_device(&self, rooms: &[String], token_gen: i64) -> Arc<Conn> {
+        self.register_with(Role::Device, rooms, token_gen)
+    }
+
+    fn register_with(&self, role: Role, rooms: &[String], token_gen: i64) -> Arc<Conn> {
         let now = self.elapsed_ms();
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -334,7 +345,7 @@ impl Hub {
             ),
             interval_ms: AtomicU64::new(self.default_interval_ms),
             token_exp: AtomicI64::new(0),
-            token_gen: AtomicI64::new(0),
+            token_gen: AtomicI64::new(token_gen),
             sent_seq: AtomicI64::new(0),
         });
         for r in rooms {
@@ -593,6 +604,19 @@ mod tests {
         assert_eq!(old.take().close.map(|c| c.0), Some(CLOSE_UNAUTHORIZED));
         assert!(new.take().close.is_none());
         assert!(other.take().close.is_none());
+    }
+
+    #[test]
+    fn a_device_socket_is_reachable_only_with_its_real_generation() {
+        let hub = Hub::new(4, 25_000);
+        let s = hub.register_device(&["device:d1".into()], 2);
+        assert_eq!(s.token_gen(), 2);
+        // A promotion to the generation this socket uses never closes it.
+        hub.apply(BusMessage::TokenPromoted {
+            device_id: "d1".into(),
+            gen: 2,
+        });
+        assert!(s.take().close.is_none());
     }
 
     #[test]
