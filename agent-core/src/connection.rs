@@ -250,9 +250,10 @@ async fn perform(
             Action::RetryAcks => deps.outbox.retry_now(),
             Action::RelayTime(ms) => deps.executor.relay_time(ms),
             // Stored through the same token store as every token (durably: the host's
-            // keystore), before it is used; watchers are not told (no reconnect: the
-            // machine announces it on the open socket).
-            Action::StoreToken(token) => match deps.credentials.refresh(token.0, false) {
+            // keystore) and read back before it is used; watchers are not told (no
+            // reconnect: the machine announces it on the open socket). A store that does
+            // not give it back keeps the old token (still valid; the relay re-sends).
+            Action::StoreToken(token) => match deps.credentials.store_rotated(token.0) {
                 Ok(stored) => followup.push(Event::TokenRefreshed(stored)),
                 Err(e) => tracing::warn!(
                     error = %e,

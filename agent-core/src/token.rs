@@ -206,6 +206,40 @@ impl Credentials {
         Ok(secret)
     }
 
+    /// Stores a token the relay rotated (`auth:rotate`), then reads it back: it is only
+    /// taken (returned, and made the current token without telling the watchers) when the
+    /// store gives it back unchanged. A store that silently keeps nothing (a host whose
+    /// `save_token` does nothing) must not make the agent switch: the relay would then
+    /// retire the old token, and the next process start would load it and be refused.
+    /// On a mismatch the old token is written back (best effort) and kept; it stays valid
+    /// and the relay sends the new one again at the next connect.
+    pub(crate) fn store_rotated(&self, token: String) -> Result<Secret, AgentError> {
+        if !valid_token(&token) {
+            return Err(malformed());
+        }
+        self.store
+            .save(&token)
+            .map_err(|reason| AgentError::Storage { reason })?;
+        let read_back = self
+            .store
+            .load()
+            .map_err(|reason| AgentError::Storage { reason })?;
+        if read_back.as_deref() != Some(token.as_str()) {
+            if let Some(old) = self.current() {
+                let _ = self.store.save(&old.0);
+            }
+            return Err(AgentError::Storage {
+                reason: "the token store did not keep the rotated token".into(),
+            });
+        }
+        let secret = Secret(token);
+        self.token.send_if_modified(|t| {
+            *t = Some(secret.clone());
+            false
+        });
+        Ok(secret)
+    }
+
     /// Deletes the token and tells the watchers.
     pub(crate) fn clear(&self) -> Result<(), AgentError> {
         self.store
@@ -236,5 +270,35 @@ mod tests {
         assert!(!format!("{:?}", Secret("tok-123".into())).contains("tok-123"));
         s.clear().unwrap();
         assert_eq!(s.load().unwrap(), None);
+    }
+
+    /// A store whose `save` silently does nothing (a host without `save_token`).
+    struct Forgetful(Option<String>);
+    impl TokenStore for Forgetful {
+        fn load(&self) -> Result<Option<String>, String> {
+            Ok(self.0.clone())
+        }
+        fn save(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn clear(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_rotated_token_is_taken_only_when_the_store_gives_it_back() {
+        let c = Credentials::load(Arc::new(Forgetful(Some("old-token".into())))).unwrap();
+        assert!(matches!(
+            c.store_rotated("new-token".into()),
+            Err(AgentError::Storage { .. })
+        ));
+        assert_eq!(c.current(), Some(Secret("old-token".into())));
+
+        let store = Arc::new(MemoryTokenStore::new(Some("old-token".into())));
+        let c = Credentials::load(store.clone()).unwrap();
+        assert_eq!(c.store_rotated("new-token".into()).unwrap().0, "new-token");
+        assert_eq!(c.current(), Some(Secret("new-token".into())));
+        assert_eq!(store.load().unwrap().as_deref(), Some("new-token"));
     }
 }

@@ -157,12 +157,15 @@ pub struct Config {
     pub notification_retention_days: u64,
 
     /// Days after which a device's token is rotated: a device whose token is older gets a
-    /// new one (`auth:rotate`) when it connects. 0: only when a guardian or the backend
-    /// asks (`POST /api/devices/{id}/rotate-token`).
+    /// new one (`auth:rotate`) when it connects. 0 (the default): only when a guardian or
+    /// the backend asks (`POST /api/devices/{id}/rotate-token`). Off by default because an
+    /// app whose token store silently does not persist would lose its device at the first
+    /// connect after the deploy; enable it once the apps' token stores are verified, and
+    /// only when every node of a cluster runs a relay that knows rotation.
     #[arg(
         long,
         env = "SAFESTREAM_DEVICE_TOKEN_MAX_AGE_DAYS",
-        default_value_t = 90
+        default_value_t = 0
     )]
     pub device_token_max_age_days: u64,
 
@@ -435,6 +438,13 @@ mod tests {
             "10.0.0.5,192.168.0.0/16",
         ]);
         assert_eq!(c.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn automatic_token_rotation_is_off_by_default() {
+        // Turned on per deployment once the apps' token stores are verified (deploy.md).
+        let c = Config::parse_from(["safestream-relay"]);
+        assert_eq!(c.device_token_max_age_days, 0);
     }
 
     /// A production configuration with the given secrets (none set when `None`).

@@ -73,6 +73,9 @@ pub struct Batch {
     /// Live frames may have been lost (the cross-node bus reconnected): catch up from the
     /// database before writing them.
     pub catch_up: bool,
+    /// Devices: a pending token rotation to hand over (`auth:rotate`), as (generation,
+    /// issued at ms).
+    pub rotation: Option<(i64, i64)>,
 }
 
 #[derive(Default)]
@@ -80,6 +83,7 @@ struct Mailbox {
     queue: VecDeque<Arc<OutFrame>>,
     ping: bool,
     catch_up: bool,
+    rotation: Option<(i64, i64)>,
     close: Option<(u16, &'static str)>,
 }
 
@@ -115,6 +119,7 @@ impl Conn {
             ping: std::mem::take(&mut m.ping),
             frames: std::mem::take(&mut m.queue),
             catch_up: std::mem::take(&mut m.catch_up),
+            rotation: m.rotation.take(),
         }
     }
 
@@ -181,6 +186,26 @@ impl Conn {
     /// Records the position of the last event written to this (parent) socket.
     pub fn set_sent_seq(&self, seq: i64) {
         self.sent_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Devices: asks the socket to send `auth:rotate` for pending generation `gen`.
+    fn request_rotation(&self, gen: i64, issued_at: i64) {
+        let mut m = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        if m.close.is_some() {
+            return;
+        }
+        m.rotation = Some((gen, issued_at));
+        drop(m);
+        self.notify.notify_one();
+    }
+
+    /// Devices: drops a request for generation `gen`'s `auth:rotate` (the socket just sent
+    /// it at connect).
+    pub fn rotation_sent(&self, gen: i64) {
+        let mut m = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        if m.rotation.is_some_and(|(g, _)| g == gen) {
+            m.rotation = None;
+        }
     }
 
     fn request_catch_up(&self) {
@@ -293,6 +318,17 @@ impl Hub {
 
     /// Creates a socket's shared half and puts it in `rooms`.
     pub fn register(&self, role: Role, rooms: &[String]) -> Arc<Conn> {
+        self.register_with(role, rooms, 0)
+    }
+
+    /// [`Hub::register`] for a device socket whose token has generation `token_gen`: set
+    /// before the socket is reachable, so that a [`BusMessage::TokenPromoted`] applied
+    /// meanwhile judges it by its real generation (not 0, which would close it).
+    pub fn register_device(&self, rooms: &[String], token_gen: i64) -> Arc<Conn> {
+        self.register_with(Role::Device, rooms, token_gen)
+    }
+
+    fn register_with(&self, role: Role, rooms: &[String], token_gen: i64) -> Arc<Conn> {
         let now = self.elapsed_ms();
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -309,7 +345,7 @@ impl Hub {
             ),
             interval_ms: AtomicU64::new(self.default_interval_ms),
             token_exp: AtomicI64::new(0),
-            token_gen: AtomicI64::new(0),
+            token_gen: AtomicI64::new(token_gen),
             sent_seq: AtomicI64::new(0),
         });
         for r in rooms {
@@ -363,6 +399,17 @@ impl Hub {
                 if let Some(list) = self.rooms.get(&room::device(&device_id)) {
                     for c in list.iter().filter(|c| c.token_gen() < gen) {
                         c.close(CLOSE_UNAUTHORIZED, "device token superseded");
+                    }
+                }
+            }
+            BusMessage::RotationPending {
+                device_id,
+                gen,
+                issued_at,
+            } => {
+                if let Some(list) = self.rooms.get(&room::device(&device_id)) {
+                    for c in list.iter() {
+                        c.request_rotation(gen, issued_at);
                     }
                 }
             }
@@ -557,6 +604,43 @@ mod tests {
         assert_eq!(old.take().close.map(|c| c.0), Some(CLOSE_UNAUTHORIZED));
         assert!(new.take().close.is_none());
         assert!(other.take().close.is_none());
+    }
+
+    #[test]
+    fn a_device_socket_is_reachable_only_with_its_real_generation() {
+        let hub = Hub::new(4, 25_000);
+        let s = hub.register_device(&["device:d1".into()], 2);
+        assert_eq!(s.token_gen(), 2);
+        // A promotion to the generation this socket uses never closes it.
+        hub.apply(BusMessage::TokenPromoted {
+            device_id: "d1".into(),
+            gen: 2,
+        });
+        assert!(s.take().close.is_none());
+    }
+
+    #[test]
+    fn a_pending_rotation_asks_the_device_sockets_to_send_it() {
+        let hub = Hub::new(4, 25_000);
+        let d = hub.register(Role::Device, &["device:d1".into()]);
+        let other = hub.register(Role::Device, &["device:d2".into()]);
+        hub.apply(BusMessage::RotationPending {
+            device_id: "d1".into(),
+            gen: 3,
+            issued_at: 77,
+        });
+        assert_eq!(d.take().rotation, Some((3, 77)));
+        assert_eq!(d.take().rotation, None, "taken once");
+        assert_eq!(other.take().rotation, None);
+        // Sent at connect already: the request is dropped (only for that generation).
+        hub.apply(BusMessage::RotationPending {
+            device_id: "d1".into(),
+            gen: 3,
+            issued_at: 77,
+        });
+        d.rotation_sent(2);
+        d.rotation_sent(3);
+        assert_eq!(d.take().rotation, None);
     }
 
     #[test]

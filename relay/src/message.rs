@@ -92,6 +92,18 @@ pub enum BusMessage {
         /// Its current generation now.
         gen: i64,
     },
+    /// A token rotation of the device is pending (just started, or asked for again): every
+    /// node hands `auth:rotate` to the device's sockets it holds, deriving the token itself
+    /// from the generation and its issue time (every node has the signing key), so no token
+    /// travels on the bus. Nodes also forget the device's cached state (it changed).
+    RotationPending {
+        /// The device.
+        device_id: String,
+        /// The pending generation.
+        gen: i64,
+        /// When it was issued (ms).
+        issued_at: Millis,
+    },
 }
 
 impl BusMessage {

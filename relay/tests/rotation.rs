@@ -260,6 +260,10 @@ async fn the_relay_rotates_a_token_past_its_maximum_age_at_connect() {
         .unwrap()
         .to_string();
     assert_eq!(gen_of(&tok1), 1);
+    // Starting the rotation announced it (to the device's other sockets): this socket got
+    // it once, at connect.
+    o.expect_none("auth:rotate", Duration::from_millis(300))
+        .await;
     o.send(json!({"event": "auth:refresh", "data": {"token": tok1}}))
         .await;
     o.expect("auth:refreshed").await;

@@ -396,3 +396,36 @@ async fn a_change_no_message_announced_is_delivered_from_the_database() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_started_on_one_node_reaches_the_device_on_another_live_and_at_connect() {
+    bounded(Duration::from_secs(90), async {
+        let c = Cluster::start(2, &[]).await?;
+        let (a, b) = (&c.nodes[0], &c.nodes[1]);
+        let (device_id, token) = family(&c).await?;
+        // B authenticates the device (its cache: nothing pending).
+        let mut on_b = open_socket(b, &token, None).await?;
+        let (status, body) = Backend::new(a)
+            .0
+            .call(
+                Method::POST,
+                &format!("/api/devices/{device_id}/rotate-token"),
+                None,
+            )
+            .await?;
+        assert_eq!(status, 202, "{body}");
+        // Live: B derives the frame itself (no token crosses Redis).
+        let live = on_b.wait("auth:rotate", T, |_| true).await?;
+        let new = live["token"]
+            .as_str()
+            .ok_or("auth:rotate without a token")?;
+        assert_ne!(new, token.as_str());
+        drop(on_b);
+        // At connect: B must not trust a cache from before the rotation.
+        let mut again = open_socket(b, &token, None).await?;
+        let at_connect = again.wait("auth:rotate", T, |_| true).await?;
+        assert_eq!(at_connect["token"], new, "{at_connect}");
+        Ok(())
+    })
+    .await
+}

@@ -305,6 +305,18 @@ impl Harness {
 
     /// Starts an agent with another host implementation.
     pub fn start_on(&self, platform: Arc<dyn Platform>) -> Agent {
+        self.start_with_store(
+            platform,
+            Arc::new(MemoryTokenStore::new(self.token.clone())),
+        )
+    }
+
+    /// Starts an agent with another host and token store.
+    pub fn start_with_store(
+        &self,
+        platform: Arc<dyn Platform>,
+        store: Arc<dyn crate::token::TokenStore>,
+    ) -> Agent {
         let endpoints = Endpoints::from_config(&self.config).unwrap();
         let deps = Deps {
             transport: Arc::new(self.relay.clone()),
@@ -312,14 +324,7 @@ impl Harness {
             storage: Arc::new(self.storage.clone()),
             clock: self.clock.clone(),
         };
-        Agent::start_with(
-            self.config.clone(),
-            endpoints,
-            platform,
-            Arc::new(MemoryTokenStore::new(self.token.clone())),
-            deps,
-        )
-        .unwrap()
+        Agent::start_with(self.config.clone(), endpoints, platform, store, deps).unwrap()
     }
 
     /// Fresh host (a new process has a new host).

@@ -662,3 +662,50 @@ async fn a_moved_device_clock_neither_dodges_nor_revives_a_command() {
         agent.stop();
     }
 }
+
+/// A token store that loads `device-token-1` and silently keeps nothing it is given.
+struct ForgetfulStore;
+
+impl crate::token::TokenStore for ForgetfulStore {
+    fn load(&self) -> Result<Option<String>, String> {
+        Ok(Some("device-token-1".into()))
+    }
+    fn save(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn clear(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_token_the_store_does_not_keep_is_not_used() {
+    let h = Harness::new();
+    let agent = h.start_with_store(h.host.clone(), std::sync::Arc::new(ForgetfulStore));
+    assert!(until(5 * S, || agent.state() == ConnectionState::Connected).await);
+    h.relay
+        .push_json(json!({"event": "auth:rotate", "data": {"token": "device-token-2"}}));
+    run_for(60 * S).await;
+    assert!(
+        h.relay.sent_events("auth:refresh").is_empty(),
+        "switched to a token the store lost"
+    );
+    // The next socket still authenticates with the old token (which the relay still takes).
+    h.relay.cut();
+    assert!(until(120 * S, || h.relay.connects() == 2).await);
+    let auth = h.relay.sent_events("auth");
+    assert_eq!(auth.last().unwrap()["data"]["token"], "device-token-1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_token_the_store_keeps_is_used_on_the_open_socket() {
+    let h = Harness::new();
+    let _agent = connected(&h).await;
+    h.relay
+        .push_json(json!({"event": "auth:rotate", "data": {"token": "device-token-2"}}));
+    assert!(until(5 * S, || !h.relay.sent_events("auth:refresh").is_empty()).await);
+    assert_eq!(
+        h.relay.sent_events("auth:refresh"),
+        vec![json!({"event": "auth:refresh", "data": {"token": "device-token-2"}})]
+    );
+}

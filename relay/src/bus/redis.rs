@@ -68,6 +68,9 @@ enum WireMsg {
     /// `TokenPromoted`.
     #[serde(rename = "t")]
     Promoted { d: String, g: i64 },
+    /// `RotationPending` (no token: each node derives it).
+    #[serde(rename = "p")]
+    Rotation { d: String, g: i64, i: i64 },
     /// Messages may have been lost: every node catches up from the database.
     #[serde(rename = "c")]
     CatchUp,
@@ -99,6 +102,15 @@ fn encode(node: &str, msg: &BusMessage) -> String {
         BusMessage::TokenPromoted { device_id, gen } => WireMsg::Promoted {
             d: device_id.clone(),
             g: *gen,
+        },
+        BusMessage::RotationPending {
+            device_id,
+            gen,
+            issued_at,
+        } => WireMsg::Rotation {
+            d: device_id.clone(),
+            g: *gen,
+            i: *issued_at,
         },
     };
     let w = Wire {
@@ -136,6 +148,11 @@ fn decode(node: &str, payload: &[u8]) -> Option<Received> {
         WireMsg::Promoted { d, g } => Received::Msg(BusMessage::TokenPromoted {
             device_id: d,
             gen: g,
+        }),
+        WireMsg::Rotation { d, g, i } => Received::Msg(BusMessage::RotationPending {
+            device_id: d,
+            gen: g,
+            issued_at: i,
         }),
         WireMsg::CatchUp => Received::CatchUp,
         WireMsg::Beat => return None,
@@ -349,8 +366,11 @@ async fn subscriber(
             };
             match decode(&node, msg.get_payload_bytes()) {
                 Some(Received::Msg(m)) => {
+                    // A rotation started elsewhere changed the device's row too: this
+                    // node's cache would say nothing is pending (`rotation_at_connect`).
                     if let BusMessage::RevokeDevice { device_id }
-                    | BusMessage::TokenPromoted { device_id, .. } = &m
+                    | BusMessage::TokenPromoted { device_id, .. }
+                    | BusMessage::RotationPending { device_id, .. } = &m
                     {
                         store.forget_device(device_id);
                     }
@@ -412,6 +432,20 @@ mod tests {
         assert!(matches!(
             decode("n2", p.as_bytes()),
             Some(Received::Msg(BusMessage::TokenPromoted { device_id, gen: 3 })) if device_id == "d"
+        ));
+        let rot = encode(
+            "n1",
+            &BusMessage::RotationPending {
+                device_id: "d".into(),
+                gen: 2,
+                issued_at: 1_700_000_000_000,
+            },
+        );
+        assert!(!rot.contains("token"), "{rot}");
+        assert!(matches!(
+            decode("n2", rot.as_bytes()),
+            Some(Received::Msg(BusMessage::RotationPending { device_id, gen: 2, issued_at: 1_700_000_000_000 }))
+                if device_id == "d"
         ));
         assert!(decode("n2", b"not json").is_none());
     }

@@ -242,19 +242,10 @@ pub async fn rotate_token(
             }
         }
     }
+    // The store announces it (`BusMessage::RotationPending`, no token on the bus): each
+    // node holding a socket of the device derives the token and sends `auth:rotate`. The
+    // store is the truth: a device that misses the frame gets it again when it next connects.
     let rotation = app.store.rotate_device_token(&device_id, now_ms()).await?;
-    // Published after the rotation committed (the store is the truth: a device that misses
-    // this frame gets it again when it next connects).
-    let data =
-        serde_json::to_string(&rotation_data(&app, &device_id, &rotation)).unwrap_or_default();
-    app.bus.publish(crate::bus::BusMessage::deliver(
-        crate::bus::room::device(&device_id),
-        Arc::new(crate::bus::OutFrame::event_json(
-            wire::event::AUTH_ROTATE,
-            None,
-            &data,
-        )),
-    ));
     tracing::info!(
         device_id = %device_id,
         gen = rotation.gen,

@@ -151,7 +151,11 @@ impl Store {
 
     /// Starts a rotation of the device's token, or returns the one already pending (a
     /// second rotation never replaces a pending token: the device may have stored it
-    /// already). `NotFound` without such a device, `Conflict` when it is revoked.
+    /// already), and announces it ([`BusMessage::RotationPending`], without the token):
+    /// the device's open sockets on every node get `auth:rotate`, and the other nodes
+    /// forget their cached state of the device, so that its next connect anywhere sees
+    /// the pending generation. `NotFound` without such a device, `Conflict` when it is
+    /// revoked.
     pub async fn rotate_device_token(&self, device_id: &str, now: Millis) -> StoreResult<Rotation> {
         let id = device_id.to_string();
         let (rotation, auth) = self
@@ -168,6 +172,11 @@ impl Store {
                         issued_at,
                         started: false,
                     };
+                    w.publish(BusMessage::RotationPending {
+                        device_id: id.clone(),
+                        gen,
+                        issued_at,
+                    });
                     return Ok((r, a));
                 }
                 let gen = a.token.current + 1;
@@ -176,6 +185,11 @@ impl Store {
                      WHERE id = ?1 AND pending_gen IS NULL",
                     args![id, gen, now],
                 )?;
+                w.publish(BusMessage::RotationPending {
+                    device_id: id.clone(),
+                    gen,
+                    issued_at: now,
+                });
                 let mut a = a;
                 a.token.pending = Some((gen, now));
                 let r = Rotation {

@@ -13,7 +13,7 @@ use super::frames::{close, error_frame, frame, send, SEND_TIMEOUT};
 use super::WebSocket;
 use crate::app::App;
 use crate::bus::room;
-use crate::hub::{Conn, Role, CLOSE_FORBIDDEN, CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED};
+use crate::hub::{Conn, CLOSE_FORBIDDEN, CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED};
 use crate::model::{now_ms, rfc3339};
 use crate::store::{Rotation, TokenGens, TokenVerdict};
 
@@ -66,14 +66,15 @@ async fn device_open<'a>(
     };
     let identity = room::device(device_id);
     // The room names are rebuilt to leave (not kept for the socket's lifetime: memory).
+    // Registered with its generation: a promotion applied meanwhile must not take it for
+    // generation 0 and close it as superseded.
     let conn = app
         .hub
-        .register(Role::Device, &[identity.clone(), room::child(child_id)]);
+        .register_device(&[identity.clone(), room::child(child_id)], gen);
     let who = Who::Device {
         device_id: device_id.to_string(),
         child_id: child_id.to_string(),
     };
-    conn.set_token_gen(gen);
     let mut s = Session::new(app, conn.clone(), who, identity);
     // A revocation or a token promotion that committed between the check above and
     // `register` found no socket to close: look again now that this one is reachable.
@@ -168,8 +169,31 @@ impl Session<'_> {
             if !send(ws, frame(event::AUTH_ROTATE, data)).await {
                 return false;
             }
+            // Starting it announced it to this socket too: once is enough.
+            self.conn.rotation_sent(rotation.gen);
         }
         self.send_pending(ws).await
+    }
+
+    /// `auth:rotate` for pending generation `gen` issued at `issued_at` (announced on the
+    /// bus without the token: derived here). False if the socket is gone.
+    pub(super) async fn send_rotation(
+        &mut self,
+        ws: &mut WebSocket,
+        gen: i64,
+        issued_at: i64,
+    ) -> bool {
+        let Some((device_id, child_id)) = self.device_ids() else {
+            return true;
+        };
+        let rotation = Rotation {
+            child_id,
+            gen,
+            issued_at,
+            started: false,
+        };
+        let data = crate::http::rotation_data(self.app, &device_id, &rotation);
+        send(ws, frame(event::AUTH_ROTATE, data)).await
     }
 
     /// The rotation to hand this socket at connect: the one pending (unless this socket

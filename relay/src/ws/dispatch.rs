@@ -184,6 +184,11 @@ impl<'a> Session<'a> {
         if batch.catch_up && !Box::pin(self.catch_up(ws)).await {
             return false;
         }
+        if let Some((gen, issued_at)) = batch.rotation {
+            if !self.send_rotation(ws, gen, issued_at).await {
+                return false;
+            }
+        }
         let now = now_ms();
         // Parent events carry gap-free positions. A live event further ahead than the next
         // position means the ones in between were committed (positions are handed out in
