@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Where a command's CPU goes (issue 21, step 1): run relay-bench's round trip against a relay
+# under valgrind's callgrind and split the relay's instruction counts into setup / commands /
+# shutdown parts, so the "commands" part holds only the steady round trips.
+#
+#   scripts/profile-command.sh [rate] [secs] [RUST_LOG]      (defaults: 10 30 warn)
+#
+# relay-bench starts the relay with RUST_LOG=warn; pass `info` to profile the default level
+# (two INFO lines per command). Needs target/release/relay-bench (cargo build --release -p relay-bench);
+# builds the relay with line tables into /tmp/prof-target (a few minutes, once; REBUILD=1 to
+# rebuild after a change; rm -rf /tmp/prof-target when done, it is large).
+# Output in $OUT (default /tmp/prof-command-<level>): callgrind.out.<part>-<thread> (part 2 is
+# the round trips), summary.txt (the tables in BENCHMARKS.md), valgrind.log (valgrind's and
+# the relay's stderr).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${1:-10}; SECS=${2:-30}; LOG=${3:-warn}
+DEVICES=100
+OUT=${OUT:-/tmp/prof-command-$LOG}
+TARGET=/tmp/prof-target
+rm -rf "$OUT"; mkdir -p "$OUT"
+
+if [ ! -x "$TARGET/release/safestream-relay" ] || [ "${REBUILD:-0}" = 1 ]; then
+  CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p relay --target-dir "$TARGET"
+fi
+[ -x target/release/relay-bench ] || cargo build --release -p relay-bench
+
+# relay-bench clears the environment and SIGKILLs its relay at the end, which would lose
+# callgrind's output: the wrapper keeps valgrind as a child (it survives the SIGKILL of the
+# wrapper) and this script stops it with SIGTERM, on which the relay shuts down cleanly.
+cat > "$OUT/relay.sh" <<W
+#!/bin/bash
+echo "\$SAFESTREAM_LISTEN" > "$OUT/listen"; echo "\$SAFESTREAM_DB" > "$OUT/db"
+/usr/bin/valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$OUT/callgrind.out" \
+  $TARGET/release/safestream-relay "\$@" 2>>"$OUT/valgrind.log" &
+echo \$! > "$OUT/vg.pid"
+wait
+W
+chmod +x "$OUT/relay.sh"
+
+target/release/relay-bench --relay-bin "$OUT/relay.sh" --phases roundtrip \
+  --rt-devices $DEVICES --rates "$RATE" --rt-secs "$SECS" --relay-env "RUST_LOG=$LOG" \
+  > "$OUT/bench.txt" 2> "$OUT/bench.err" &
+BENCH=$!
+
+until [ -s "$OUT/vg.pid" ] && [ -s "$OUT/db" ]; do sleep 0.2; done
+VG=$(cat "$OUT/vg.pid"); DB=$(cat "$OUT/db")
+# Part 1 (setup: registrations, pairing, socket connects) ends at the first command row.
+until [ "$(sqlite3 "file:$DB?mode=ro" 'select count(*) from commands' 2>/dev/null || echo 0)" -gt 0 ]; do
+  sleep 0.05
+done
+callgrind_control -d "$VG" > /dev/null
+# Part 2 (the round trips) ends when relay-bench prints its row (all commands completed).
+until grep -q "^| $DEVICES | $RATE |" "$OUT/bench.txt"; do
+  kill -0 $BENCH 2>/dev/null || { cat "$OUT/bench.err"; exit 1; }
+  sleep 0.1
+done
+callgrind_control -d "$VG" > /dev/null
+wait $BENCH || true
+kill -TERM "$VG"; while kill -0 "$VG" 2>/dev/null; do sleep 0.2; done   # part 3: shutdown
+
+cat "$OUT/bench.txt"
+ls "$OUT"/callgrind.out*
+P2="$OUT/callgrind.out.2"
+python3 - "$OUT" 2 <<'PY' | tee "$OUT/summary.txt"
+import re, sys, glob, collections
+out, part, ncmd_arg = sys.argv[1], sys.argv[2], None
+files = sorted(glob.glob(f"{out}/callgrind.out.{part}-*"))
+base = lambda n: re.sub(r"'\d+$", "", n)
+def load(path):
+    fnames, flnames = {}, {}
+    def res(tab, v):
+        m = re.match(r"\((\d+)\)(?: (.*))?", v)
+        if not m: return v
+        if m.group(2) is not None: tab[m.group(1)] = m.group(2)
+        return tab[m.group(1)]
+    selfc = collections.Counter(); selffile = collections.Counter(); edges = collections.Counter()
+    calls = collections.Counter(); fn = cfn = fl = fi = None; pend = None
+    for line in open(path):
+        if not line.strip(): continue
+        c = line[0]
+        if c.isdigit() or c in "+-*":
+            p = line.split()
+            if len(p) < 2: continue
+            v = int(p[1])
+            if pend is not None:
+                edges[(base(fn), base(pend[0]))] += v; calls[base(pend[0])] += pend[1]; pend = None
+            else:
+                selfc[base(fn)] += v; selffile[(fi or fl, base(fn))] += v
+            continue
+        k, _, v = line.rstrip("\n").partition("=")
+        if k == "fn": fn = res(fnames, v); fi = None
+        elif k == "fl": fl = res(flnames, v); fi = None
+        elif k in ("fi", "fe"): fi = res(flnames, v)
+        elif k in ("cfi", "cfl"): res(flnames, v)
+        elif k == "cfn": cfn = res(fnames, v)
+        elif k == "calls": pend = (cfn, int(v.split()[0]))
+    return selfc, selffile, edges, calls
+def incl(selfc, edges, pred):
+    # cost of functions matching pred, plus everything they call that does not match pred
+    t = sum(v for f, v in selfc.items() if pred(f))
+    t += sum(v for (a, b), v in edges.items() if pred(a) and not pred(b))
+    return t
+threads = []
+allself = collections.Counter(); allfile = collections.Counter(); allcalls = collections.Counter()
+for f in files:
+    s, sf, e, c = load(f)
+    names = " ".join(s.keys()) + " " + " ".join(b for (_, b) in e.keys())
+    if "sqlite_writer_loop" in names: kind = "store-writer thread"
+    elif "checkpoint" in names: kind = "store-checkpoint thread (WAL checkpoints)"
+    elif "reader_loop" in names: kind = "store-reader threads"
+    elif "multi_thread::worker::run" in names: kind = "tokio workers"
+    else: kind = "other threads"
+    threads.append((kind, f, s, sf, e, c))
+    allself.update(s); allfile.update(sf); allcalls.update(c)
+total = sum(allself.values())
+creates = allcalls.get("relay::http::commands::create_command::{{closure}}", 0) or allcalls.get("core::ptr::drop_in_place<relay::http::commands::create_command::{{closure}}>", 0)
+acks = allcalls.get("core::ptr::drop_in_place<relay::http::commands::ack_command::{{closure}}>", 0)
+n = max(acks, 1)
+print(f"part {part}: {total:,} instructions; {creates} POSTs and {acks} PATCHes completed in it; per command = / {n}")
+def row(label, v): print(f"| {label} | {v/n:,.0f} | {100*v/total:.1f}% |")
+print("\n### by thread\n| thread | instructions per command | share |\n|---|---|---|")
+bykind = collections.Counter()
+for kind, f, s, *_ in threads: bykind[kind] += sum(s.values())
+for k, v in bykind.most_common(): row(k, v)
+row("**total**", total)
+# stages
+print("\n### by stage\n| stage | instructions per command | share |\n|---|---|---|")
+W = [t for t in threads if t[0] == "store-writer thread"]
+T = [t for t in threads if t[0] == "tokio workers"]
+def sum_incl(ts, pred): return sum(incl(t[2], t[4], pred) for t in ts)
+stages = collections.OrderedDict()
+if W:
+    wt = sum(sum(t[2].values()) for t in W)
+    commit = sum(v for t in W for (a, b), v in t[4].items() if a.startswith("relay::store::sqlite_writer::sqlite_writer_loop") and b in ("sqlite3_step", "sqlite3_prepare_v2", "sqlite3_reset"))
+    flush = sum_incl(W, lambda f: f.startswith("relay::store::events::<impl relay::store::write::W>::flush_events"))
+    stages["writer: BEGIN/COMMIT and per-job SAVEPOINT/RELEASE (WAL frames, checksums, wal-index)"] = commit
+    stages["writer: event log (user_seqs + events INSERTs, event JSON)"] = flush
+    sql = sum_incl(W, lambda f: f.startswith("relay::store::db::Db::"))
+    flush_sql = sum(v for t in W for (a, b), v in t[4].items() if a.startswith("relay::store::events::<impl relay::store::write::W>::flush_events") and b.startswith("relay::store::db::Db::"))
+    stages["writer: the command's own statements (commands INSERT/SELECT/UPDATE, guardians_of), row decode"] = sql - flush_sql
+    stages["writer: the rest (jobs, Command/JSON building, status frames, channel hand-offs, malloc)"] = wt - commit - flush - (sql - flush_sql)
+if T:
+    tt = sum(sum(t[2].values()) for t in T)
+    log = 0  # logging: measure it as the difference between a RUST_LOG=warn and a RUST_LOG=info run
+    auth = sum_incl(T, lambda f: "relay::http::Caller as axum_core::extract::FromRequestParts" in f)
+    body = sum_incl(T, lambda f: "relay::http::JsonBody as axum_core::extract::FromRequest" in f)
+    handlers = sum_incl(T, lambda f: "relay::http::commands::create_command" in f or "relay::http::commands::ack_command" in f)
+    ws = sum_incl(T, lambda f: f.startswith("relay::ws::") or "tungstenite" in f)
+    hub = sum_incl(T, lambda f: f.startswith("relay::hub::") or f.startswith("<relay::bus::"))
+    stages["async: auth extractor (JWT HS256 verify, token/device lookups)"] = auth
+    stages["async: JSON body extractor (read body, serde_json parse)"] = body
+    stages["async: handler bodies create/ack as named (most is inlined into axum futures, counted in the rest)"] = handlers
+    stages["async: WebSocket sessions (frames to device and guardians, ws writes, frame reads)"] = ws
+    stages["async: hub/bus fan-out after commit"] = hub
+    stages["async: the rest (hyper HTTP/1 parse+encode, axum/tower routing, tokio scheduling, epoll)"] = tt - auth - body - handlers - ws - hub - log
+for k in ("store-reader threads", "store-checkpoint thread (WAL checkpoints)", "other threads"):
+    if bykind[k]: stages[k] = bykind[k]
+for k, v in stages.items(): row(k, v)
+row("**total**", total)
+print("\n### by code (self cost, all threads)\n| code | instructions per command | share |\n|---|---|---|")
+cat = collections.Counter()
+for (fl, fn), v in allfile.items():
+    fl = fl or ""
+    if "sqlite3.c" in fl: k = "SQLite (C)"
+    elif re.search(r"malloc|free|^realloc|memalign", fn) and "sqlite" not in fn: k = "malloc/free (glibc)"
+    elif re.match(r"__mem(set|cpy|move|cmp)|__str", fn): k = "memset/memcpy/memcmp (glibc)"
+    elif "pthread" in fn or "futex" in fn or "lll_" in fn: k = "pthread mutex/condvar (glibc)"
+    elif "sha2" in fl or "ring" in fl or "sha256" in fn or "hmac" in fl or "jsonwebtoken" in fl or "base64" in fl: k = "JWT: SHA-256/HMAC/base64"
+    elif "serde_json" in fl or "serde_core" in fl or "serde-" in fl: k = "serde_json"
+    elif "rusqlite" in fl or "hashlink" in fl: k = "rusqlite"
+    elif "tracing" in fl or "nu-ansi-term" in fl or "nu_ansi_term" in fn: k = "tracing"
+    elif "tokio-1" in fl or "mio-" in fl: k = "tokio/mio"
+    elif re.search(r"/(hyper|http|httparse|h2|bytes)-", "/" + fl) or fl.startswith(("hyper", "http", "httparse", "bytes")) or "/hyper-" in fl or "/http-" in fl or "/httparse-" in fl or "/bytes-" in fl: k = "hyper/http/bytes"
+    elif "/axum" in fl or "/tower" in fl or "matchit" in fl: k = "axum/tower"
+    elif "tungstenite" in fl: k = "tungstenite"
+    elif "/work/main/" in fl: k = "relay + wire (own code)"
+    elif "/library/" in fl or fl.startswith(("alloc/", "core/", "std/")): k = "Rust std (fmt, collections, str; inlined)"
+    else: k = "other (" + (fl.split("/")[-1] if fl else "?") + ")" if False else "other crates/libs"
+    cat[k] += v
+for k, v in cat.most_common(): row(k, v)
+row("**total**", total)
+PY
+N=$(grep -o "and [0-9]* PATCHes" "$OUT/summary.txt" | grep -o "[0-9]*")
+python3 - "$OUT" "$N" <<'PY' | tee -a "$OUT/summary.txt"
+import re, sys, collections
+path=[f for f in __import__('glob').glob(sys.argv[1]+'/callgrind.out.2-*') if 'sqlite_writer_loop' in open(f).read()][0]; target='relay/src/store/commands.rs'
+ranges=[(83,147,'create'),(215,253,'delivered'),(254,311,'ack')]
+fl=fi=None; flnames={}; pend=False; out=collections.Counter(); last=0
+def res(v):
+    m=re.match(r"\((\d+)\)(?: (.*))?", v)
+    if not m: return v
+    if m.group(2) is not None: flnames[m.group(1)]=m.group(2)
+    return flnames[m.group(1)]
+for line in open(path):
+    if not line.strip(): continue
+    c=line[0]
+    if c.isdigit() or c in '+-*':
+        cur=fi or fl
+        p=line.split()
+        t=p[0]
+        if t=='*': pass
+        elif t[0] in '+-': last+=int(t)
+        else: last=int(t)
+        if cur and cur.endswith(target) and len(p)>=2:
+            if True:
+                ln=last
+                for a,b,name in ranges:
+                    if a<=ln<=b: out[name]+=int(p[1])
+        pend=False; continue
+    k,_,v=line.rstrip('\n').partition('=')
+    if k=='fl': fl=res(v); fi=None
+    elif k=='fn': fi=None
+    elif k in ('fi','fe'): fi=res(v)
+    elif k in ('cfi','cfl'): res(v)
+n=int(sys.argv[2])
+print("\nwriter job closures by transition (source lines of relay/src/store/commands.rs, calls included; event log and COMMIT not included), per command:")
+for k,v in out.items(): print(f"  {k}: {v/n:,.0f}")
+PY
+echo "callgrind parts (per thread) in $OUT; remove it when done: rm -rf $OUT"
