@@ -9,35 +9,27 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
 
-struct World {
-    relay: Relay,
-    backend: Backend,
-    parent: Parent,
-    child: String,
-    device_id: String,
-    token: String,
-    dir: tempfile::TempDir,
+/// The shared fixture, with this file's helpers on top.
+struct Fixture(World);
+
+impl std::ops::Deref for Fixture {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.0
+    }
 }
 
-async fn world() -> R<World> {
-    let relay = Relay::start().await?;
-    let backend = Backend::new(&relay);
-    let parent = Parent::new(&relay, "u1");
-    let child = "kid1".to_owned();
-    backend.child(&child, "u1").await?;
-    let (device_id, token) = backend.device(&child, "Mia's tablet").await?;
-    Ok(World {
-        relay,
-        backend,
-        parent,
-        child,
-        device_id,
-        token,
-        dir: tempfile::tempdir().map_err(|e| e.to_string())?,
-    })
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.0
+    }
 }
 
-impl World {
+async fn world() -> R<Fixture> {
+    Ok(Fixture(World::new().await?))
+}
+
+impl Fixture {
     fn state_dir(&self) -> PathBuf {
         self.dir.path().join("device")
     }
