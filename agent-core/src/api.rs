@@ -35,6 +35,14 @@ impl HttpError {
             Self::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
         }
     }
+
+    /// The relay's `Retry-After`, if it gave one.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 /// An error with its sources (`error sending request: connection refused`), never a URL.

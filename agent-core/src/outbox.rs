@@ -158,10 +158,7 @@ fn answer(
     match res {
         Ok(()) => Answer::Ok,
         Err(e) if e.is_retryable() => {
-            let retry_after = match &e {
-                HttpError::Status { retry_after, .. } => *retry_after,
-                _ => None,
-            };
+            let retry_after = e.retry_after();
             *last_error = Some(e);
             Answer::Retryable { retry_after }
         }

@@ -582,10 +582,7 @@ fn answer(
         }
         Err(PostError::Http(HttpError::Status { status: 401, .. })) => Answer::Unauthorized,
         Err(PostError::Http(e)) if e.is_retryable() => {
-            let retry_after = match &e {
-                HttpError::Status { retry_after, .. } => *retry_after,
-                _ => None,
-            };
+            let retry_after = e.retry_after();
             *last_error = Some(e);
             Answer::Retryable { retry_after }
         }

@@ -26,11 +26,9 @@
 
 use std::time::Duration;
 
+use super::outbox::MAX_RETRY_AFTER;
 use super::Time;
 use crate::backoff::{Rng, ACK};
-
-/// Longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Most restricted-attempt reports kept unsent; beyond it the oldest is dropped.
 pub(crate) const MAX_RESTRICTED: usize = 300;
