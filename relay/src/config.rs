@@ -186,6 +186,47 @@ pub struct Config {
     #[arg(long, env = "SAFESTREAM_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// Webhook endpoints (comma-separated URLs): every change is sent to each, signed per
+    /// Standard Webhooks. HTTPS, or plain HTTP to a loopback address (or with
+    /// --webhook-allow-http). Empty: no webhooks.
+    #[arg(
+        long = "webhook-url",
+        env = "SAFESTREAM_WEBHOOK_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub webhook_urls: Vec<String>,
+
+    /// Webhook signing secrets: one `whsec_<base64>` secret, or two (comma-separated) while
+    /// rotating; every request carries a signature by each. Required with --webhook-url.
+    /// Checked by the relay, never echoed in an error.
+    #[arg(
+        long = "webhook-secret",
+        env = "SAFESTREAM_WEBHOOK_SECRETS",
+        hide_env_values = true
+    )]
+    pub webhook_secrets: Option<String>,
+
+    /// Seconds one webhook request may take (connect, send, answer).
+    #[arg(long, env = "SAFESTREAM_WEBHOOK_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub webhook_timeout_secs: u64,
+
+    /// Webhook requests in flight at once per endpoint, per node.
+    #[arg(long, env = "SAFESTREAM_WEBHOOK_MAX_IN_FLIGHT", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub webhook_max_in_flight: u64,
+
+    /// Hours a webhook event is retried (capped exponential backoff) before it is parked.
+    #[arg(long, env = "SAFESTREAM_WEBHOOK_RETRY_HOURS", default_value_t = 72,
+          value_parser = clap::value_parser!(u64).range(1..=720))]
+    pub webhook_retry_hours: u64,
+
+    /// Allow plain-HTTP webhook endpoints that are not on a loopback address (a private
+    /// network you trust); HTTPS is required otherwise.
+    #[arg(long, env = "SAFESTREAM_WEBHOOK_ALLOW_HTTP")]
+    pub webhook_allow_http: bool,
 }
 
 /// An IP network (`10.0.0.0/24`) or a single address (`10.0.0.5`, taken as /32 or /128).
@@ -415,6 +456,7 @@ impl Config {
                 return Err(format!("{flag} must be from {lo} to {hi} (got {v})"));
             }
         }
+        crate::webhooks::Settings::from_config(self)?;
         Ok(())
     }
 }

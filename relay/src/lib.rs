@@ -19,6 +19,7 @@
 //! - [`model`]: domain types, JSON shapes, validation.
 //! - [`error`]: the JSON error shape.
 //! - [`dev`]: `--dev` mode.
+//! - [`webhooks`]: signed webhooks to the backend: settings, signatures, the delivery loop.
 
 pub mod app;
 pub mod auth;
@@ -35,6 +36,7 @@ pub mod presence;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 pub mod ws;
 
 pub use config::Config;

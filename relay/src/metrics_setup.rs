@@ -53,6 +53,34 @@ fn describe() {
         "safestream_store_jobs_total",
         "SQLite write jobs committed or rolled back in a batch"
     );
+    metrics::describe_counter!(
+        "safestream_webhooks_sent_total",
+        "webhook attempts answered 2xx (events delivered)"
+    );
+    metrics::describe_counter!(
+        "safestream_webhooks_failed_total",
+        "webhook attempts that failed (error answer, timeout, connection error)"
+    );
+    metrics::describe_counter!(
+        "safestream_webhooks_retried_total",
+        "failed webhook attempts scheduled to be tried again"
+    );
+    metrics::describe_counter!(
+        "safestream_webhooks_parked_total",
+        "webhook events parked as failed (4xx, or retried past the retry window)"
+    );
+    metrics::describe_gauge!(
+        "safestream_webhook_backlog_age_seconds",
+        "age of the oldest webhook event not yet delivered nor parked (0: none)"
+    );
+    metrics::describe_gauge!(
+        "safestream_webhook_backlog",
+        "webhook events waiting to be delivered"
+    );
+    metrics::describe_gauge!(
+        "safestream_webhook_parked",
+        "webhook events parked as failed"
+    );
 }
 
 /// The Prometheus text.

@@ -32,6 +32,8 @@ pub struct Running {
     /// The shared state (tests inspect it).
     pub app: Arc<App>,
     tasks: JoinSet<()>,
+    /// The webhook sender, awaited (not aborted) at shutdown.
+    webhooks: Option<tokio::task::JoinHandle<()>>,
     /// What dev mode generated, to print.
     pub dev: Option<crate::dev::DevInfo>,
 }
@@ -85,8 +87,13 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
         ),
     };
     let cluster = redis_bus.is_some();
+    let hooks = crate::webhooks::Settings::from_config(&cfg)?.map(Arc::new);
     let opts = StoreOptions {
         sqlite_sync: cfg.sqlite_sync.clone(),
+        webhook_endpoints: hooks
+            .iter()
+            .flat_map(|h| h.endpoints.iter().map(|e| e.raw.clone()))
+            .collect(),
         ..StoreOptions::default()
     };
     let store = Arc::new(Store::open(&cfg.db, &opts, bus.clone()).await?);
@@ -126,11 +133,13 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     if cluster {
         tasks.spawn(in_flight_sweeper(app.clone()));
     }
+    let webhooks = hooks.map(|h| tokio::spawn(crate::webhooks::run(app.clone(), h)));
     tracing::info!(%addr, db = %redact_db(&app.cfg.db), "relay listening");
     Ok(Running {
         addr,
         app,
         tasks,
+        webhooks,
         dev,
     })
 }
@@ -160,6 +169,14 @@ impl Running {
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The webhook sender stopped claiming at the signal; it waits for its deliveries in
+        // flight (up to its own limit, past the request timeout) so their outcomes are recorded.
+        if let Some(h) = self.webhooks.take() {
+            let limit = Duration::from_secs(self.app.cfg.webhook_timeout_secs + 10);
+            if tokio::time::timeout(limit, h).await.is_err() {
+                tracing::warn!("the webhook sender did not stop in time");
+            }
         }
         self.tasks.shutdown().await;
         self.app.store.close().await;

@@ -16,6 +16,7 @@
 //! | [`validate`] | the field checks those bodies use, and [`Invalid`] |
 //! | [`close`] | WebSocket close codes |
 //! | [`error`] | error codes of REST answers and `error` frames |
+//! | [`webhook`] | webhook event types and the Standard Webhooks header names |
 //!
 //! To add a command type, add one line to [`with_command_types!`]; everything else (the
 //! relay's validation, the agent's parsing, the uniffi enum, the TypeScript union) follows.
@@ -28,6 +29,7 @@ pub mod frame;
 pub mod records;
 pub mod rest;
 pub mod validate;
+pub mod webhook;
 
 #[cfg(test)]
 mod typescript;

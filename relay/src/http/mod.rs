@@ -7,11 +7,13 @@
 //! - `commands.rs`: remote commands and acks.
 //! - `misc.rs`: notifications, screen time, restricted attempts, publish.
 //! - `pairing.rs`: device pairing.
+//! - `webhooks.rs`: webhook endpoints, parked events, retry (backend only).
 
 mod children;
 mod commands;
 mod misc;
 mod pairing;
+mod webhooks;
 
 pub(crate) use children::rotation_data;
 
@@ -95,6 +97,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/pairing/{id}", get(pairing::wait))
         .route("/api/pairing/{id}/approve", post(pairing::approve))
         .route("/api/pairing/{id}/reject", post(pairing::reject))
+        .route("/api/webhooks/endpoints", get(webhooks::endpoints))
+        .route("/api/webhooks/failed", get(webhooks::failed))
+        .route("/api/webhooks/failed/{id}/retry", post(webhooks::retry))
         .route("/api/socket", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -108,6 +108,30 @@ pub async fn lookup_many(app: &App, ids: &[String]) -> HashMap<String, hub::Pres
     app.presence.lookup_many(ids).await
 }
 
+/// Writes the `device.online` / `device.offline` webhook event for a device whose first
+/// socket on this node opened (`online`) or whose last one closed. Going offline is only
+/// reported when the device is online on no other node. Presence is not stored, so this is
+/// its own write, made when this node sees the change (after the fact, not with it).
+pub async fn webhook(app: &App, device_id: &str, p: &hub::Presence, online: bool) {
+    if !app.store.webhooks_on() {
+        return;
+    }
+    let (kind, data) = if online {
+        (wire::webhook::DEVICE_ONLINE, p.frame_data(device_id, true))
+    } else {
+        if lookup(app, device_id).await.is_some() {
+            return;
+        }
+        (
+            wire::webhook::DEVICE_OFFLINE,
+            p.frame_data(device_id, false),
+        )
+    };
+    if let Err(e) = app.store.emit_webhook(kind, data, p.last_seen).await {
+        tracing::warn!(error = %e, kind, "presence: could not write the webhook event");
+    }
+}
+
 /// Sends `device:status` to every guardian of the device's child.
 ///
 /// What is published is the presence *after* the guardians were read, not the state the

@@ -337,6 +337,7 @@ async fn maintain(cluster: Arc<RedisPresence>, app: Arc<App>) {
                     metrics::counter!("safestream_presence_reaped_total").increment(1);
                     if lookup(&app, &device_id).await.is_none() {
                         publish(&app, &device_id, &last).await;
+                        super::webhook(&app, &device_id, &last, false).await;
                     }
                 }
             }

@@ -7,10 +7,11 @@ use serde_json::Value;
 
 use super::db::{args, Arg, Row};
 use super::registry::{child_exists, guardians_of};
+use super::webhooks::data_of;
 use super::{Store, StoreError, StoreResult};
 use crate::message::{room, BusMessage, OutFrame};
 use crate::model::{Command, CommandStatus, CommandType, Millis};
-use wire::event;
+use wire::{event, webhook};
 
 /// A validated `POST /api/dashboard/remote-control`.
 #[derive(Debug, Clone)]
@@ -132,6 +133,7 @@ impl Store {
                     ],
                 )?;
                 Self::log_event_for_all(w, &guardians, event::COMMAND_SENT, &cmd.sent_frame_data(), now)?;
+                w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
                 let target = match &cmd.device_id {
                     Some(d) => room::device(d),
                     None => room::child(&cmd.child_id),
@@ -237,6 +239,7 @@ impl Store {
                             .record((now - cmd.created_at).max(0) as f64 / 1000.0);
                         let guardians = guardians_of(w.conn, &cmd.child_id)?;
                         Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
+                        w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
                         changed += 1;
                     }
                 }
@@ -297,6 +300,7 @@ impl Store {
                 )?;
                 let guardians = guardians_of(w.conn, &cmd.child_id)?;
                 Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
+                w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
                 Ok(AckOutcome::Updated(cmd))
             })
             .await?;
@@ -328,6 +332,7 @@ impl Store {
                     }
                     let guardians = guardians_of(w.conn, &cmd.child_id)?;
                     Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
+                    w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
                 }
                 Ok(rows.len())
             })

@@ -47,6 +47,11 @@ macro_rules! migrations {
                     "/0004_device_token_rotation.sql"
                 )),
             },
+            Migration {
+                version: 5,
+                name: "webhooks",
+                sql: include_str!(concat!("../../migrations/", $dialect, "/0005_webhooks.sql")),
+            },
         ]
     };
 }

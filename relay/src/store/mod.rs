@@ -39,6 +39,8 @@
 //! - `rotation.rs`: device token generations: which are accepted, rotation, promotion.
 //! - `commands.rs`: the command lifecycle.
 //! - `notifications.rs`, `screen_time.rs`, `pairing.rs`: what their names say.
+//! - `webhooks.rs`: the webhook outbox: rows written with the change they report, claims
+//!   with a lease, outcomes, the parked list.
 
 mod commands;
 mod db;
@@ -54,6 +56,7 @@ mod rotation;
 mod screen_time;
 mod sqlite_writer;
 mod url;
+mod webhooks;
 mod write;
 
 use std::collections::HashMap;
@@ -71,6 +74,7 @@ pub use registry::{ChildPatch, ChildWriter, DeviceAuth, TokenGens};
 pub use rotation::{Rotation, TokenVerdict};
 pub use screen_time::ScreenTimeOutcome;
 pub use sqlite_writer::{CHECKPOINT_EVERY, WAL_RESTART_FRAMES};
+pub use webhooks::{Claimed, EndpointStats, FailedCursor, FailedHook};
 pub use write::W;
 
 use crate::bus::Bus;
@@ -128,6 +132,9 @@ pub struct StoreOptions {
     pub wal_restart_frames: i64,
     /// SQLite: how often the checkpoint thread runs ([`CHECKPOINT_EVERY`] in production).
     pub checkpoint_every: std::time::Duration,
+    /// Webhook endpoints: every write that reports a change also writes one outbox row per
+    /// endpoint (none: no outbox rows).
+    pub webhook_endpoints: Vec<String>,
 }
 
 impl Default for StoreOptions {
@@ -136,6 +143,7 @@ impl Default for StoreOptions {
             sqlite_sync: "normal".into(),
             wal_restart_frames: WAL_RESTART_FRAMES,
             checkpoint_every: CHECKPOINT_EVERY,
+            webhook_endpoints: Vec::new(),
         }
     }
 }
@@ -148,6 +156,10 @@ pub struct Store {
     inline: Vec<Mutex<rusqlite::Connection>>,
     devices: Arc<Mutex<HashMap<String, DeviceAuth>>>,
     engine: Engine,
+    /// See [`StoreOptions::webhook_endpoints`].
+    hook_endpoints: Arc<[String]>,
+    /// Notified after a commit that wrote outbox rows.
+    hook_wake: Arc<tokio::sync::Notify>,
     /// Dropped with the store: stops the SQLite checkpointer thread.
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -183,6 +195,8 @@ impl Store {
             inline,
             devices: Arc::new(Mutex::new(HashMap::new())),
             engine,
+            hook_endpoints: opts.webhook_endpoints.clone().into(),
+            hook_wake: Arc::new(tokio::sync::Notify::new()),
             _checkpointer: checkpointer,
         })
     }

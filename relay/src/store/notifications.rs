@@ -75,6 +75,7 @@ pub(super) fn insert_notification(
     )?;
     let data = serde_json::to_value(&notif).unwrap_or(Value::Null);
     Store::log_event(w, &notif.user_id, event::NOTIFICATION_NEW, &data, now)?;
+    w.webhook(wire::webhook::NOTIFICATION_CREATED, now, || data);
     Ok(notif)
 }
 

@@ -144,6 +144,10 @@ fn approve_in(
          expires_at = CASE WHEN expires_at > ?4 THEN expires_at ELSE ?4 END WHERE id = ?1",
         args![p.id, child_id, device.id, now + 10 * 60 * 1000],
     )?;
+    w.webhook(wire::webhook::PAIRING_APPROVED, now, || {
+        json!({"pairingId": p.id, "childId": child_id, "deviceId": device.id,
+               "deviceName": name, "approvedBy": user_id})
+    });
     for g in guardians {
         let n = NewNotification {
             user_id: g,
@@ -232,6 +236,10 @@ impl Store {
                     )?;
                     p.status = PairingStatus::Claimed;
                     p.claimed_by = Some(user_id.clone());
+                    w.webhook(wire::webhook::PAIRING_REQUESTED, now, || {
+                        json!({"pairingId": p.id, "deviceName": p.device_name,
+                               "claimedBy": user_id, "expiresAt": crate::model::rfc3339(p.expires_at)})
+                    });
                     if approve_for.is_none() {
                         let n = NewNotification {
                             user_id: user_id.clone(),

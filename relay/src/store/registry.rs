@@ -175,14 +175,20 @@ pub(super) fn insert_device(
          VALUES (?1, ?2, ?3, ?4, ?5)",
         args![id, child_id, name, created_by, now],
     )?;
-    Ok(Device {
+    let device = Device {
         id,
         child_id: child_id.to_string(),
         name: name.to_string(),
         created_at: now,
         revoked: false,
         last_seen: None,
-    })
+    };
+    w.webhook(wire::webhook::DEVICE_REGISTERED, now, || {
+        let mut data = super::webhooks::data_of(&device);
+        data["createdBy"] = created_by.into();
+        data
+    });
+    Ok(device)
 }
 
 impl Store {
@@ -481,10 +487,10 @@ impl Store {
         let (d, auth) = self
             .write(move |w| {
                 let id = key;
-                w.conn.exec(
+                let revoked = w.conn.exec(
                     "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                     args![id, now],
-                )?;
+                )? == 1;
                 let d = w
                     .conn
                     .opt(
@@ -494,6 +500,11 @@ impl Store {
                     )?
                     .ok_or_else(|| StoreError::NotFound("no such device".into()))?;
                 let auth = read_auth(w.conn, &id, false)?;
+                if revoked {
+                    w.webhook(wire::webhook::DEVICE_REVOKED, now, || {
+                        super::webhooks::data_of(&d)
+                    });
+                }
                 w.publish(crate::message::BusMessage::RevokeDevice {
                     device_id: d.id.clone(),
                 });

@@ -61,6 +61,7 @@ impl Store {
                 let guardians = guardians_of(w.conn, &child_id)?;
                 let data = json!({"childId": child_id, "childName": name, "minutesUsed": minutes, "limit": limit});
                 Self::log_event_for_all(w, &guardians, event::SCREENTIME_ALERT, &data, now)?;
+                w.webhook(wire::webhook::SCREENTIME_ALERT, now, || data.clone());
                 for g in guardians {
                     let n = NewNotification {
                         user_id: g,

@@ -2,10 +2,13 @@
 //! sent as a job to a writer thread (`sqlite_writer.rs`, `pg_writer.rs`), which answers
 //! after `COMMIT` and publishes the bus messages the operation queued.
 
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
 use super::db::Db;
 use super::events::PendingEvent;
+use super::webhooks::PendingHook;
 use super::{Store, StoreError, StoreResult};
 use crate::message::BusMessage;
 
@@ -15,6 +18,11 @@ pub struct W<'c> {
     pub(super) out: Vec<BusMessage>,
     /// Parent events logged by the operation, written when it ends (see [`W::flush_events`]).
     pub(super) events: Vec<PendingEvent>,
+    /// Webhook endpoints configured (none: webhooks are off and nothing is queued).
+    pub(super) hook_endpoints: Arc<[String]>,
+    /// Webhook events logged by the operation, written to the outbox when it ends
+    /// (see [`W::flush_webhooks`]).
+    pub(super) hooks: Vec<PendingHook>,
 }
 
 impl W<'_> {
@@ -42,14 +50,24 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool)>();
+        let hook_endpoints = self.hook_endpoints.clone();
         let job: WriteJob = Box::new(move |conn: Db<'_>| {
             let mut w = W {
                 conn,
                 out: Vec::new(),
                 events: Vec::new(),
+                hook_endpoints,
+                hooks: Vec::new(),
             };
-            let res = f(&mut w).and_then(|v| w.flush_events().map(|()| v));
+            let mut hooked = false;
+            let res = f(&mut w)
+                .and_then(|v| w.flush_events().map(|()| v))
+                .and_then(|v| w.flush_webhooks().map(|n| (v, n)))
+                .map(|(v, n)| {
+                    hooked = n > 0;
+                    v
+                });
             let failed = res.is_err();
             let msgs = if failed { Vec::new() } else { w.out };
             Done {
@@ -57,8 +75,8 @@ impl Store {
                 msgs,
                 reply: Box::new(move |commit_error: Option<String>| {
                     let _ = tx.send(match commit_error {
-                        None => res,
-                        Some(e) => Err(StoreError::Db(e)),
+                        None => (res, hooked),
+                        Some(e) => (Err(StoreError::Db(e)), false),
                     });
                 }),
             }
@@ -67,7 +85,13 @@ impl Store {
             .send(job)
             .await
             .map_err(|_| StoreError::Db("the store is closed".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Db("the store writer stopped".into()))?
+        let (res, hooked) = rx
+            .await
+            .map_err(|_| StoreError::Db("the store writer stopped".into()))?;
+        if hooked {
+            // Committed outbox rows: wake this node's webhook sender.
+            self.hook_wake.notify_one();
+        }
+        res
     }
 }

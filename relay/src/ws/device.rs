@@ -88,6 +88,7 @@ async fn device_open<'a>(
     if let Some(p) = first {
         app.presence.announce(device_id, &p).await;
         Box::pin(crate::presence::publish(app, device_id, &p)).await;
+        Box::pin(crate::presence::webhook(app, device_id, &p, true)).await;
     }
     let live = Box::pin(s.device_start(ws, gen, gens)).await;
     Some((conn, s, live))
@@ -126,6 +127,7 @@ async fn device_close(app: &App, conn: &Arc<Conn>, device_id: &str, child_id: &s
     if let Some(p) = app.hub.device_down(device_id, now) {
         app.presence.withdraw(device_id).await;
         Box::pin(crate::presence::publish(app, device_id, &p)).await;
+        Box::pin(crate::presence::webhook(app, device_id, &p, false)).await;
         if let Err(e) = app.store.set_last_seen(device_id, now).await {
             tracing::warn!(error = %e, "could not record last_seen");
         }

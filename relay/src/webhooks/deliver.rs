@@ -1,0 +1,437 @@
+//! The delivery loop one node runs: claim due rows per endpoint (up to its in-flight cap),
+//! POST each, record the outcome while the lease is still ours.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{sign, Endpoint, Settings};
+use crate::app::App;
+use crate::model::now_ms;
+use crate::store::Claimed;
+use wire::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+
+/// Largest body sent; a bigger event (none is, today) is parked rather than sent.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How much of an endpoint's error answer is kept as `last_error`.
+const ERROR_SNIPPET_BYTES: usize = 200;
+/// Due rows are looked for at least this often (retries come due by time, other nodes'
+/// rows and expired leases show up without a wake-up).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// The backlog gauges are refreshed this often.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
+/// First retry delay (before jitter); it doubles with each failure...
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// ...up to this.
+const BACKOFF_CAP: Duration = Duration::from_secs(3600);
+/// A `Retry-After` longer than this is shortened to it.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: delivered.
+    Sent,
+    /// Try again later (5xx, 408, 429, timeout, connection error), not before
+    /// `retry_after` when the endpoint said so.
+    Retry {
+        /// What went wrong.
+        error: String,
+        /// The endpoint's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// Do not try again until the backend asks (any other 4xx, a redirect).
+    Park {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// The outcome of an answer with `status`; `detail` is the start of its body.
+pub fn classify(status: u16, retry_after: Option<Duration>, detail: &str) -> Outcome {
+    let error = if detail.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {detail}")
+    };
+    match status {
+        200..=299 => Outcome::Sent,
+        408 | 429 | 500..=599 => Outcome::Retry { error, retry_after },
+        300..=399 => Outcome::Park {
+            error: format!("{error} (redirects are not followed: configure the final URL)"),
+        },
+        _ => Outcome::Park { error },
+    }
+}
+
+/// The delay before the next attempt after `failures` failed ones (1 or more): 1 s doubling
+/// per failure up to an hour, each a random point in the upper half of its step (jitter:
+/// events that failed together do not all come back together).
+pub fn backoff(failures: i64, rng: &mut impl Rng) -> Duration {
+    let doublings = u32::try_from(failures.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let step = BACKOFF_FIRST
+        .saturating_mul(1u32 << doublings)
+        .min(BACKOFF_CAP);
+    let half = step.as_millis() as u64 / 2;
+    Duration::from_millis(half + rng.gen_range(0..=half))
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let d = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+            let ms = at.timestamp_millis() - now_ms();
+            Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+        }
+    };
+    Some(d.min(MAX_RETRY_AFTER))
+}
+
+/// A transport error, without the URL (which may carry a token).
+fn transport_error(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut text = kind.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(s) = src {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        src = s.source();
+    }
+    text.chars().take(300).collect()
+}
+
+/// The start of an error answer's body, printable.
+async fn snippet(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_SNIPPET_BYTES {
+        match resp.chunk().await {
+            Ok(Some(c)) => buf.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    buf.truncate(ERROR_SNIPPET_BYTES);
+    String::from_utf8_lossy(&buf)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// The HTTP client: time limit, no redirects, no proxy from the environment.
+fn client(s: &Settings) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(s.timeout)
+        .connect_timeout(s.timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(s.max_in_flight)
+        .no_proxy()
+        .user_agent(concat!("safestream-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("webhook client: {e}"))
+}
+
+/// One attempt: sign (with every active secret) and POST.
+pub async fn attempt(
+    client: &reqwest::Client,
+    s: &Settings,
+    ep: &Endpoint,
+    row: &Claimed,
+) -> Outcome {
+    if row.payload.len() > MAX_BODY_BYTES {
+        return Outcome::Park {
+            error: format!(
+                "the body is {} bytes, over {MAX_BODY_BYTES}",
+                row.payload.len()
+            ),
+        };
+    }
+    let ts = now_ms() / 1000;
+    let sig = sign::signature_header(&s.secrets, &row.id, ts, &row.payload);
+    let req = client
+        .post(ep.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(HEADER_ID, &row.id)
+        .header(HEADER_TIMESTAMP, ts.to_string())
+        .header(HEADER_SIGNATURE, sig)
+        .body(row.payload.clone());
+    match req.send().await {
+        Err(e) => Outcome::Retry {
+            error: transport_error(e),
+            retry_after: None,
+        },
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            if resp.status().is_success() {
+                return Outcome::Sent;
+            }
+            let after = retry_after(resp.headers());
+            let detail = snippet(resp).await;
+            classify(status, after, &detail)
+        }
+    }
+}
+
+/// Runs one claimed row to its recorded outcome; `_slot` frees the endpoint's in-flight
+/// place when done.
+async fn deliver_one(
+    app: Arc<App>,
+    s: Arc<Settings>,
+    client: reqwest::Client,
+    ep: usize,
+    row: Claimed,
+    owner: Arc<str>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let Some(endpoint) = s.endpoints.get(ep) else {
+        return;
+    };
+    let outcome = attempt(&client, &s, endpoint, &row).await;
+    let store = &app.store;
+    let recorded = match outcome {
+        Outcome::Sent => {
+            metrics::counter!("safestream_webhooks_sent_total").increment(1);
+            store.webhook_delivered(&row.id).await
+        }
+        Outcome::Retry { error, retry_after } => {
+            metrics::counter!("safestream_webhooks_failed_total").increment(1);
+            let now = now_ms();
+            let failures = row.attempts + 1;
+            let window = s.retry_window.as_millis() as i64;
+            if now - row.window_start >= window {
+                metrics::counter!("safestream_webhooks_parked_total").increment(1);
+                let hours = s.retry_window.as_secs() / 3600;
+                let error = format!("gave up after {failures} attempts in {hours} h: {error}");
+                tracing::warn!(event = %row.id, kind = %row.kind, %error, "webhook parked");
+                store.webhook_park(&row.id, &owner, now, &error).await
+            } else {
+                metrics::counter!("safestream_webhooks_retried_total").increment(1);
+                let delay =
+                    backoff(failures, &mut rand::thread_rng()).max(retry_after.unwrap_or_default());
+                tracing::debug!(event = %row.id, %error, delay_ms = delay.as_millis() as u64, "webhook retry");
+                store
+                    .webhook_retry_later(&row.id, &owner, now + delay.as_millis() as i64, &error)
+                    .await
+            }
+        }
+        Outcome::Park { error } => {
+            metrics::counter!("safestream_webhooks_failed_total").increment(1);
+            metrics::counter!("safestream_webhooks_parked_total").increment(1);
+            tracing::warn!(event = %row.id, kind = %row.kind, %error, "webhook parked");
+            store.webhook_park(&row.id, &owner, now_ms(), &error).await
+        }
+    };
+    if let Err(e) = recorded {
+        // The lease runs out and the row is sent again: at least once, never lost.
+        tracing::warn!(event = %row.id, error = %e, "could not record a webhook outcome");
+    }
+}
+
+/// Refreshes the backlog gauges.
+async fn gauges(app: &App, s: &Settings) {
+    let (mut pending, mut parked, mut oldest) = (0, 0, None::<i64>);
+    for ep in &s.endpoints {
+        match app.store.webhook_stats(&ep.raw).await {
+            Ok(st) => {
+                pending += st.pending;
+                parked += st.failed;
+                oldest = match (oldest, st.oldest_pending) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Err(e) => tracing::debug!(error = %e, "webhook backlog read failed"),
+        }
+    }
+    let age = oldest.map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
+    metrics::gauge!("safestream_webhook_backlog_age_seconds").set(age);
+    metrics::gauge!("safestream_webhook_backlog").set(pending as f64);
+    metrics::gauge!("safestream_webhook_parked").set(parked as f64);
+}
+
+/// This node's sender, until shutdown; then it waits for the deliveries in flight (up to
+/// the request time limit and a little more) so their outcomes are recorded. Rows still
+/// in flight after that keep their lease, which expires: never two senders at once.
+pub async fn run(app: Arc<App>, s: Arc<Settings>) {
+    let client = match client(&s) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhooks disabled");
+            return;
+        }
+    };
+    // Unique per process: a restarted node never mistakes its predecessor's leases for its own.
+    let owner: Arc<str> = format!(
+        "{}-{}",
+        app.node_id,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+    .into();
+    let lease_ms = s.lease().as_millis() as i64;
+    let wake = app.store.webhook_wake();
+    let mut stop = app.shutdown_signal();
+    let slots: Vec<Arc<Semaphore>> = s
+        .endpoints
+        .iter()
+        .map(|_| Arc::new(Semaphore::new(s.max_in_flight)))
+        .collect();
+    let mut in_flight = JoinSet::new();
+    let mut poll = tokio::time::interval(POLL_EVERY);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gauges_at = tokio::time::Instant::now();
+    tracing::info!(endpoints = s.endpoints.len(), "webhook sender started");
+    while !app.is_shutting_down() {
+        for (i, ep) in s.endpoints.iter().enumerate() {
+            let free = slots[i].available_permits();
+            if free == 0 {
+                continue;
+            }
+            let now = now_ms();
+            let rows = match app
+                .store
+                .claim_webhooks(&ep.raw, &owner, now, now + lease_ms, free as i64)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming webhooks failed");
+                    continue;
+                }
+            };
+            for row in rows {
+                match slots[i].clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        in_flight.spawn(deliver_one(
+                            app.clone(),
+                            s.clone(),
+                            client.clone(),
+                            i,
+                            row,
+                            owner.clone(),
+                            slot,
+                        ));
+                    }
+                    Err(_) => {
+                        let _ = app.store.release_webhooks(vec![row.id], &owner).await;
+                    }
+                }
+            }
+        }
+        if gauges_at.elapsed() >= GAUGES_EVERY {
+            gauges(&app, &s).await;
+            gauges_at = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = poll.tick() => {}
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {
+                while in_flight.try_join_next().is_some() {}
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    let limit = s.timeout + Duration::from_secs(5);
+    let drained = tokio::time::timeout(limit, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = in_flight.len(),
+            "webhook deliveries still in flight at shutdown: their leases expire and they are sent again"
+        );
+        in_flight.abort_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn answers_are_classified_as_the_docs_say() {
+        assert_eq!(classify(200, None, ""), Outcome::Sent);
+        assert_eq!(classify(204, None, ""), Outcome::Sent);
+        for s in [408, 429, 500, 502, 503, 599] {
+            assert!(
+                matches!(classify(s, None, ""), Outcome::Retry { .. }),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403, 404, 410, 413, 422] {
+            assert!(matches!(classify(s, None, ""), Outcome::Park { .. }), "{s}");
+        }
+        let Outcome::Park { error } = classify(301, None, "") else {
+            panic!("a redirect parks");
+        };
+        assert!(error.contains("redirects are not followed"), "{error}");
+        let after = Some(Duration::from_secs(7));
+        assert_eq!(
+            classify(429, after, "slow down"),
+            Outcome::Retry {
+                error: "HTTP 429: slow down".into(),
+                retry_after: after
+            }
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_from_a_second_to_an_hour_with_jitter() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (failures, step) in [
+            (1, 1_000u64),
+            (2, 2_000),
+            (3, 4_000),
+            (12, 2_048_000),
+            (13, 3_600_000),
+            (500, 3_600_000),
+        ] {
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..50 {
+                let d = backoff(failures, &mut rng).as_millis() as u64;
+                assert!(
+                    d >= step / 2 && d <= step,
+                    "{failures}: {d} not in [{}, {step}]",
+                    step / 2
+                );
+                seen.insert(d);
+            }
+            assert!(seen.len() > 1, "{failures}: no jitter");
+        }
+        // Failures over 72 h at the cap: the retry window is spanned by some 80 attempts.
+        assert!(backoff(0, &mut rng) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date_and_is_capped() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "120".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(120)));
+        h.insert("retry-after", "99999999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        let at = chrono::Utc::now() + chrono::Duration::seconds(60);
+        h.insert("retry-after", at.to_rfc2822().parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(55) && d <= Duration::from_secs(60),
+            "{d:?}"
+        );
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}
