@@ -75,7 +75,12 @@ pub(super) fn insert_notification(
     )?;
     let data = serde_json::to_value(&notif).unwrap_or(Value::Null);
     Store::log_event(w, &notif.user_id, event::NOTIFICATION_NEW, &data, now)?;
-    w.webhook(wire::webhook::NOTIFICATION_CREATED, now, || data);
+    // The view has no user (a parent lists their own); the backend needs it.
+    w.webhook(wire::webhook::NOTIFICATION_CREATED, now, || {
+        let mut data = data;
+        data["userId"] = notif.user_id.clone().into();
+        data
+    });
     Ok(notif)
 }
 

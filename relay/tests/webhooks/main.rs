@@ -139,6 +139,7 @@ async fn every_change_arrives_signed_with_the_data_the_rest_api_shows() {
     let notif = of_type(&got, "notification.created");
     assert_eq!(notif.len(), 1);
     assert_eq!(notif[0].body["data"]["type"], "SCREEN_TIME_LIMIT");
+    assert_eq!(notif[0].body["data"]["userId"], "u1");
     let revoked = of_type(&got, "device.revoked");
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].body["data"]["revoked"], true);
