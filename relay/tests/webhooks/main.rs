@@ -428,3 +428,62 @@ async fn without_an_endpoint_nothing_is_queued() {
     assert_eq!(b["events"], json!([]));
     r.stop().await;
 }
+
+#[tokio::test]
+async fn pairing_sends_requested_then_approved_and_the_device_it_registered() {
+    let rx = Receiver::start(&[SECRET_A]).await;
+    let r = relay_to(&rx.url, SECRET_A).await;
+    r.child("c1", &["p1"]).await;
+    let p1 = parent("p1");
+    let (s, b) = r
+        .req(
+            "POST",
+            "/api/pairing",
+            None,
+            Some(json!({"deviceName": "Mia's phone"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (pid, code) = (
+        b["pairingId"].as_str().unwrap().to_string(),
+        b["code"].as_str().unwrap().to_string(),
+    );
+    let (s, b) = r
+        .post("/api/pairing/claim", &p1, json!({"code": code}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = r
+        .post(
+            &format!("/api/pairing/{pid}/approve"),
+            &p1,
+            json!({"childId": "c1"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let device_id = b["deviceId"].as_str().unwrap().to_string();
+    // requested (+ its notification), approved, registered (+ the guardians' notification).
+    let got = rx.wait_for("five events", WAIT, |g| g.len() >= 5).await;
+    check_shape(&got);
+    let req = of_type(&got, "pairing.requested");
+    assert_eq!(req.len(), 1);
+    assert_eq!(req[0].body["data"]["pairingId"], pid.as_str());
+    assert_eq!(req[0].body["data"]["deviceName"], "Mia's phone");
+    assert_eq!(req[0].body["data"]["claimedBy"], "p1");
+    assert!(
+        !req[0].body.to_string().contains(&code),
+        "the pairing code is not sent"
+    );
+    let ok = of_type(&got, "pairing.approved");
+    assert_eq!(ok.len(), 1);
+    assert_eq!(
+        ok[0].body["data"],
+        json!({"pairingId": pid, "childId": "c1", "deviceId": device_id,
+               "deviceName": "Mia's phone", "approvedBy": "p1"})
+    );
+    let reg = of_type(&got, "device.registered");
+    assert_eq!(reg.len(), 1);
+    assert_eq!(reg[0].body["data"]["id"], device_id.as_str());
+    assert_eq!(reg[0].body["data"]["createdBy"], "p1");
+    assert_eq!(of_type(&got, "notification.created").len(), 2);
+    r.stop().await;
+}
