@@ -10,7 +10,10 @@
 //! round trips at fixed rates), `fanout` (one publish to a room of N sockets), `storm`
 //! (N devices with pending commands reconnecting after the relay is SIGKILLed and restarted),
 //! `floor` (the fan-out's frame written to N plain sockets by a bare sender: what a delivery
-//! costs at the least on this machine; not in the default set).
+//! costs at the least on this machine; not in the default set), `webhooks` (one node drains
+//! a backlog of webhook events into a local receiver; not in the default set).
+//! `--webhook-sink` runs every relay with webhooks to a local receiver (compare the round
+//! trip's relay CPU per command with and without it).
 //! The relay and this load generator share the machine; both CPUs are reported.
 //!
 //! Each phase is a module (`idle`, `roundtrip`, `fanout`, `storm`, `floor`); this file holds
@@ -23,6 +26,7 @@ mod idle;
 mod load;
 mod proc;
 mod roundtrip;
+mod sink;
 mod storm;
 
 use std::path::PathBuf;
@@ -47,7 +51,7 @@ use storm::storm;
     about = "Benchmark safestream-relay from another process over loopback"
 )]
 struct Args {
-    /// Phases to run, comma-separated: idle, roundtrip, fanout, storm, floor.
+    /// Phases to run, comma-separated: idle, roundtrip, fanout, storm, floor, webhooks.
     #[arg(
         long,
         value_delimiter = ',',
@@ -94,6 +98,12 @@ struct Args {
     /// Redis for --nodes > 1.
     #[arg(long)]
     redis: Option<String>,
+    /// Send webhooks from every relay started to a receiver in this process (answers 204).
+    #[arg(long)]
+    webhook_sink: bool,
+    /// Events in the `webhooks` phase.
+    #[arg(long, default_value_t = 20000)]
+    webhook_events: usize,
     /// Internal: run as the `floor` phase's sender with this many sockets.
     #[arg(long, hide = true)]
     floor_serve: Option<usize>,
@@ -135,6 +145,9 @@ async fn fresh(args: &Args, env: &[(&str, &str)]) -> Fresh {
         if let Some((k, v)) = kv.split_once('=') {
             env.push((k.to_string(), v.to_string()));
         }
+    }
+    if args.webhook_sink && !env.iter().any(|(k, _)| k == "SAFESTREAM_WEBHOOK_URLS") {
+        env.extend(sink::relay_env(&webhook_sink().await));
     }
     let relay = RelayProc::start(&relay_bin(args), &addr, &dir.path().join("bench.db"), &env).await;
     Fresh {
@@ -202,6 +215,9 @@ async fn start_nodes(args: &Args) -> Nodes {
                 env.push((k.to_string(), v.to_string()));
             }
         }
+        if args.webhook_sink {
+            env.extend(sink::relay_env(&webhook_sink().await));
+        }
         let p = RelayProc::start(
             &relay_bin(args),
             &addr,
@@ -214,6 +230,12 @@ async fn start_nodes(args: &Args) -> Nodes {
         nodes.procs.push(p);
     }
     nodes
+}
+
+/// The URL of this process's webhook sink (`--webhook-sink`), started on first use.
+async fn webhook_sink() -> String {
+    static SINK: tokio::sync::OnceCell<sink::Sink> = tokio::sync::OnceCell::const_new();
+    SINK.get_or_init(sink::start).await.url.clone()
 }
 
 /// Creates a fresh database on the server of `admin`; returns its URL.
@@ -325,6 +347,7 @@ async fn main() {
             "fanout" => fanout(&args).await,
             "storm" => storm(&args).await,
             "floor" => floor::run(args.fanout_size, args.fanout_rounds).await,
+            "webhooks" => sink::webhooks(&args).await,
             other => eprintln!("unknown phase {other}"),
         }
     }
