@@ -18,6 +18,9 @@ use wire::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// How much of an endpoint's error answer is kept as `last_error`.
 const ERROR_SNIPPET_BYTES: usize = 200;
+/// How much of a success answer's body is read (and dropped) so that the connection can be
+/// reused; a longer body is not read further (the connection is then closed).
+const DRAIN_BYTES: usize = 4096;
 /// Due rows are looked for at least this often (retries come due by time, other nodes'
 /// rows and expired leases show up without a wake-up).
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -79,6 +82,23 @@ pub fn backoff(failures: i64, rng: &mut impl Rng) -> Duration {
     Duration::from_millis(half + rng.gen_range(0..=half))
 }
 
+/// After a failed attempt at `now`: when to try `row` again (ms), or `None` to park it
+/// because its retry window (`window` from `row.window_start`) is over. The delay is the
+/// backoff, or the endpoint's `Retry-After` when that is longer.
+pub fn next_attempt(
+    row: &Claimed,
+    now: i64,
+    window: Duration,
+    retry_after: Option<Duration>,
+    rng: &mut impl Rng,
+) -> Option<i64> {
+    if now - row.window_start >= window.as_millis() as i64 {
+        return None;
+    }
+    let delay = backoff(row.attempts + 1, rng).max(retry_after.unwrap_or_default());
+    Some(now + delay.as_millis() as i64)
+}
+
 /// `Retry-After`: seconds, or an HTTP date.
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
@@ -131,6 +151,17 @@ async fn snippet(mut resp: reqwest::Response) -> String {
         .to_string()
 }
 
+/// Reads a success answer's body, up to [`DRAIN_BYTES`] (within the request's time limit).
+async fn drain(mut resp: reqwest::Response) {
+    let mut read = 0;
+    while read <= DRAIN_BYTES {
+        match resp.chunk().await {
+            Ok(Some(c)) => read += c.len(),
+            _ => return,
+        }
+    }
+}
+
 /// The HTTP client: time limit, no redirects, no proxy from the environment.
 fn client(s: &Settings) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -176,6 +207,7 @@ pub async fn attempt(
         Ok(resp) => {
             let status = resp.status().as_u16();
             if resp.status().is_success() {
+                drain(resp).await;
                 return Outcome::Sent;
             }
             let after = retry_after(resp.headers());
@@ -209,22 +241,29 @@ async fn deliver_one(
         Outcome::Retry { error, retry_after } => {
             metrics::counter!("safestream_webhooks_failed_total").increment(1);
             let now = now_ms();
-            let failures = row.attempts + 1;
-            let window = s.retry_window.as_millis() as i64;
-            if now - row.window_start >= window {
-                metrics::counter!("safestream_webhooks_parked_total").increment(1);
-                let hours = s.retry_window.as_secs() / 3600;
-                let error = format!("gave up after {failures} attempts in {hours} h: {error}");
-                tracing::warn!(event = %row.id, kind = %row.kind, %error, "webhook parked");
-                store.webhook_park(&row.id, &owner, now, &error).await
-            } else {
-                metrics::counter!("safestream_webhooks_retried_total").increment(1);
-                let delay =
-                    backoff(failures, &mut rand::thread_rng()).max(retry_after.unwrap_or_default());
-                tracing::debug!(event = %row.id, %error, delay_ms = delay.as_millis() as u64, "webhook retry");
-                store
-                    .webhook_retry_later(&row.id, &owner, now + delay.as_millis() as i64, &error)
-                    .await
+            let next = next_attempt(
+                &row,
+                now,
+                s.retry_window,
+                retry_after,
+                &mut rand::thread_rng(),
+            );
+            match next {
+                None => {
+                    metrics::counter!("safestream_webhooks_parked_total").increment(1);
+                    let hours = s.retry_window.as_secs() / 3600;
+                    let error = format!(
+                        "gave up after {} attempts in {hours} h: {error}",
+                        row.attempts + 1
+                    );
+                    tracing::warn!(event = %row.id, kind = %row.kind, %error, "webhook parked");
+                    store.webhook_park(&row.id, &owner, now, &error).await
+                }
+                Some(at) => {
+                    metrics::counter!("safestream_webhooks_retried_total").increment(1);
+                    tracing::debug!(event = %row.id, %error, delay_ms = at - now, "webhook retry");
+                    store.webhook_retry_later(&row.id, &owner, at, &error).await
+                }
             }
         }
         Outcome::Park { error } => {
@@ -412,8 +451,43 @@ mod tests {
             }
             assert!(seen.len() > 1, "{failures}: no jitter");
         }
-        // Failures over 72 h at the cap: the retry window is spanned by some 80 attempts.
+        // Out-of-range counts stay within the first step.
         assert!(backoff(0, &mut rng) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retries_follow_the_backoff_or_a_longer_retry_after_until_the_window_ends() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let day = 24 * 3_600_000;
+        let row = Claimed {
+            id: "evt_1".into(),
+            endpoint: "https://h.example/x".into(),
+            kind: "command.status".into(),
+            payload: "{}".into(),
+            attempts: 2,
+            window_start: 0,
+            timestamp: 0,
+        };
+        let window = Duration::from_secs(72 * 3600);
+        let now = 10_000;
+        // Third failure: 2-4 s.
+        let at = next_attempt(&row, now, window, None, &mut rng).unwrap();
+        assert!((now + 2_000..=now + 4_000).contains(&at), "{at}");
+        // A longer Retry-After wins; a shorter one does not shorten the backoff.
+        let at = next_attempt(&row, now, window, Some(Duration::from_secs(120)), &mut rng);
+        assert_eq!(at, Some(now + 120_000));
+        let at = next_attempt(&row, now, window, Some(Duration::from_millis(1)), &mut rng).unwrap();
+        assert!(at >= now + 2_000, "{at}");
+        // Still retried just before 72 h, parked from then on.
+        assert!(next_attempt(&row, 3 * day - 1, window, None, &mut rng).is_some());
+        assert_eq!(next_attempt(&row, 3 * day, window, None, &mut rng), None);
+        // A retry from the backend starts a new window.
+        let again = Claimed {
+            window_start: 3 * day,
+            attempts: 0,
+            ..row
+        };
+        assert!(next_attempt(&again, 3 * day + 5, window, None, &mut rng).is_some());
     }
 
     #[test]

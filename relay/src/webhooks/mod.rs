@@ -21,7 +21,7 @@
 mod deliver;
 pub mod sign;
 
-pub use deliver::{backoff, classify, run, Outcome};
+pub use deliver::{backoff, classify, next_attempt, run, Outcome};
 
 use std::net::IpAddr;
 use std::time::Duration;
