@@ -74,7 +74,7 @@ pub use registry::{ChildPatch, ChildWriter, DeviceAuth, TokenGens};
 pub use rotation::{Rotation, TokenVerdict};
 pub use screen_time::ScreenTimeOutcome;
 pub use sqlite_writer::{CHECKPOINT_EVERY, WAL_RESTART_FRAMES};
-pub use webhooks::{Claimed, EndpointStats, FailedCursor, FailedHook};
+pub use webhooks::{Claimed, EndpointStats, FailedCursor, FailedHook, HookOutcome};
 pub use write::W;
 
 use crate::bus::Bus;

@@ -101,6 +101,34 @@ pub struct Claimed {
     pub timestamp: Millis,
 }
 
+/// What became of one attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// Answered 2xx: the row goes.
+    Delivered {
+        /// The event id.
+        id: String,
+    },
+    /// Failed; due again at `at` (ms).
+    RetryAt {
+        /// The event id.
+        id: String,
+        /// When it is due again.
+        at: Millis,
+        /// What went wrong.
+        error: String,
+    },
+    /// Failed for good at `at` (ms): parked until the backend retries it.
+    Parked {
+        /// The event id.
+        id: String,
+        /// When.
+        at: Millis,
+        /// What went wrong.
+        error: String,
+    },
+}
+
 /// A parked event, as `GET /api/webhooks/failed` shows it.
 #[derive(Debug, Clone)]
 pub struct FailedHook {
@@ -255,55 +283,41 @@ impl Store {
         .await
     }
 
-    /// The event was delivered: its row goes. Returns whether it was still there.
-    pub async fn webhook_delivered(&self, id: &str) -> StoreResult<bool> {
-        let id = id.to_string();
-        self.write(move |w| {
-            Ok(w.conn
-                .exec("DELETE FROM webhook_outbox WHERE event_id = ?1", args![id])?
-                == 1)
-        })
-        .await
-    }
-
-    /// An attempt failed and will be retried at `next_at`; only while `owner` holds the
-    /// lease (a node whose lease ran out and was taken over records nothing). Returns whether
-    /// the row was updated.
-    pub async fn webhook_retry_later(
+    /// Records the outcomes of attempts, in one write. A retry or a park is recorded only
+    /// while `owner` still holds the row's lease (a node whose lease ran out and was taken
+    /// over records nothing); a delivery deletes the row whoever holds it.
+    pub async fn webhook_outcomes(
         &self,
-        id: &str,
+        outcomes: Vec<HookOutcome>,
         owner: &str,
-        next_at: Millis,
-        error: &str,
-    ) -> StoreResult<bool> {
-        let (id, owner, error) = (id.to_string(), owner.to_string(), error.to_string());
+    ) -> StoreResult<()> {
+        let owner = owner.to_string();
         self.write(move |w| {
-            Ok(w.conn.exec(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?3, \
-                 last_error = ?4, lease_owner = NULL, lease_until = NULL \
-                 WHERE event_id = ?1 AND lease_owner = ?2",
-                args![id, owner, next_at, error],
-            )? == 1)
-        })
-        .await
-    }
-
-    /// An attempt failed for good: the row is parked until the backend retries it; only while
-    /// `owner` holds the lease.
-    pub async fn webhook_park(
-        &self,
-        id: &str,
-        owner: &str,
-        now: Millis,
-        error: &str,
-    ) -> StoreResult<bool> {
-        let (id, owner, error) = (id.to_string(), owner.to_string(), error.to_string());
-        self.write(move |w| {
-            Ok(w.conn.exec(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, failed_at = ?3, last_error = ?4, \
-                 lease_owner = NULL, lease_until = NULL WHERE event_id = ?1 AND lease_owner = ?2",
-                args![id, owner, now, error],
-            )? == 1)
+            for o in outcomes {
+                match o {
+                    HookOutcome::Delivered { id } => {
+                        w.conn
+                            .exec("DELETE FROM webhook_outbox WHERE event_id = ?1", args![id])?;
+                    }
+                    HookOutcome::RetryAt { id, at, error } => {
+                        w.conn.exec(
+                            "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?3, \
+                             last_error = ?4, lease_owner = NULL, lease_until = NULL \
+                             WHERE event_id = ?1 AND lease_owner = ?2",
+                            args![id, owner, at, error],
+                        )?;
+                    }
+                    HookOutcome::Parked { id, at, error } => {
+                        w.conn.exec(
+                            "UPDATE webhook_outbox SET attempts = attempts + 1, failed_at = ?3, \
+                             last_error = ?4, lease_owner = NULL, lease_until = NULL \
+                             WHERE event_id = ?1 AND lease_owner = ?2",
+                            args![id, owner, at, error],
+                        )?;
+                    }
+                }
+            }
+            Ok(())
         })
         .await
     }

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{sign, Endpoint, Settings};
 use crate::app::App;
 use crate::model::now_ms;
-use crate::store::Claimed;
+use crate::store::{Claimed, HookOutcome};
 use wire::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
 /// Largest body sent; a bigger event (none is, today) is parked rather than sent.
@@ -24,6 +24,11 @@ const DRAIN_BYTES: usize = 4096;
 /// Due rows are looked for at least this often (retries come due by time, other nodes'
 /// rows and expired leases show up without a wake-up).
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Claims of one node are at least this far apart, so that under load each takes a batch
+/// of rows rather than one (a little latency for far fewer database writes).
+const CLAIM_EVERY: Duration = Duration::from_millis(5);
+/// Outcomes written in one database write, at most.
+const RECORD_BATCH: usize = 512;
 /// The backlog gauges are refreshed this often.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// First retry delay (before jitter); it doubles with each failure...
@@ -217,26 +222,24 @@ pub async fn attempt(
     }
 }
 
-/// Runs one claimed row to its recorded outcome; `_slot` frees the endpoint's in-flight
-/// place when done.
+/// Runs one claimed row to its outcome and hands that to the recorder (`out`); `_slot` frees
+/// the endpoint's in-flight place when done (the row stays leased until recorded).
 async fn deliver_one(
-    app: Arc<App>,
     s: Arc<Settings>,
     client: reqwest::Client,
     ep: usize,
     row: Claimed,
-    owner: Arc<str>,
+    out: mpsc::Sender<HookOutcome>,
     _slot: OwnedSemaphorePermit,
 ) {
     let Some(endpoint) = s.endpoints.get(ep) else {
         return;
     };
     let outcome = attempt(&client, &s, endpoint, &row).await;
-    let store = &app.store;
-    let recorded = match outcome {
+    let record = match outcome {
         Outcome::Sent => {
             metrics::counter!("safestream_webhooks_sent_total").increment(1);
-            store.webhook_delivered(&row.id).await
+            HookOutcome::Delivered { id: row.id }
         }
         Outcome::Retry { error, retry_after } => {
             metrics::counter!("safestream_webhooks_failed_total").increment(1);
@@ -257,12 +260,20 @@ async fn deliver_one(
                         row.attempts + 1
                     );
                     tracing::warn!(event = %row.id, kind = %row.kind, %error, "webhook parked");
-                    store.webhook_park(&row.id, &owner, now, &error).await
+                    HookOutcome::Parked {
+                        id: row.id,
+                        at: now,
+                        error,
+                    }
                 }
                 Some(at) => {
                     metrics::counter!("safestream_webhooks_retried_total").increment(1);
                     tracing::debug!(event = %row.id, %error, delay_ms = at - now, "webhook retry");
-                    store.webhook_retry_later(&row.id, &owner, at, &error).await
+                    HookOutcome::RetryAt {
+                        id: row.id,
+                        at,
+                        error,
+                    }
                 }
             }
         }
@@ -270,12 +281,33 @@ async fn deliver_one(
             metrics::counter!("safestream_webhooks_failed_total").increment(1);
             metrics::counter!("safestream_webhooks_parked_total").increment(1);
             tracing::warn!(event = %row.id, kind = %row.kind, %error, "webhook parked");
-            store.webhook_park(&row.id, &owner, now_ms(), &error).await
+            HookOutcome::Parked {
+                id: row.id,
+                at: now_ms(),
+                error,
+            }
         }
     };
-    if let Err(e) = recorded {
-        // The lease runs out and the row is sent again: at least once, never lost.
-        tracing::warn!(event = %row.id, error = %e, "could not record a webhook outcome");
+    // The recorder ends only after every delivery (see `run`): a send cannot fail but for a
+    // bug, and then the lease runs out and the row is sent again.
+    let _ = out.send(record).await;
+}
+
+/// Writes outcomes as they come, each write taking every outcome waiting (up to
+/// [`RECORD_BATCH`]): one write per batch instead of one per event.
+async fn recorder(app: Arc<App>, owner: Arc<str>, mut rx: mpsc::Receiver<HookOutcome>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = app.store.webhook_outcomes(batch, &owner).await {
+            // The leases run out and the rows are sent again: at least once, never lost.
+            tracing::warn!(error = %e, "could not record webhook outcomes");
+        }
     }
 }
 
@@ -331,8 +363,13 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
     let mut poll = tokio::time::interval(POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gauges_at = tokio::time::Instant::now();
+    let (out, outcomes) = mpsc::channel::<HookOutcome>(4096);
+    let recording = tokio::spawn(recorder(app.clone(), owner.clone(), outcomes));
+    let mut claimed_at = tokio::time::Instant::now() - CLAIM_EVERY;
     tracing::info!(endpoints = s.endpoints.len(), "webhook sender started");
     while !app.is_shutting_down() {
+        tokio::time::sleep_until(claimed_at + CLAIM_EVERY).await;
+        claimed_at = tokio::time::Instant::now();
         for (i, ep) in s.endpoints.iter().enumerate() {
             let free = slots[i].available_permits();
             if free == 0 {
@@ -354,12 +391,11 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
                 match slots[i].clone().try_acquire_owned() {
                     Ok(slot) => {
                         in_flight.spawn(deliver_one(
-                            app.clone(),
                             s.clone(),
                             client.clone(),
                             i,
                             row,
-                            owner.clone(),
+                            out.clone(),
                             slot,
                         ));
                     }
@@ -393,6 +429,15 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
             "webhook deliveries still in flight at shutdown: their leases expire and they are sent again"
         );
         in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+    }
+    // Every delivery task (and its sender) is gone: the recorder writes what is left, ends.
+    drop(out);
+    if tokio::time::timeout(Duration::from_secs(5), recording)
+        .await
+        .is_err()
+    {
+        tracing::warn!("webhook outcomes not recorded at shutdown: those events are sent again");
     }
 }
 
