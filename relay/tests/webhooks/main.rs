@@ -487,3 +487,56 @@ async fn pairing_sends_requested_then_approved_and_the_device_it_registered() {
     assert_eq!(of_type(&got, "notification.created").len(), 2);
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_timeout_is_retried_under_the_same_id_and_a_redirect_is_parked() {
+    let rx = Receiver::start(&[SECRET_A]).await;
+    rx.delay(Duration::from_millis(1800));
+    let (url, secrets) = (rx.url.clone(), SECRET_A.to_string());
+    let r = Relay::start_with(move |c| {
+        c.webhook_urls = vec![url];
+        c.webhook_secrets = Some(secrets);
+        c.webhook_timeout_secs = 1;
+    })
+    .await;
+    notifications(&r, "u1", 1).await;
+    // The first attempt times out (the relay gives up before the receiver answers)...
+    for _ in 0..200 {
+        if !rx.arrived().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let first = rx.arrived();
+    assert_eq!(first.len(), 1, "{first:?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(rx.received().is_empty(), "the relay gave up on it");
+    rx.delay(Duration::ZERO);
+    // ...and the retry is delivered, under the same id.
+    let got = rx.wait_for("the retry", WAIT, |g| !g.is_empty()).await;
+    check_shape(&got);
+    assert_eq!(got[0].id, first[0]);
+    assert!(rx.arrived().len() >= 2);
+    let (_, b) = r.get("/api/webhooks/failed", SERVER_KEY).await;
+    assert_eq!(b["events"], json!([]), "a timeout does not park");
+
+    // A redirect is not followed: the event is parked, saying why.
+    rx.answer(307);
+    notifications(&r, "u1", 1).await;
+    let mut failed = Vec::new();
+    for _ in 0..200 {
+        let (_, b) = r.get("/api/webhooks/failed", SERVER_KEY).await;
+        failed = b["events"].as_array().cloned().unwrap_or_default();
+        if !failed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(failed.len(), 1);
+    let err = failed[0]["lastError"].as_str().unwrap_or("");
+    assert!(
+        err.starts_with("HTTP 307") && err.contains("redirects are not followed"),
+        "{err}"
+    );
+    r.stop().await;
+}

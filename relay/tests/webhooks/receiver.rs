@@ -50,6 +50,8 @@ struct Shared {
     delay_ms: AtomicU64,
     open: Mutex<HashSet<String>>,
     overlaps: Mutex<Vec<String>>,
+    /// The id of every request as it arrives (also those the sender gave up on).
+    arrived: Mutex<Vec<String>>,
 }
 
 /// A running receiver.
@@ -82,6 +84,7 @@ impl Receiver {
             delay_ms: AtomicU64::new(0),
             open: Mutex::new(HashSet::new()),
             overlaps: Mutex::new(Vec::new()),
+            arrived: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/hook", post(hook))
@@ -126,6 +129,12 @@ impl Receiver {
             .into_iter()
             .filter(|g| (200..300).contains(&g.status))
             .collect()
+    }
+
+    /// The id of every request as it arrived, answered or not (a sender that timed out
+    /// drops the request before it is answered and recorded in [`Receiver::received`]).
+    pub fn arrived(&self) -> Vec<String> {
+        self.shared.arrived.lock().unwrap().clone()
     }
 
     /// Ids of requests that arrived while one with the same id was still open.
@@ -180,6 +189,7 @@ async fn hook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    s.arrived.lock().unwrap().push(id.clone());
     let fresh = s.open.lock().unwrap().insert(id.clone());
     if !fresh {
         s.overlaps.lock().unwrap().push(id.clone());
