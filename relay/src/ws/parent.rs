@@ -209,6 +209,15 @@ impl Session<'_> {
                             return false;
                         }
                     }
+                    if s > self.last_seq + 1 {
+                        // The events just before this one are gone (pruned meanwhile): the
+                        // replay had nothing to send, so say so rather than skip them
+                        // silently (found by the model checker, `model/src/resume.rs`).
+                        let why = history_gap(s - 1);
+                        if !send(ws, frame(event::RESYNC, why)).await {
+                            return false;
+                        }
+                    }
                 }
                 self.last_seq = s;
                 self.conn.set_sent_seq(s);
