@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use crate::command::{check, AckStatus, Checked, CommandOutcome};
+use crate::command::{check, AckStatus, Checked, Command, CommandOutcome};
 use crate::error::AgentError;
 use crate::ledger::{Ledger, PendingAck};
 use crate::lock;
@@ -82,52 +82,24 @@ impl Executor {
         let mut ran = 0;
         for item in items {
             let now = self.clock.now_unix_ms();
-            match check(item, self.relay.now_ms()) {
-                Checked::Garbage { why } => {
-                    tracing::warn!(source, why, "dropping a command without a usable id");
-                }
-                Checked::Expired { id } => {
-                    if !lock(&self.ledger).knows(&id) {
-                        tracing::info!(id = %id, source, "command expired; not run, not acked");
-                    }
-                }
-                Checked::Refuse { id, reason, exp } => {
-                    let mut ledger = lock(&self.ledger);
-                    if ledger.knows(&id) {
-                        continue;
-                    }
-                    tracing::warn!(id = %id, source, reason, "command refused; acking FAILED");
-                    let error = Some(reason.to_owned());
-                    if let Err(e) =
-                        ledger.record_final(&id, exp, AckStatus::Failed, error.clone(), now)
-                    {
-                        tracing::error!(id = %id, error = %e, "could not persist the refusal");
-                    }
+            let admitted = {
+                let mut ledger = lock(&self.ledger);
+                let a = admit(
+                    &mut ledger,
+                    item,
+                    self.relay.now_ms(),
+                    now,
+                    source,
+                    Faults::NONE,
+                );
+                if let Admission::Refused(ack) = &a {
                     // Queued under the ledger's lock: the outbox sees acks in ledger order.
-                    self.outbox.queue(PendingAck {
-                        id,
-                        status: AckStatus::Failed,
-                        error,
-                        attempts: 0,
-                    });
+                    self.outbox.queue(ack.clone());
                 }
-                Checked::Run { cmd, exp } => {
-                    {
-                        let mut ledger = lock(&self.ledger);
-                        if ledger.knows(&cmd.id) {
-                            tracing::debug!(id = %cmd.id, source, "duplicate delivery; not run again");
-                            if ledger.has_ack(&cmd.id) {
-                                self.outbox.wake();
-                            }
-                            continue;
-                        }
-                        if let Err(e) = ledger.begin(&cmd.id, Some(exp), now) {
-                            // Without a durable "started" record we cannot promise
-                            // exactly-once; the relay redelivers it later.
-                            tracing::error!(id = %cmd.id, error = %e, "cannot record command start; not running it");
-                            continue;
-                        }
-                    }
+                a
+            };
+            match admitted {
+                Admission::Run { cmd, .. } => {
                     let id = cmd.id.clone();
                     self.arm_timeout(&id);
                     tracing::info!(id = %id, command_type = cmd.command_type.as_str(), source, "running command");
@@ -142,6 +114,11 @@ impl Executor {
                         );
                     }
                 }
+                Admission::Duplicate { ack_waiting: true } => self.outbox.wake(),
+                Admission::Duplicate { .. }
+                | Admission::Refused(_)
+                | Admission::Expired
+                | Admission::Dropped => {}
             }
         }
         // A long-lived socket hears the relay's time only once: forget what expired since.
@@ -159,23 +136,11 @@ impl Executor {
         id: &str,
         outcome: CommandOutcome,
     ) -> Result<(), AgentError> {
-        let (status, error) = outcome.to_ack();
         let now = self.clock.now_unix_ms();
         {
             let mut ledger = lock(&self.ledger);
-            match ledger.finish(id, status, error.clone(), now) {
-                Ok(false) => return Err(AgentError::UnknownCommand),
-                Ok(true) => tracing::info!(id = %id, status = status.as_str(), "command finished"),
-                Err(e) => {
-                    tracing::error!(id = %id, error = %e, "command finished but the outbox write failed; ack kept in memory")
-                }
-            }
-            self.outbox.queue(PendingAck {
-                id: id.to_owned(),
-                status,
-                error,
-                attempts: 0,
-            });
+            let ack = record_outcome(&mut ledger, id, &outcome, now, Faults::NONE)?;
+            self.outbox.queue(ack);
         }
         if let Some(t) = lock(&self.timers).remove(id) {
             t.abort();
@@ -214,6 +179,219 @@ impl Executor {
         }
         lock(&self.timers).insert(id.to_owned(), task.abort_handle());
     }
+}
+
+/// Faults planted on purpose, for the model checker's tests that show it can fail
+/// (`model/`, feature `sim`). Every production build passes [`Faults::NONE`]; without the
+/// feature the type is empty and every check below is a constant `false`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Faults {
+    /// Record "started" after the host ran the command instead of before.
+    #[cfg(feature = "sim")]
+    pub start_after_run: bool,
+    /// Skip the dedup check: run every delivery.
+    #[cfg(feature = "sim")]
+    pub no_dedup: bool,
+    /// Queue (and so post) the ack before the ledger records the outcome.
+    #[cfg(feature = "sim")]
+    pub ack_before_write: bool,
+    /// Judge expiry by the device's wall clock instead of the relay's.
+    #[cfg(feature = "sim")]
+    pub device_clock: bool,
+}
+
+impl Faults {
+    /// No fault: what every production build runs.
+    pub const NONE: Faults = Faults {
+        #[cfg(feature = "sim")]
+        start_after_run: false,
+        #[cfg(feature = "sim")]
+        no_dedup: false,
+        #[cfg(feature = "sim")]
+        ack_before_write: false,
+        #[cfg(feature = "sim")]
+        device_clock: false,
+    };
+
+    fn start_after_run(&self) -> bool {
+        #[cfg(feature = "sim")]
+        {
+            self.start_after_run
+        }
+        #[cfg(not(feature = "sim"))]
+        {
+            false
+        }
+    }
+
+    fn no_dedup(&self) -> bool {
+        #[cfg(feature = "sim")]
+        {
+            self.no_dedup
+        }
+        #[cfg(not(feature = "sim"))]
+        {
+            false
+        }
+    }
+
+    fn ack_before_write(&self) -> bool {
+        #[cfg(feature = "sim")]
+        {
+            self.ack_before_write
+        }
+        #[cfg(not(feature = "sim"))]
+        {
+            false
+        }
+    }
+
+    fn device_clock(&self) -> bool {
+        #[cfg(feature = "sim")]
+        {
+            self.device_clock
+        }
+        #[cfg(not(feature = "sim"))]
+        {
+            false
+        }
+    }
+}
+
+/// What [`admit`] decided for one delivered command object.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Recorded as started (durably): hand it to the host now.
+    Run {
+        /// The command.
+        cmd: Command,
+        /// Only under the planted fault `start_after_run`: the "started" record was not
+        /// written; the caller writes it (with this expiry) after the host ran it. Always
+        /// `None` in a build without the `sim` feature.
+        #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+        begin_after: Option<i64>,
+    },
+    /// Seen before: not run again. `ack_waiting`: its ack is still in the outbox (wake it).
+    Duplicate {
+        /// Whether an ack for it waits in the outbox.
+        ack_waiting: bool,
+    },
+    /// Not runnable: recorded as finished with this FAILED ack (queue it).
+    Refused(PendingAck),
+    /// Expired by the relay's clock: never run, never acked.
+    Expired,
+    /// No usable id, or the "started" record could not be written: not run (the relay
+    /// redelivers what it still has).
+    Dropped,
+}
+
+/// The executor's decision for one command object from the socket or the HTTPS pull, with
+/// its ledger write: dedup, expiry by `relay_now` (the relay's clock as the agent knows
+/// it), validation, and the durable "started" record before the host may see it.
+/// `wall_now` (the device's clock) only stamps ledger entries.
+pub(crate) fn admit(
+    ledger: &mut Ledger,
+    item: &Value,
+    relay_now: Option<i64>,
+    wall_now: i64,
+    source: &'static str,
+    faults: Faults,
+) -> Admission {
+    let judge = if faults.device_clock() {
+        Some(wall_now)
+    } else {
+        relay_now
+    };
+    match check(item, judge) {
+        Checked::Garbage { why } => {
+            tracing::warn!(source, why, "dropping a command without a usable id");
+            Admission::Dropped
+        }
+        Checked::Expired { id } => {
+            if !ledger.knows(&id) {
+                tracing::info!(id = %id, source, "command expired; not run, not acked");
+            }
+            Admission::Expired
+        }
+        Checked::Refuse { id, reason, exp } => {
+            if ledger.knows(&id) {
+                return Admission::Duplicate {
+                    ack_waiting: ledger.has_ack(&id),
+                };
+            }
+            tracing::warn!(id = %id, source, reason, "command refused; acking FAILED");
+            let error = Some(reason.to_owned());
+            if let Err(e) =
+                ledger.record_final(&id, exp, AckStatus::Failed, error.clone(), wall_now)
+            {
+                tracing::error!(id = %id, error = %e, "could not persist the refusal");
+            }
+            Admission::Refused(PendingAck {
+                id,
+                status: AckStatus::Failed,
+                error,
+                attempts: 0,
+            })
+        }
+        Checked::Run { cmd, exp } => {
+            if ledger.knows(&cmd.id) && !faults.no_dedup() {
+                tracing::debug!(id = %cmd.id, source, "duplicate delivery; not run again");
+                return Admission::Duplicate {
+                    ack_waiting: ledger.has_ack(&cmd.id),
+                };
+            }
+            if faults.start_after_run() {
+                return Admission::Run {
+                    cmd,
+                    begin_after: Some(exp),
+                };
+            }
+            if let Err(e) = ledger.begin(&cmd.id, Some(exp), wall_now) {
+                // Without a durable "started" record we cannot promise exactly-once; the
+                // relay redelivers it later.
+                tracing::error!(id = %cmd.id, error = %e, "cannot record command start; not running it");
+                return Admission::Dropped;
+            }
+            Admission::Run {
+                cmd,
+                begin_after: None,
+            }
+        }
+    }
+}
+
+/// Records the outcome of a started command in the ledger (finished, ack in the outbox, one
+/// durable write) and returns the ack to queue for posting. A write error is logged and the
+/// ack still returned: it is kept in memory and posted. Under the planted fault
+/// `ack_before_write` nothing is written: the caller writes it later with
+/// [`Ledger::finish`].
+pub(crate) fn record_outcome(
+    ledger: &mut Ledger,
+    id: &str,
+    outcome: &CommandOutcome,
+    wall_now: i64,
+    faults: Faults,
+) -> Result<PendingAck, AgentError> {
+    let (status, error) = outcome.to_ack();
+    if faults.ack_before_write() {
+        if !ledger.is_started(id) {
+            return Err(AgentError::UnknownCommand);
+        }
+    } else {
+        match ledger.finish(id, status, error.clone(), wall_now) {
+            Ok(false) => return Err(AgentError::UnknownCommand),
+            Ok(true) => tracing::info!(id = %id, status = status.as_str(), "command finished"),
+            Err(e) => {
+                tracing::error!(id = %id, error = %e, "command finished but the outbox write failed; ack kept in memory")
+            }
+        }
+    }
+    Ok(PendingAck {
+        id: id.to_owned(),
+        status,
+        error,
+        attempts: 0,
+    })
 }
 
 #[cfg(test)]

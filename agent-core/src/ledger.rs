@@ -85,6 +85,10 @@ pub(crate) struct PendingAck {
     pub attempts: u32,
 }
 
+/// See [`Ledger::sim_digest`].
+#[cfg(feature = "sim")]
+pub(crate) type SimDigest = (Vec<(String, bool, Option<i64>)>, Vec<(String, AckStatus)>);
+
 /// The snapshot file.
 #[derive(Default, Serialize, Deserialize)]
 struct Snapshot {
@@ -153,6 +157,76 @@ impl Ledger {
     /// Loads the state, turning every started-but-unfinished command into a FAILED
     /// "interrupted" ack. Returns the ledger and the ids so converted.
     pub(crate) fn load(storage: Arc<dyn Storage>, now_ms: i64) -> io::Result<(Self, Vec<String>)> {
+        let (mut ledger, journal_len, stale_journal, version) = Self::read(storage)?;
+        let mut interrupted: Vec<String> = ledger
+            .commands
+            .values()
+            .filter(|e| e.phase == Phase::Started)
+            .map(|e| e.id.clone())
+            .collect();
+        interrupted.sort();
+        for id in &interrupted {
+            let queued = ledger.outbox.iter().any(|a| &a.id == id);
+            if let Some(e) = ledger.commands.get_mut(id) {
+                e.phase = Phase::Finished;
+                e.at = now_ms;
+            }
+            if !queued {
+                ledger.push_ack(PendingAck {
+                    id: id.clone(),
+                    status: AckStatus::Failed,
+                    error: Some(INTERRUPTED.to_owned()),
+                    attempts: 0,
+                });
+            }
+        }
+        ledger.evict_legacy();
+        // Start every run from one snapshot and an empty journal (a journal that is not
+        // empty may end in a torn line, which must not have records appended after it).
+        if !interrupted.is_empty() || journal_len > 0 || stale_journal || version != SCHEMA_VERSION
+        {
+            if let Err(e) = ledger.fold() {
+                // The state is loaded; folding is retried before the next append.
+                tracing::warn!(error = %e, "could not rewrite the state file at start");
+                ledger.must_fold = true;
+            }
+        }
+        Ok((ledger, interrupted))
+    }
+
+    /// The state as the files hold it, in the middle of a run (nothing converted, nothing
+    /// rewritten): how the model checker (`model/`) takes the ledger up again between two
+    /// steps. Only valid when every write of the run succeeded.
+    #[cfg(feature = "sim")]
+    pub(crate) fn resume(storage: Arc<dyn Storage>) -> io::Result<Self> {
+        let (mut ledger, journal_len, _, _) = Self::read(storage)?;
+        ledger.journal_bytes = journal_len;
+        Ok(ledger)
+    }
+
+    /// What the ledger holds, as far as any decision goes: each id with its phase (started?)
+    /// and expiry, and the acks waiting (id, status), in order. Left out: the entries' wall
+    /// clock stamps, sequence numbers and attempt counts, which decide nothing. The model
+    /// checker tells device states apart by this instead of the files' bytes.
+    #[cfg(feature = "sim")]
+    pub(crate) fn sim_digest(&self) -> SimDigest {
+        let mut ids: Vec<(String, bool, Option<i64>)> = self
+            .commands
+            .values()
+            .map(|e| (e.id.clone(), e.phase == Phase::Started, e.exp))
+            .collect();
+        ids.sort();
+        let acks = self
+            .outbox
+            .iter()
+            .map(|a| (a.id.clone(), a.status))
+            .collect();
+        (ids, acks)
+    }
+
+    /// Reads the snapshot and replays the journal. Returns the ledger, the journal's size,
+    /// whether the journal was stale (not replayed) and the snapshot's version.
+    fn read(storage: Arc<dyn Storage>) -> io::Result<(Self, usize, bool, u32)> {
         let mut snapshot_bytes = 0;
         let loaded = storage.load(STATE_FILE)?;
         let snapshot_present = loaded.is_some();
@@ -190,43 +264,8 @@ impl Ledger {
         // rewrote it) makes any journal left beside it stale: it is not replayed.
         let stale_journal = snapshot_present && snapshot.version < SCHEMA_VERSION;
         let journal_len = if stale_journal { 0 } else { ledger.replay()? };
-        let mut interrupted: Vec<String> = ledger
-            .commands
-            .values()
-            .filter(|e| e.phase == Phase::Started)
-            .map(|e| e.id.clone())
-            .collect();
-        interrupted.sort();
-        for id in &interrupted {
-            let queued = ledger.outbox.iter().any(|a| &a.id == id);
-            if let Some(e) = ledger.commands.get_mut(id) {
-                e.phase = Phase::Finished;
-                e.at = now_ms;
-            }
-            if !queued {
-                ledger.push_ack(PendingAck {
-                    id: id.clone(),
-                    status: AckStatus::Failed,
-                    error: Some(INTERRUPTED.to_owned()),
-                    attempts: 0,
-                });
-            }
-        }
-        ledger.evict_legacy();
-        // Start every run from one snapshot and an empty journal (a journal that is not
-        // empty may end in a torn line, which must not have records appended after it).
-        if !interrupted.is_empty()
-            || journal_len > 0
-            || stale_journal
-            || snapshot.version != SCHEMA_VERSION
-        {
-            if let Err(e) = ledger.fold() {
-                // The state is loaded; folding is retried before the next append.
-                tracing::warn!(error = %e, "could not rewrite the state file at start");
-                ledger.must_fold = true;
-            }
-        }
-        Ok((ledger, interrupted))
+        // Version 0 when there was no readable snapshot: the first start writes one.
+        Ok((ledger, journal_len, stale_journal, snapshot.version))
     }
 
     /// Applies the journal's records newer than the snapshot; returns the journal's size.
@@ -348,7 +387,6 @@ impl Ledger {
     }
 
     /// Whether the command was handed to the host and not finished yet.
-    #[cfg(test)]
     pub(crate) fn is_started(&self, id: &str) -> bool {
         self.commands
             .get(id)

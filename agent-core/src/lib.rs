@@ -138,6 +138,8 @@ mod outbox;
 mod platform;
 mod protocol;
 mod reports;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod storage;
 mod time;
 mod token;

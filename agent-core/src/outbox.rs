@@ -150,7 +150,8 @@ pub(crate) async fn run(outbox: Arc<Outbox>, deps: Deps, mut stop: watch::Receiv
 }
 
 /// What the answer to a post means for the decision; logs the final ones.
-fn answer(
+/// The outbox machine's reading of a post's result.
+pub(crate) fn answer(
     ack: &PendingAck,
     res: Result<(), HttpError>,
     last_error: &mut Option<HttpError>,

@@ -99,6 +99,25 @@ impl MemoryStorage {
     pub(crate) fn get(&self, name: &str) -> Option<Vec<u8>> {
         self.files.lock().ok()?.get(name).cloned()
     }
+
+    /// Storage holding these files (the model checker's durable state).
+    #[cfg(feature = "sim")]
+    pub(crate) fn with_files(files: &std::collections::BTreeMap<String, Vec<u8>>) -> Self {
+        let s = Self::default();
+        if let Ok(mut f) = s.files.lock() {
+            f.extend(files.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        s
+    }
+
+    /// Every file, by name.
+    #[cfg(feature = "sim")]
+    pub(crate) fn files(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        self.files
+            .lock()
+            .map(|f| f.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
 }
 
 impl Storage for MemoryStorage {

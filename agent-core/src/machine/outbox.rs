@@ -125,6 +125,27 @@ impl Outbox {
         self.queue.len()
     }
 
+    /// What the model checker tells states apart by: the queue (ids and statuses), the ack
+    /// in flight and the 401 wait. Left out: when each ack may be retried, attempt counts
+    /// and the jitter's generator, which only set delays (the model abstracts time away).
+    #[cfg(feature = "sim")]
+    pub(crate) fn sim_key(
+        &self,
+    ) -> (
+        Vec<(String, crate::command::AckStatus)>,
+        Option<String>,
+        bool,
+    ) {
+        (
+            self.queue
+                .iter()
+                .map(|a| (a.id.clone(), a.status))
+                .collect(),
+            self.in_flight.clone(),
+            self.auth_blocked,
+        )
+    }
+
     /// Whether [`Event::Stop`] was handled.
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped
