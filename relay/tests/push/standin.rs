@@ -209,6 +209,21 @@ impl Providers {
         ]
     }
 
+    /// The same as environment variables (`SAFESTREAM_FCM_SERVICE_ACCOUNT`, ...), for relay
+    /// processes.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.flags()
+            .into_iter()
+            .map(|(flag, v)| {
+                let name = flag
+                    .trim_start_matches("--")
+                    .replace('-', "_")
+                    .to_uppercase();
+                (format!("SAFESTREAM_{name}"), v)
+            })
+            .collect()
+    }
+
     /// How sends are answered from now on.
     pub fn set_mode(&self, m: Mode) {
         *self.shared.mode.lock().unwrap() = m;
