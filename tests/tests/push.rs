@@ -96,3 +96,73 @@ async fn three_nodes_send_one_push_not_three() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_racing_the_socket_runs_each_command_once() {
+    bounded(Duration::from_secs(150), async {
+        let p = Providers::start().await;
+        let env = p.env();
+        let relay =
+            Relay::start_with(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).await?;
+        let b = Backend::new(&relay);
+        b.child("kid-race", "u1").await?;
+        let (_, dev_token) = b.device("kid-race", "phone").await?;
+        let parent = Parent::new(&relay, "u1");
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ws = relay.ws();
+        let args = ["--relay", ws.as_str(), "--token", dev_token.as_str()];
+        let mut dev = Device::start(&dir.path().join("phone"), &args)?;
+        dev.wait_state("connected", Duration::from_secs(20)).await?;
+        dev.send(&json!({"pushToken": {"provider": "fcm", "token": FCM_TOKEN}}))?;
+        dev.wait_for("token registered", Duration::from_secs(20), |v| {
+            v["type"] == "push_token" && v["ok"] == true
+        })
+        .await?;
+        let mut ids = Vec::new();
+        for round in 0..4 {
+            // The phone sleeps (the OS killed the app); commands are queued and it is woken.
+            dev.kill();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for kind in ["PAUSE", "LOCK_DEVICE", "SHOW_MESSAGE"] {
+                ids.push(parent.command("kid-race", kind, 600).await?);
+            }
+            let pushes = p
+                .wait_delivered(FCM_TOKEN, round + 1, Duration::from_secs(30))
+                .await;
+            assert_eq!(
+                pushes.len(),
+                round + 1,
+                "round {round}: woken once: {:?}",
+                p.got()
+            );
+            // The push starts the app: its socket connects while the push handler pulls.
+            dev.restart()?;
+            dev.send(&json!({"sync": 10_000}))?;
+            for id in &ids[round * 3..] {
+                dev.wait_for("ack", Duration::from_secs(30), |v| {
+                    v["type"] == "ack" && v["id"] == id.as_str()
+                })
+                .await?;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for id in &ids {
+            assert_eq!(dev.runs_of(id), 1, "{id} ran once");
+        }
+        for id in &ids {
+            let c = parent.get_command(id).await?;
+            assert_eq!(c["status"], "EXECUTED", "{c}");
+        }
+        let synced: Vec<_> = dev
+            .out
+            .json()
+            .into_iter()
+            .filter(|v| v["type"] == "synced")
+            .collect();
+        assert_eq!(synced.len(), 4, "{synced:?}");
+        // The race did happen: pulls while the socket was still connecting.
+        assert!(synced.iter().any(|v| v["pulled"] == true), "{synced:?}");
+        Ok(())
+    })
+    .await;
+}
