@@ -59,7 +59,7 @@ object SafeStreamPush {
         return try {
             runBlocking { agent.syncNowWithin(budgetMs.coerceAtLeast(0L).toULong()) }
         } catch (e: SafeStreamException) {
-            Log.w(TAG, "sync after a push failed: ${e.message}")
+            Log.println(Log.WARN, TAG, "sync after a push failed: ${e.message}")
             null
         }
     }
@@ -74,7 +74,7 @@ object SafeStreamPush {
             runBlocking { agent.registerPushToken("fcm", token, null) }
             true
         } catch (e: SafeStreamException) {
-            Log.w(TAG, "push token not registered yet: ${e.message}")
+            Log.println(Log.WARN, TAG, "push token not registered yet: ${e.message}")
             false
         }
 }
