@@ -38,6 +38,10 @@ export interface Spec extends TurboModule {
   /** Resolves `true` once every queued report reached the relay, `false` after `timeoutMs`. */
   waitForReports(timeoutMs: number): Promise<boolean>;
   syncNow(): Promise<number>;
+  /** A push woke the app: sync within `budgetMs` (no request while the socket is open). */
+  handlePush(budgetMs: number): Promise<{ ran: number; pulled: boolean; acksDone: boolean }>;
+  /** `provider` is `fcm` or `apns`; `apnsEnvironment` `production`/`sandbox` (APNs only). */
+  registerPushToken(provider: string, token: string, apnsEnvironment: string | null): Promise<void>;
   setToken(token: string): Promise<void>;
   clearToken(): Promise<void>;
   setBackground(background: boolean): void;

@@ -211,6 +211,38 @@ export class SafeStreamAgent {
     return call(() => this.native.syncNow());
   }
 
+  /**
+   * Call it from the app's background message handler when a SafeStream push arrives (its
+   * data is `{ safestream: 'sync' }`), e.g. `@react-native-firebase/messaging`'s
+   * `setBackgroundMessageHandler`: pulls and runs the pending commands within `budgetMs`
+   * (default 8,000 ms; iOS gives a remote notification about 30 s) unless the socket is open
+   * or a sync already runs, then waits for the acks. Resolves with what it did.
+   */
+  handlePush(budgetMs = 8000): Promise<{ ran: number; pulled: boolean; acksDone: boolean }> {
+    return call(() => this.native.handlePush(Math.max(0, Math.floor(budgetMs))));
+  }
+
+  /**
+   * Registers the push token so that the relay can wake this phone: the FCM registration
+   * token (`provider: 'fcm'`) or the APNs device token in hex (`'apns'`, with the
+   * environment, `'production'` by default). Call it with every token the platform gives
+   * (`messaging().getToken()`, `onTokenRefresh`); it is kept and re-sent after a failure.
+   */
+  registerPushToken(
+    provider: 'fcm' | 'apns',
+    token: string,
+    apnsEnvironment?: 'production' | 'sandbox',
+  ): Promise<void> {
+    if (provider !== 'fcm' && provider !== 'apns') {
+      return Promise.reject(
+        new SafeStreamError('Config', 'provider must be "fcm" or "apns"'),
+      );
+    }
+    return call(() =>
+      this.native.registerPushToken(provider, token, apnsEnvironment ?? null),
+    );
+  }
+
   /** Stores a device token issued by the app's backend and connects. */
   setToken(token: string): Promise<void> {
     return call(() => this.native.setToken(token));

@@ -18,6 +18,8 @@ export interface NativeSafeStreamAgent {
   reportScreenTime(minutesUsed: number): Promise<void>;
   waitForReports(timeoutMs: number): Promise<boolean>;
   syncNow(): Promise<number>;
+  handlePush(budgetMs: number): Promise<{ ran: number; pulled: boolean; acksDone: boolean }>;
+  registerPushToken(provider: string, token: string, apnsEnvironment: string | null): Promise<void>;
   setToken(token: string): Promise<void>;
   clearToken(): Promise<void>;
   setBackground(background: boolean): void;

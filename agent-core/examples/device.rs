@@ -25,6 +25,12 @@
 //! `{"report":"restrictedAttempt","url":"https://...","title":"...","reason":"...","metadata":{...}}`
 //! (every field of the attempt optional). End of stdin changes nothing.
 //!
+//! Push wake-ups are simulated on stdin too: `{"sync":5000}` is a push arriving with a
+//! background budget of 5,000 ms (`Agent::sync_now_within`; prints
+//! `{"type":"synced","ran":..,"pulled":..,"acksDone":..}` or `{"type":"sync_error",...}`), and
+//! `{"pushToken":{"provider":"fcm","token":"..."}}` registers the platform's push token
+//! (prints `{"type":"push_token","ok":true}` or `{"type":"push_token","ok":false,"error":...}`).
+//!
 //! Every flag can also be given as an environment variable (`SAFESTREAM_RELAY`, ...).
 //! A token obtained by pairing is kept in `<state-dir>/device-token` (mode 0600) so the
 //! simulated device can restart without pairing again; a real app uses the keystore.
@@ -260,6 +266,7 @@ async fn run(args: Args) -> Result<(), String> {
 
 /// Reads report commands on stdin (a thread: the agent's report calls are synchronous).
 fn read_reports(agent: Arc<Agent>) {
+    let rt = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::stdin().lock().lines() {
@@ -268,6 +275,9 @@ fn read_reports(agent: Arc<Agent>) {
                 continue;
             }
             match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v.get("sync").is_some() || v.get("pushToken").is_some() => {
+                    rt.spawn(push(agent.clone(), v));
+                }
                 Ok(v) => report(&agent, &v),
                 Err(e) => emit(json!({"type": "stdin_error", "error": e.to_string()})),
             }
@@ -311,6 +321,33 @@ fn report(agent: &Agent, v: &Value) {
     match res {
         Ok(()) => emit(json!({"type": "report_queued", "report": kind})),
         Err(e) => emit(json!({"type": "report_refused", "report": kind, "error": e.to_string()})),
+    }
+}
+
+/// A simulated push (`{"sync": budget_ms}`) or a push token to register (`{"pushToken": {...}}`).
+async fn push(agent: Arc<Agent>, v: Value) {
+    if let Some(budget) = v.get("sync") {
+        let budget = Duration::from_millis(budget.as_u64().unwrap_or(25_000));
+        match agent.sync_now_within(budget).await {
+            Ok(r) => emit(
+                json!({"type": "synced", "ran": r.ran, "pulled": r.pulled, "acksDone": r.acks_done}),
+            ),
+            Err(e) => emit(json!({"type": "sync_error", "error": e.to_string()})),
+        }
+        return;
+    }
+    let t = &v["pushToken"];
+    let text = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_owned);
+    let res = agent
+        .register_push_token(
+            text("provider").unwrap_or_default(),
+            text("token").unwrap_or_default(),
+            text("apnsEnvironment"),
+        )
+        .await;
+    match res {
+        Ok(()) => emit(json!({"type": "push_token", "ok": true})),
+        Err(e) => emit(json!({"type": "push_token", "ok": false, "error": e.to_string()})),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::machine::link::Heartbeats;
 use crate::machine::reports::Report;
 use crate::outbox::Outbox;
 use crate::platform::{ConnectionState, Platform};
+use crate::push::{PushTokens, SyncReport};
 use crate::reports::{ReportStore, Reports, RetryOnConnect};
 use crate::storage::{FileStorage, Storage};
 use crate::time::{Clock, SystemClock};
@@ -93,6 +94,11 @@ pub struct Agent {
     stop_tx: watch::Sender<bool>,
     pairing: Mutex<Option<(String, Secret)>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The push token, re-sent until the relay has it.
+    push: Arc<PushTokens>,
+    /// Held by the sync in progress: a push that comes during one waits for it instead of
+    /// asking the relay again.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 impl Agent {
@@ -134,6 +140,7 @@ impl Agent {
                 reason: e.to_string(),
             })?;
         let reports = Arc::new(Reports::new(report_store));
+        let push = Arc::new(PushTokens::load(deps.storage.clone())?);
         let (ledger, interrupted) =
             Ledger::load(deps.storage, deps.clock.now_unix_ms()).map_err(|e| {
                 AgentError::Storage {
@@ -209,6 +216,13 @@ impl Agent {
             )),
         ];
         tracing::info!(socket = %endpoints.socket, "agent started");
+        if push.unsent().is_some() {
+            // A token the relay never confirmed (the app died, the relay was down): again.
+            let (api, creds, push) = (deps.api.clone(), credentials.clone(), push.clone());
+            runtime.spawn(async move {
+                let _ = send_push_token(&*api, &creds, &push).await;
+            });
+        }
         Ok(Agent {
             api: deps.api,
             credentials,
@@ -220,6 +234,8 @@ impl Agent {
             stop_tx,
             pairing: Mutex::new(None),
             tasks: Mutex::new(tasks),
+            push,
+            syncing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -357,6 +373,12 @@ impl Agent {
     /// that also arrives on the socket still runs once. Returns how many were handed to
     /// the host. Acks go through the outbox; see [`Agent::wait_for_acks`].
     pub async fn sync_now(&self) -> Result<u32, AgentError> {
+        let _one = self.syncing.lock().await;
+        self.pull().await
+    }
+
+    /// One pull: fetch, run the new commands, retry the acks now.
+    async fn pull(&self) -> Result<u32, AgentError> {
         let token = self.credentials.current().ok_or(AgentError::Unauthorized)?;
         let (items, server_time) = self
             .api
@@ -369,6 +391,64 @@ impl Agent {
         let ran = self.executor.handle_commands(&items, "sync");
         self.outbox.retry_now();
         Ok(ran)
+    }
+
+    /// What a host woken by a push calls, with the time the platform gives it in the
+    /// background (`budget`: FCM's data-message handler, iOS's 30 s for a remote
+    /// notification, minus a margin). While the socket is open it asks the relay nothing
+    /// (the socket delivers); while another sync runs it waits for that one instead of
+    /// asking again; otherwise it pulls the pending commands, runs the new ones (a command
+    /// also delivered on the socket still runs once), and waits for their acks until the
+    /// budget ends. Also sends a push token the relay has not confirmed yet.
+    pub async fn sync_now_within(&self, budget: Duration) -> Result<SyncReport, AgentError> {
+        let far = Duration::from_secs(24 * 3600);
+        let deadline = tokio::time::Instant::now() + budget.min(far);
+        if self.push.unsent().is_some() {
+            let _ = tokio::time::timeout_at(
+                deadline,
+                send_push_token(&*self.api, &self.credentials, &self.push),
+            )
+            .await;
+        }
+        let mut report = SyncReport::default();
+        if self.state() != ConnectionState::Connected {
+            match self.syncing.try_lock() {
+                Ok(_one) => {
+                    report.pulled = true;
+                    report.ran = tokio::time::timeout_at(deadline, self.pull())
+                        .await
+                        .map_err(|_| AgentError::Network {
+                            reason: "the background budget ran out before the relay answered"
+                                .into(),
+                        })??;
+                }
+                Err(_) => {
+                    // Another sync is fetching the same commands: wait for it (its acks
+                    // are waited for below).
+                    let _ = tokio::time::timeout_at(deadline, self.syncing.lock()).await;
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        report.acks_done = self.wait_for_acks(left).await;
+        Ok(report)
+    }
+
+    /// Registers the platform's push token (FCM registration token, or APNs device token in
+    /// hex with its environment, `production` or `sandbox`) so that the relay can wake this
+    /// device. Call it with every token the platform hands over (`onNewToken`,
+    /// `didRegisterForRemoteNotificationsWithDeviceToken`): an unchanged one costs nothing.
+    /// It is kept in the state directory and sent to the relay now; if that fails it is
+    /// sent again at the next start or sync (the error says why it failed now).
+    pub async fn register_push_token(
+        &self,
+        provider: String,
+        token: String,
+        apns_environment: Option<String>,
+    ) -> Result<(), AgentError> {
+        self.push
+            .set(&provider, &token, apns_environment.as_deref())?;
+        send_push_token(&*self.api, &self.credentials, &self.push).await
     }
 
     /// Waits until the outbox is empty or `timeout` passed; returns whether it is empty.
@@ -406,7 +486,10 @@ impl Agent {
 
     /// Stores a device token (e.g. issued by the backend) and (re)connects with it.
     pub fn set_token(&self, token: String) -> Result<(), AgentError> {
-        self.credentials.set(token)
+        self.credentials.set(token)?;
+        // Maybe another device record: it needs the push token too.
+        self.push.resend();
+        Ok(())
     }
 
     /// Replaces the token of the open socket with `auth:refresh` (same device only; the
@@ -495,6 +578,7 @@ impl Agent {
                             });
                         };
                         self.credentials.set(token)?;
+                        self.push.resend();
                         *lock(&self.pairing) = None;
                         tracing::info!(device_id = %device_id, "paired");
                         return Ok(PairedDevice {
@@ -546,4 +630,22 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Sends the push token when the relay does not have it yet.
+async fn send_push_token(
+    api: &dyn Api,
+    credentials: &Credentials,
+    push: &PushTokens,
+) -> Result<(), AgentError> {
+    let Some(body) = push.unsent() else {
+        return Ok(());
+    };
+    let token = credentials.current().ok_or(AgentError::Unauthorized)?;
+    api.put_push_token(&token.0, body.clone())
+        .await
+        .map_err(map_http)?;
+    push.sent(&body);
+    tracing::info!("push token registered with the relay");
+    Ok(())
 }

@@ -81,6 +81,12 @@ pub(crate) trait Api: Send + Sync {
     ) -> BoxFut<'a, Result<(), HttpError>>;
     /// `POST /api/dashboard/screen-time` with a [`wire::rest::ScreenTimeReport`].
     fn screen_time<'a>(&'a self, token: &'a str, body: Value) -> BoxFut<'a, Result<(), HttpError>>;
+    /// `PUT /api/devices/me/push-token` with a [`wire::push::PushToken`].
+    fn put_push_token<'a>(
+        &'a self,
+        token: &'a str,
+        body: Value,
+    ) -> BoxFut<'a, Result<(), HttpError>>;
     /// `POST /api/pairing`
     fn pairing_start<'a>(&'a self, device_name: &'a str) -> BoxFut<'a, Result<Value, HttpError>>;
     /// `GET /api/pairing/{id}?wait=30` with the pairing secret.
@@ -252,6 +258,19 @@ impl Api for HttpApi {
         Box::pin(async move {
             let url = self.url(&["api", "dashboard", "screen-time"])?;
             self.call(Method::POST, url, Some(token), Some(body))
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn put_push_token<'a>(
+        &'a self,
+        token: &'a str,
+        body: Value,
+    ) -> BoxFut<'a, Result<(), HttpError>> {
+        Box::pin(async move {
+            let url = self.url(&["api", "devices", "me", "push-token"])?;
+            self.call(Method::PUT, url, Some(token), Some(body))
                 .await
                 .map(|_| ())
         })

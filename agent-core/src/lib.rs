@@ -137,6 +137,7 @@ mod machine;
 mod outbox;
 mod platform;
 mod protocol;
+mod push;
 mod reports;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -166,6 +167,7 @@ pub use config::AgentConfig;
 pub use error::AgentError;
 pub use logging::{init_host_logging, HostLogLayer};
 pub use platform::{AckResult, ConnectionState, LogLevel, Platform};
+pub use push::SyncReport;
 #[cfg(feature = "keyring-store")]
 pub use token::KeyringTokenStore;
 pub use token::{default_token_store, MemoryTokenStore, PlatformTokenStore, TokenStore};

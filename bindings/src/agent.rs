@@ -10,6 +10,7 @@ use crate::platform::{CommandRunner, Host, SecureStore, StateObserver, Store};
 use crate::runtime;
 use crate::types::{
     AgentConfig, CommandOutcome, ConnectionState, PairedDevice, PairingCode, RestrictedAttempt,
+    SyncReport,
 };
 
 /// The on-device agent: keeps one socket to the relay, hands each remote command to the
@@ -126,6 +127,42 @@ impl Agent {
     pub async fn sync_now(&self) -> Result<u32, SafeStreamError> {
         let inner = self.inner.clone();
         runtime::run(async move { Ok(inner.sync_now().await?) }).await
+    }
+
+    /// What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
+    /// callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
+    /// on iOS): pulls and runs the pending commands unless the socket is open or another
+    /// sync is already running (then it asks the relay nothing), and waits for the acks
+    /// until the budget ends.
+    pub async fn sync_now_within(&self, budget_ms: u64) -> Result<SyncReport, SafeStreamError> {
+        let inner = self.inner.clone();
+        runtime::run(async move {
+            Ok(inner
+                .sync_now_within(Duration::from_millis(budget_ms))
+                .await?
+                .into())
+        })
+        .await
+    }
+
+    /// Registers the platform's push token with the relay so that it can wake this device
+    /// while the app sleeps: `provider` is `"fcm"` (the FCM registration token) or `"apns"`
+    /// (the APNs device token in hex, with `apnsEnvironment` `"production"` or `"sandbox"`).
+    /// Call it with every token the platform hands over; the token is kept and sent again
+    /// after a failure (at the next start or sync).
+    pub async fn register_push_token(
+        &self,
+        provider: String,
+        token: String,
+        apns_environment: Option<String>,
+    ) -> Result<(), SafeStreamError> {
+        let inner = self.inner.clone();
+        runtime::run(async move {
+            Ok(inner
+                .register_push_token(provider, token, apns_environment)
+                .await?)
+        })
+        .await
     }
 
     /// Waits until every ack has been answered by the relay, or `timeoutMs` passed;

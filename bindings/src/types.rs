@@ -223,6 +223,29 @@ impl From<core::PairedDevice> for PairedDevice {
     }
 }
 
+/// What `syncNowWithin` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    /// Commands handed to the runner.
+    pub ran: u32,
+    /// Whether the relay was asked (not while the socket is open, nor while another sync
+    /// runs).
+    pub pulled: bool,
+    /// Whether every ack queued so far was answered by the relay (a command the runner is
+    /// still running has none yet).
+    pub acks_done: bool,
+}
+
+impl From<core::SyncReport> for SyncReport {
+    fn from(r: core::SyncReport) -> Self {
+        Self {
+            ran: r.ran,
+            pulled: r.pulled,
+            acks_done: r.acks_done,
+        }
+    }
+}
+
 /// A restricted-content attempt to report. Every field is optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, uniffi::Record)]
 pub struct RestrictedAttempt {

@@ -162,6 +162,26 @@ final class SafeStreamAgentModule: RCTEventEmitter {
         run(resolve, reject) { a in Int(try await a.syncNow()) }
     }
 
+    @objc(handlePush:resolve:reject:)
+    func handlePush(_ budgetMs: Double, resolver resolve: @escaping RCTPromiseResolveBlock,
+                    rejecter reject: @escaping RCTPromiseRejectBlock) {
+        let ms = UInt64(max(0, budgetMs))
+        run(resolve, reject) { a in
+            let r = try await a.syncNowWithin(budgetMs: ms)
+            return ["ran": Int(r.ran), "pulled": r.pulled, "acksDone": r.acksDone]
+        }
+    }
+
+    @objc(registerPushToken:token:apnsEnvironment:resolve:reject:)
+    func registerPushToken(_ provider: String, token: String, apnsEnvironment: String?,
+                           resolver resolve: @escaping RCTPromiseResolveBlock,
+                           rejecter reject: @escaping RCTPromiseRejectBlock) {
+        run(resolve, reject) { a in
+            try await a.registerPushToken(provider: provider, token: token, apnsEnvironment: apnsEnvironment)
+            return nil
+        }
+    }
+
     @objc(setToken:resolve:reject:)
     func setToken(_ token: String, resolver resolve: RCTPromiseResolveBlock, rejecter reject: RCTPromiseRejectBlock) {
         guard let agent = agent else { return reject("Stopped", "call start() first", nil) }

@@ -227,6 +227,50 @@ pub struct Config {
     /// network you trust); HTTPS is required otherwise.
     #[arg(long, env = "SAFESTREAM_WEBHOOK_ALLOW_HTTP")]
     pub webhook_allow_http: bool,
+
+    /// FCM: the Firebase service-account JSON key file (client_email, private_key,
+    /// token_uri). With it, Android devices with a push token are woken by FCM.
+    #[arg(long, env = "SAFESTREAM_FCM_SERVICE_ACCOUNT")]
+    pub fcm_service_account: Option<PathBuf>,
+
+    /// FCM: the Firebase project id; default: `project_id` of the service-account file.
+    #[arg(long, env = "SAFESTREAM_FCM_PROJECT")]
+    pub fcm_project: Option<String>,
+
+    /// FCM: base URL of the HTTP v1 API (a stand-in in tests).
+    #[arg(
+        long,
+        env = "SAFESTREAM_FCM_BASE_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
+    pub fcm_base_url: String,
+
+    /// APNs: the token-auth signing key (`AuthKey_XXXXXXXXXX.p8`). With it (and the key
+    /// id, team id and topic), iOS devices with a push token are woken by APNs.
+    #[arg(long, env = "SAFESTREAM_APNS_KEY")]
+    pub apns_key: Option<PathBuf>,
+
+    /// APNs: the key's id (10 characters).
+    #[arg(long, env = "SAFESTREAM_APNS_KEY_ID")]
+    pub apns_key_id: Option<String>,
+
+    /// APNs: the Apple developer team id.
+    #[arg(long, env = "SAFESTREAM_APNS_TEAM_ID")]
+    pub apns_team_id: Option<String>,
+
+    /// APNs: the topic, i.e. the iOS app's bundle id.
+    #[arg(long, env = "SAFESTREAM_APNS_TOPIC")]
+    pub apns_topic: Option<String>,
+
+    /// APNs: base URL for every token whatever its environment (a stand-in in tests);
+    /// default: api.push.apple.com or api.sandbox.push.apple.com per token.
+    #[arg(long, env = "SAFESTREAM_APNS_BASE_URL")]
+    pub apns_base_url: Option<String>,
+
+    /// A PEM file of extra CA certificates trusted for FCM and APNs (stand-ins, a TLS
+    /// proxy); the public roots are trusted either way.
+    #[arg(long, env = "SAFESTREAM_PUSH_CA_FILE")]
+    pub push_ca_file: Option<PathBuf>,
 }
 
 /// An IP network (`10.0.0.0/24`) or a single address (`10.0.0.5`, taken as /32 or /128).

@@ -20,6 +20,7 @@
 //! - [`error`]: the JSON error shape.
 //! - [`dev`]: `--dev` mode.
 //! - [`webhooks`]: signed webhooks to the backend: settings, signatures, the delivery loop.
+//! - [`push`]: wake-up pushes to sleeping phones (FCM, APNs) and the sender loop.
 
 pub mod app;
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod message;
 pub mod metrics_setup;
 pub mod model;
 pub mod presence;
+pub mod push;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -34,6 +34,8 @@ pub struct Running {
     tasks: JoinSet<()>,
     /// The webhook sender, awaited (not aborted) at shutdown.
     webhooks: Option<tokio::task::JoinHandle<()>>,
+    /// The push sender, awaited (not aborted) at shutdown.
+    push: Option<tokio::task::JoinHandle<()>>,
     /// What dev mode generated, to print.
     pub dev: Option<crate::dev::DevInfo>,
 }
@@ -88,8 +90,10 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     };
     let cluster = redis_bus.is_some();
     let hooks = crate::webhooks::Settings::from_config(&cfg)?.map(Arc::new);
+    let push = crate::push::Settings::from_config(&cfg)?.map(Arc::new);
     let opts = StoreOptions {
         sqlite_sync: cfg.sqlite_sync.clone(),
+        push: push.is_some(),
         webhook_endpoints: hooks
             .iter()
             .flat_map(|h| h.endpoints.iter().map(|e| e.raw.clone()))
@@ -134,12 +138,20 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
         tasks.spawn(in_flight_sweeper(app.clone()));
     }
     let webhooks = hooks.map(|h| tokio::spawn(crate::webhooks::run(app.clone(), h)));
+    if push.is_none() {
+        tracing::info!(
+            "push wake-ups are off (no --fcm-service-account or --apns-key): sleeping phones \
+             get their commands when they next connect or sync"
+        );
+    }
+    let push = push.map(|p| tokio::spawn(crate::push::run(app.clone(), p)));
     tracing::info!(%addr, db = %redact_db(&app.cfg.db), "relay listening");
     Ok(Running {
         addr,
         app,
         tasks,
         webhooks,
+        push,
         dev,
     })
 }
@@ -176,6 +188,12 @@ impl Running {
             let limit = Duration::from_secs(self.app.cfg.webhook_timeout_secs + 10);
             if tokio::time::timeout(limit, h).await.is_err() {
                 tracing::warn!("the webhook sender did not stop in time");
+            }
+        }
+        if let Some(h) = self.push.take() {
+            let limit = crate::push::REQUEST_TIMEOUT + Duration::from_secs(10);
+            if tokio::time::timeout(limit, h).await.is_err() {
+                tracing::warn!("the push sender did not stop in time");
             }
         }
         self.tasks.shutdown().await;

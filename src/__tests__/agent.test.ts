@@ -97,6 +97,22 @@ describe('state and calls', () => {
     await expect(agent.start({ relayUrl: '' })).rejects.toMatchObject({ code: 'Config' });
   });
 
+  it('hands pushes and push tokens to the native module', async () => {
+    const { native, agent } = setup();
+    expect(await agent.handlePush()).toEqual({ ran: 1, pulled: true, acksDone: true });
+    await agent.handlePush(25_000.7);
+    await agent.registerPushToken('fcm', 'tok-1');
+    await agent.registerPushToken('apns', 'ab'.repeat(32), 'sandbox');
+    // @ts-expect-error: not a provider
+    await expect(agent.registerPushToken('gcm', 'x')).rejects.toMatchObject({ code: 'Config' });
+    expect(native.calls).toEqual([
+      ['handlePush', 8000],
+      ['handlePush', 25000],
+      ['registerPushToken', 'fcm', 'tok-1', null],
+      ['registerPushToken', 'apns', 'ab'.repeat(32), 'sandbox'],
+    ]);
+  });
+
   it('serializes status and restricted attempts', async () => {
     const { native, agent } = setup();
     agent.reportStatus(true, { videoId: 'v1' });

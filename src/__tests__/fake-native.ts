@@ -78,6 +78,14 @@ export class FakeNative implements NativeSafeStreamAgent {
     this.calls.push(['syncNow']);
     return 2;
   }
+  async handlePush(budgetMs: number) {
+    this.calls.push(['handlePush', budgetMs]);
+    return { ran: 1, pulled: true, acksDone: true };
+  }
+  async registerPushToken(provider: string, token: string, apnsEnvironment: string | null) {
+    this.calls.push(['registerPushToken', provider, token, apnsEnvironment]);
+    this.maybeFail();
+  }
   async setToken(token: string) {
     this.calls.push(['setToken', token]);
   }

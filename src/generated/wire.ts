@@ -715,6 +715,34 @@ childId: string,
  */
 name?: string, };
 
+/**
+ * Which push service delivers to the device.
+ */
+export type PushProvider = "fcm" | "apns";
+
+/**
+ * Which APNs environment issued a device token (a debug build's token is a sandbox one).
+ */
+export type ApnsEnvironment = "production" | "sandbox";
+
+/**
+ * `PUT /api/devices/me/push-token`: the device's push token (replaces the one before), and
+ * the view `GET` answers with.
+ */
+export type PushToken = { 
+/**
+ * `fcm` or `apns`.
+ */
+provider: PushProvider, 
+/**
+ * The FCM registration token, or the APNs device token in hex.
+ */
+token: string, 
+/**
+ * APNs only; `production` when absent.
+ */
+apnsEnvironment?: ApnsEnvironment, };
+
 /** Which data each server event carries. */
 export interface ServerEvents {
   'command:new': CommandNew;

@@ -16,6 +16,7 @@
 //! | [`validate`] | the field checks those bodies use, and [`Invalid`] |
 //! | [`close`] | WebSocket close codes |
 //! | [`error`] | error codes of REST answers and `error` frames |
+//! | [`push`] | push tokens and the wake-up push's data |
 //! | [`webhook`] | webhook event types and the Standard Webhooks header names |
 //!
 //! To add a command type, add one line to [`with_command_types!`]; everything else (the
@@ -26,6 +27,7 @@ pub mod command;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod push;
 pub mod records;
 pub mod rest;
 pub mod validate;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ts_rs::{Config, TS};
 
-use crate::{close, command, error, event, frame, records, rest};
+use crate::{close, command, error, event, frame, push, records, rest};
 
 fn decl<T: TS>(cfg: &Config, out: &mut String) {
     if let Some(docs) = T::docs() {
@@ -145,6 +145,9 @@ pub(crate) fn generate() -> String {
     decl::<rest::CreatePairing>(&cfg, &mut out);
     decl::<rest::ClaimPairing>(&cfg, &mut out);
     decl::<rest::ApprovePairing>(&cfg, &mut out);
+    decl::<push::PushProvider>(&cfg, &mut out);
+    decl::<push::ApnsEnvironment>(&cfg, &mut out);
+    decl::<push::PushToken>(&cfg, &mut out);
     out.push_str(
         "/** Which data each server event carries. */\nexport interface ServerEvents {\n  \
          'command:new': CommandNew;\n  'command:sent': CommandSent;\n  'command:status': CommandStatusData;\n  \

@@ -147,6 +147,10 @@ pub struct ApiState {
     pub reports: Vec<PostedReport>,
     pub report_script: VecDeque<Result<(), HttpError>>,
     pub pending: Vec<Value>,
+    /// `GET /api/devices/me/commands` calls.
+    pub pulls: usize,
+    /// How long each of them takes.
+    pub pull_delay: std::time::Duration,
 }
 
 #[derive(Clone, Default)]
@@ -206,7 +210,15 @@ impl Api for FakeApi {
         &'a self,
         _token: &'a str,
     ) -> BoxFut<'a, Result<crate::api::PendingCommands, HttpError>> {
-        Box::pin(async move { Ok((self.st().pending.clone(), Some(NOW_MS))) })
+        Box::pin(async move {
+            let delay = {
+                let mut st = self.st();
+                st.pulls += 1;
+                st.pull_delay
+            };
+            tokio::time::sleep(delay).await;
+            Ok((self.st().pending.clone(), Some(NOW_MS)))
+        })
     }
     fn restricted_attempt<'a>(
         &'a self,
@@ -217,6 +229,13 @@ impl Api for FakeApi {
     }
     fn screen_time<'a>(&'a self, token: &'a str, body: Value) -> BoxFut<'a, Result<(), HttpError>> {
         Box::pin(async move { self.report("screen-time", token, body) })
+    }
+    fn put_push_token<'a>(
+        &'a self,
+        token: &'a str,
+        body: Value,
+    ) -> BoxFut<'a, Result<(), HttpError>> {
+        Box::pin(async move { self.report("push-token", token, body) })
     }
     fn pairing_start<'a>(&'a self, _name: &'a str) -> BoxFut<'a, Result<Value, HttpError>> {
         Box::pin(async {

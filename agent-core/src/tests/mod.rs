@@ -2,5 +2,6 @@
 //! tokio's paused time: no sockets, no sleeps.
 
 pub(crate) mod fakes;
+mod push;
 mod reports;
 mod scenarios;

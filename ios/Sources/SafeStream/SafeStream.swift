@@ -623,6 +623,15 @@ public protocol AgentProtocol: AnyObject, Sendable {
     func pair(deviceName: String) async throws  -> PairingCode
     
     /**
+     * Registers the platform's push token with the relay so that it can wake this device
+     * while the app sleeps: `provider` is `"fcm"` (the FCM registration token) or `"apns"`
+     * (the APNs device token in hex, with `apnsEnvironment` `"production"` or `"sandbox"`).
+     * Call it with every token the platform hands over; the token is kept and sent again
+     * after a failure (at the next start or sync).
+     */
+    func registerPushToken(provider: String, token: String, apnsEnvironment: String?) async throws 
+    
+    /**
      * Reports a restricted-content attempt; the relay notifies the child's guardians.
      * Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
      * is dropped beyond that). A retry after a lost answer may notify twice. Throws
@@ -683,6 +692,15 @@ public protocol AgentProtocol: AnyObject, Sendable {
      * socket still runs once. Returns how many commands were handed to the runner.
      */
     func syncNow() async throws  -> UInt32
+    
+    /**
+     * What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
+     * callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
+     * on iOS): pulls and runs the pending commands unless the socket is open or another
+     * sync is already running (then it asks the relay nothing), and waits for the acks
+     * until the budget ends.
+     */
+    func syncNowWithin(budgetMs: UInt64) async throws  -> SyncReport
     
     /**
      * Waits until every ack has been answered by the relay, or `timeoutMs` passed;
@@ -844,6 +862,29 @@ open func pair(deviceName: String)async throws  -> PairingCode  {
 }
     
     /**
+     * Registers the platform's push token with the relay so that it can wake this device
+     * while the app sleeps: `provider` is `"fcm"` (the FCM registration token) or `"apns"`
+     * (the APNs device token in hex, with `apnsEnvironment` `"production"` or `"sandbox"`).
+     * Call it with every token the platform hands over; the token is kept and sent again
+     * after a failure (at the next start or sync).
+     */
+open func registerPushToken(provider: String, token: String, apnsEnvironment: String?)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_safestream_ffi_fn_method_agent_register_push_token(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(provider),FfiConverterString.lower(token),FfiConverterOptionString.lower(apnsEnvironment)
+                )
+            },
+            pollFunc: ffi_safestream_ffi_rust_future_poll_void,
+            completeFunc: ffi_safestream_ffi_rust_future_complete_void,
+            freeFunc: ffi_safestream_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeSafeStreamError_lift
+        )
+}
+    
+    /**
      * Reports a restricted-content attempt; the relay notifies the child's guardians.
      * Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
      * is dropped beyond that). A retry after a lost answer may notify twice. Throws
@@ -978,6 +1019,29 @@ open func syncNow()async throws  -> UInt32  {
             completeFunc: ffi_safestream_ffi_rust_future_complete_u32,
             freeFunc: ffi_safestream_ffi_rust_future_free_u32,
             liftFunc: FfiConverterUInt32.lift,
+            errorHandler: FfiConverterTypeSafeStreamError_lift
+        )
+}
+    
+    /**
+     * What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
+     * callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
+     * on iOS): pulls and runs the pending commands unless the socket is open or another
+     * sync is already running (then it asks the relay nothing), and waits for the acks
+     * until the budget ends.
+     */
+open func syncNowWithin(budgetMs: UInt64)async throws  -> SyncReport  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_safestream_ffi_fn_method_agent_sync_now_within(
+                        self.uniffiCloneHandle(),FfiConverterUInt64.lower(budgetMs)
+                )
+            },
+            pollFunc: ffi_safestream_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_safestream_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_safestream_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeSyncReport_lift,
             errorHandler: FfiConverterTypeSafeStreamError_lift
         )
 }
@@ -2547,6 +2611,89 @@ public func FfiConverterTypeRestrictedAttempt_lower(_ value: RestrictedAttempt) 
 
 
 /**
+ * What `syncNowWithin` did.
+ */
+public struct SyncReport: Equatable, Hashable {
+    /**
+     * Commands handed to the runner.
+     */
+    public var ran: UInt32
+    /**
+     * Whether the relay was asked (not while the socket is open, nor while another sync
+     * runs).
+     */
+    public var pulled: Bool
+    /**
+     * Whether every ack queued so far was answered by the relay (a command the runner is
+     * still running has none yet).
+     */
+    public var acksDone: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Commands handed to the runner.
+         */ran: UInt32, 
+        /**
+         * Whether the relay was asked (not while the socket is open, nor while another sync
+         * runs).
+         */pulled: Bool, 
+        /**
+         * Whether every ack queued so far was answered by the relay (a command the runner is
+         * still running has none yet).
+         */acksDone: Bool) {
+        self.ran = ran
+        self.pulled = pulled
+        self.acksDone = acksDone
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SyncReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSyncReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SyncReport {
+        return
+            try SyncReport(
+                ran: FfiConverterUInt32.read(from: &buf), 
+                pulled: FfiConverterBool.read(from: &buf), 
+                acksDone: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SyncReport, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.ran, into: &buf)
+        FfiConverterBool.write(value.pulled, into: &buf)
+        FfiConverterBool.write(value.acksDone, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncReport_lift(_ buf: RustBuffer) throws -> SyncReport {
+    return try FfiConverterTypeSyncReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSyncReport_lower(_ value: SyncReport) -> RustBuffer {
+    return FfiConverterTypeSyncReport.lower(value)
+}
+
+
+/**
  * How the relay answered an ack.
  */
 
@@ -3500,6 +3647,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_safestream_ffi_checksum_method_agent_pair() != 23475) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_safestream_ffi_checksum_method_agent_register_push_token() != 18129) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt() != 26613) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3525,6 +3675,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_sync_now() != 64422) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_safestream_ffi_checksum_method_agent_sync_now_within() != 51948) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_wait_for_acks() != 25848) {

@@ -143,6 +143,9 @@ pub async fn my_commands(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let (device_id, child_id) = caller.device()?;
+    // The device is awake: its wake-up is done. Before the read, so that a command committed
+    // after the read has a wake-up row of its own.
+    app.store.settle_push(device_id).await?;
     let now = now_ms();
     // One page of 500, oldest first; `more` says whether to ask again after acking these.
     let mut pending = app

@@ -7,12 +7,14 @@
 //! - `commands.rs`: remote commands and acks.
 //! - `misc.rs`: notifications, screen time, restricted attempts, publish.
 //! - `pairing.rs`: device pairing.
+//! - `push.rs`: a device's push token.
 //! - `webhooks.rs`: webhook endpoints, parked events, retry (backend only).
 
 mod children;
 mod commands;
 mod misc;
 mod pairing;
+mod push;
 mod webhooks;
 
 pub(crate) use children::rotation_data;
@@ -70,6 +72,12 @@ pub fn router(app: Arc<App>) -> Router {
             post(children::rotate_token),
         )
         .route("/api/devices/me/commands", get(commands::my_commands))
+        .route(
+            "/api/devices/me/push-token",
+            put(push::put_token)
+                .get(push::get_token)
+                .delete(push::delete_token),
+        )
         .route(
             "/api/devices/me/restricted-attempts",
             post(misc::restricted_attempt),

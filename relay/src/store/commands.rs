@@ -134,6 +134,8 @@ impl Store {
                 )?;
                 Self::log_event_for_all(w, &guardians, event::COMMAND_SENT, &cmd.sent_frame_data(), now)?;
                 w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
+                // The wake-up of a sleeping phone, in this same transaction.
+                w.wake_devices(&cmd.child_id, cmd.device_id.as_deref(), now)?;
                 let target = match &cmd.device_id {
                     Some(d) => room::device(d),
                     None => room::child(&cmd.child_id),

@@ -52,6 +52,11 @@ macro_rules! migrations {
                 name: "webhooks",
                 sql: include_str!(concat!("../../migrations/", $dialect, "/0005_webhooks.sql")),
             },
+            Migration {
+                version: 6,
+                name: "push",
+                sql: include_str!(concat!("../../migrations/", $dialect, "/0006_push.sql")),
+            },
         ]
     };
 }

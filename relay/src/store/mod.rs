@@ -41,6 +41,8 @@
 //! - `notifications.rs`, `screen_time.rs`, `pairing.rs`: what their names say.
 //! - `webhooks.rs`: the webhook outbox: rows written with the change they report, claims
 //!   with a lease, outcomes, the parked list.
+//! - `push.rs`: push tokens and durable wake-ups (written with the command, claimed with a
+//!   lease like the webhook outbox).
 
 mod commands;
 mod db;
@@ -50,6 +52,7 @@ mod migrate;
 mod notifications;
 mod pairing;
 mod pg_writer;
+mod push;
 mod readers;
 mod registry;
 mod rotation;
@@ -70,6 +73,7 @@ pub use db::{Arg, Db, PgConn, Row, ToArg};
 pub use events::LoggedEvent;
 pub use notifications::NewNotification;
 pub use pairing::{Pairing, PairingStatus};
+pub use push::{PushOutcome, PushTarget, PUSH_DELAY_MS, PUSH_WINDOW_MS};
 pub use registry::{ChildPatch, ChildWriter, DeviceAuth, TokenGens};
 pub use rotation::{Rotation, TokenVerdict};
 pub use screen_time::ScreenTimeOutcome;
@@ -135,6 +139,9 @@ pub struct StoreOptions {
     /// Webhook endpoints: every write that reports a change also writes one outbox row per
     /// endpoint (none: no outbox rows).
     pub webhook_endpoints: Vec<String>,
+    /// Push wake-ups are on: every command for a device with a push token also writes its
+    /// wake-up row (off: no rows).
+    pub push: bool,
 }
 
 impl Default for StoreOptions {
@@ -144,6 +151,7 @@ impl Default for StoreOptions {
             wal_restart_frames: WAL_RESTART_FRAMES,
             checkpoint_every: CHECKPOINT_EVERY,
             webhook_endpoints: Vec::new(),
+            push: false,
         }
     }
 }
@@ -160,6 +168,10 @@ pub struct Store {
     hook_endpoints: Arc<[String]>,
     /// Notified after a commit that wrote outbox rows.
     hook_wake: Arc<tokio::sync::Notify>,
+    /// See [`StoreOptions::push`].
+    push_on: bool,
+    /// Notified after a commit that wrote wake-up rows.
+    push_wake: Arc<tokio::sync::Notify>,
     /// Dropped with the store: stops the SQLite checkpointer thread.
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
@@ -197,6 +209,8 @@ impl Store {
             engine,
             hook_endpoints: opts.webhook_endpoints.clone().into(),
             hook_wake: Arc::new(tokio::sync::Notify::new()),
+            push_on: opts.push,
+            push_wake: Arc::new(tokio::sync::Notify::new()),
             _checkpointer: checkpointer,
         })
     }

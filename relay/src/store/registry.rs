@@ -277,6 +277,7 @@ impl Store {
                         |r| r.text(0),
                     )?;
                     for device_id in ids {
+                        w.forget_push(&device_id)?;
                         if let Some(a) = cache.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&device_id) {
                             a.revoked = true;
                         }
@@ -501,6 +502,7 @@ impl Store {
                     .ok_or_else(|| StoreError::NotFound("no such device".into()))?;
                 let auth = read_auth(w.conn, &id, false)?;
                 if revoked {
+                    w.forget_push(&id)?;
                     w.webhook(wire::webhook::DEVICE_REVOKED, now, || {
                         super::webhooks::data_of(&d)
                     });

@@ -23,6 +23,10 @@ pub struct W<'c> {
     /// Webhook events logged by the operation, written to the outbox when it ends
     /// (see [`W::flush_webhooks`]).
     pub(super) hooks: Vec<PendingHook>,
+    /// Whether push is on: commands write wake-up rows (see `store/push.rs`).
+    pub(super) push_on: bool,
+    /// Whether this write wrote wake-up rows (the push sender is woken after commit).
+    pub(super) pushed: bool,
 }
 
 impl W<'_> {
@@ -50,8 +54,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool)>();
+        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool, bool)>();
         let hook_endpoints = self.hook_endpoints.clone();
+        let push_on = self.push_on;
         let job: WriteJob = Box::new(move |conn: Db<'_>| {
             let mut w = W {
                 conn,
@@ -59,6 +64,8 @@ impl Store {
                 events: Vec::new(),
                 hook_endpoints,
                 hooks: Vec::new(),
+                push_on,
+                pushed: false,
             };
             let mut hooked = false;
             let res = f(&mut w)
@@ -69,14 +76,15 @@ impl Store {
                     v
                 });
             let failed = res.is_err();
+            let pushed = !failed && w.pushed;
             let msgs = if failed { Vec::new() } else { w.out };
             Done {
                 failed,
                 msgs,
                 reply: Box::new(move |commit_error: Option<String>| {
                     let _ = tx.send(match commit_error {
-                        None => (res, hooked),
-                        Some(e) => (Err(StoreError::Db(e)), false),
+                        None => (res, hooked, pushed),
+                        Some(e) => (Err(StoreError::Db(e)), false, false),
                     });
                 }),
             }
@@ -85,12 +93,16 @@ impl Store {
             .send(job)
             .await
             .map_err(|_| StoreError::Db("the store is closed".into()))?;
-        let (res, hooked) = rx
+        let (res, hooked, pushed) = rx
             .await
             .map_err(|_| StoreError::Db("the store writer stopped".into()))?;
         if hooked {
             // Committed outbox rows: wake this node's webhook sender.
             self.hook_wake.notify_one();
+        }
+        if pushed {
+            // Committed wake-up rows: wake this node's push sender.
+            self.push_wake.notify_one();
         }
         res
     }

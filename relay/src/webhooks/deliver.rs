@@ -105,7 +105,7 @@ pub fn next_attempt(
 }
 
 /// `Retry-After`: seconds, or an HTTP date.
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     let d = match v.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
@@ -119,7 +119,7 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// A transport error, without the URL (which may carry a token).
-fn transport_error(e: reqwest::Error) -> String {
+pub(crate) fn transport_error(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -22,6 +22,7 @@ mod deliver;
 pub mod sign;
 
 pub use deliver::{backoff, classify, next_attempt, run, Outcome};
+pub(crate) use deliver::{retry_after, transport_error};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -366,6 +366,11 @@ void uniffi_safestream_ffi_fn_method_agent_network_available(uint64_t ptr, RustC
 uint64_t uniffi_safestream_ffi_fn_method_agent_pair(uint64_t ptr, RustBuffer device_name
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REGISTER_PUSH_TOKEN
+#define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REGISTER_PUSH_TOKEN
+uint64_t uniffi_safestream_ffi_fn_method_agent_register_push_token(uint64_t ptr, RustBuffer provider, RustBuffer token, RustBuffer apns_environment
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REPORT_RESTRICTED_ATTEMPT
 #define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_REPORT_RESTRICTED_ATTEMPT
 void uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(uint64_t ptr, RustBuffer attempt, RustCallStatus *_Nonnull out_status
@@ -409,6 +414,11 @@ void uniffi_safestream_ffi_fn_method_agent_stop(uint64_t ptr, RustCallStatus *_N
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_SYNC_NOW
 #define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_SYNC_NOW
 uint64_t uniffi_safestream_ffi_fn_method_agent_sync_now(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_SYNC_NOW_WITHIN
+#define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_SYNC_NOW_WITHIN
+uint64_t uniffi_safestream_ffi_fn_method_agent_sync_now_within(uint64_t ptr, uint64_t budget_ms
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_FN_METHOD_AGENT_WAIT_FOR_ACKS
@@ -828,6 +838,12 @@ uint16_t uniffi_safestream_ffi_checksum_method_agent_pair(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_REGISTER_PUSH_TOKEN
+#define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_REGISTER_PUSH_TOKEN
+uint16_t uniffi_safestream_ffi_checksum_method_agent_register_push_token(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_REPORT_RESTRICTED_ATTEMPT
 #define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_REPORT_RESTRICTED_ATTEMPT
 uint16_t uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt(void
@@ -879,6 +895,12 @@ uint16_t uniffi_safestream_ffi_checksum_method_agent_stop(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_SYNC_NOW
 #define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_SYNC_NOW
 uint16_t uniffi_safestream_ffi_checksum_method_agent_sync_now(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_SYNC_NOW_WITHIN
+#define UNIFFI_FFIDEF_UNIFFI_SAFESTREAM_FFI_CHECKSUM_METHOD_AGENT_SYNC_NOW_WITHIN
+uint16_t uniffi_safestream_ffi_checksum_method_agent_sync_now_within(void
     
 );
 #endif

@@ -800,6 +800,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_pair(
     ): Int
+    external fun uniffi_safestream_ffi_checksum_method_agent_register_push_token(
+    ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt(
     ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_report_screen_time(
@@ -817,6 +819,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_safestream_ffi_checksum_method_agent_stop(
     ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_sync_now(
+    ): Int
+    external fun uniffi_safestream_ffi_checksum_method_agent_sync_now_within(
     ): Int
     external fun uniffi_safestream_ffi_checksum_method_agent_wait_for_acks(
     ): Int
@@ -878,6 +882,8 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_safestream_ffi_fn_method_agent_pair(`ptr`: Long,`deviceName`: RustBuffer.ByValue,
     ): Long
+    external fun uniffi_safestream_ffi_fn_method_agent_register_push_token(`ptr`: Long,`provider`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`apnsEnvironment`: RustBuffer.ByValue,
+    ): Long
     external fun uniffi_safestream_ffi_fn_method_agent_report_restricted_attempt(`ptr`: Long,`attempt`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_safestream_ffi_fn_method_agent_report_screen_time(`ptr`: Long,`minutesUsed`: Int,uniffi_out_err: UniffiRustCallStatus, 
@@ -895,6 +901,8 @@ internal object UniffiLib {
     external fun uniffi_safestream_ffi_fn_method_agent_stop(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_safestream_ffi_fn_method_agent_sync_now(`ptr`: Long,
+    ): Long
+    external fun uniffi_safestream_ffi_fn_method_agent_sync_now_within(`ptr`: Long,`budgetMs`: Long,
     ): Long
     external fun uniffi_safestream_ffi_fn_method_agent_wait_for_acks(`ptr`: Long,`timeoutMs`: Long,
     ): Long
@@ -1081,6 +1089,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_pair() and 0xFFFF) != 23475) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_register_push_token() and 0xFFFF) != 18129) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_report_restricted_attempt() and 0xFFFF) != 26613) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1106,6 +1117,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_sync_now() and 0xFFFF) != 64422) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_sync_now_within() and 0xFFFF) != 51948) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_wait_for_acks() and 0xFFFF) != 25848) {
@@ -1652,6 +1666,15 @@ public interface AgentInterface {
     suspend fun `pair`(`deviceName`: kotlin.String): PairingCode
     
     /**
+     * Registers the platform's push token with the relay so that it can wake this device
+     * while the app sleeps: `provider` is `"fcm"` (the FCM registration token) or `"apns"`
+     * (the APNs device token in hex, with `apnsEnvironment` `"production"` or `"sandbox"`).
+     * Call it with every token the platform hands over; the token is kept and sent again
+     * after a failure (at the next start or sync).
+     */
+    suspend fun `registerPushToken`(`provider`: kotlin.String, `token`: kotlin.String, `apnsEnvironment`: kotlin.String?)
+    
+    /**
      * Reports a restricted-content attempt; the relay notifies the child's guardians.
      * Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
      * is dropped beyond that). A retry after a lost answer may notify twice. Throws
@@ -1712,6 +1735,15 @@ public interface AgentInterface {
      * socket still runs once. Returns how many commands were handed to the runner.
      */
     suspend fun `syncNow`(): kotlin.UInt
+    
+    /**
+     * What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
+     * callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
+     * on iOS): pulls and runs the pending commands unless the socket is open or another
+     * sync is already running (then it asks the relay nothing), and waits for the acks
+     * until the budget ends.
+     */
+    suspend fun `syncNowWithin`(`budgetMs`: kotlin.ULong): SyncReport
     
     /**
      * Waits until every ack has been answered by the relay, or `timeoutMs` passed;
@@ -1924,6 +1956,38 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
 
     
     /**
+     * Registers the platform's push token with the relay so that it can wake this device
+     * while the app sleeps: `provider` is `"fcm"` (the FCM registration token) or `"apns"`
+     * (the APNs device token in hex, with `apnsEnvironment` `"production"` or `"sandbox"`).
+     * Call it with every token the platform hands over; the token is kept and sent again
+     * after a failure (at the next start or sync).
+     */
+    @Throws(SafeStreamException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `registerPushToken`(`provider`: kotlin.String, `token`: kotlin.String, `apnsEnvironment`: kotlin.String?) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_safestream_ffi_fn_method_agent_register_push_token(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`provider`),
+        FfiConverterString.lower(`token`),
+        FfiConverterOptionalString.lower(`apnsEnvironment`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_safestream_ffi_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_safestream_ffi_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_safestream_ffi_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        SafeStreamException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Reports a restricted-content attempt; the relay notifies the child's guardians.
      * Durable like `reportScreenTime` (each attempt kept, at most 300 unsent; the oldest
      * is dropped beyond that). A retry after a lost answer may notify twice. Throws
@@ -2098,6 +2162,35 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
         { future -> UniffiLib.ffi_safestream_ffi_rust_future_free_u32(future) },
         // lift function
         { FfiConverterUInt.lift(it) },
+        // Error FFI converter
+        SafeStreamException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
+     * callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
+     * on iOS): pulls and runs the pending commands unless the socket is open or another
+     * sync is already running (then it asks the relay nothing), and waits for the acks
+     * until the budget ends.
+     */
+    @Throws(SafeStreamException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `syncNowWithin`(`budgetMs`: kotlin.ULong) : SyncReport {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_safestream_ffi_fn_method_agent_sync_now_within(
+                uniffiHandle,
+                
+        FfiConverterULong.lower(`budgetMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_safestream_ffi_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_safestream_ffi_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.ffi_safestream_ffi_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeSyncReport.lift(it) },
         // Error FFI converter
         SafeStreamException.ErrorHandler,
     )
@@ -4001,6 +4094,63 @@ public object FfiConverterTypeRestrictedAttempt: FfiConverterRustBuffer<Restrict
             FfiConverterOptionalString.write(value.`title`, buf)
             FfiConverterOptionalString.write(value.`reason`, buf)
             FfiConverterOptionalString.write(value.`metadataJson`, buf)
+    }
+}
+
+
+
+/**
+ * What `syncNowWithin` did.
+ */
+data class SyncReport (
+    /**
+     * Commands handed to the runner.
+     */
+    var `ran`: kotlin.UInt
+    , 
+    /**
+     * Whether the relay was asked (not while the socket is open, nor while another sync
+     * runs).
+     */
+    var `pulled`: kotlin.Boolean
+    , 
+    /**
+     * Whether every ack queued so far was answered by the relay (a command the runner is
+     * still running has none yet).
+     */
+    var `acksDone`: kotlin.Boolean
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSyncReport: FfiConverterRustBuffer<SyncReport> {
+    override fun read(buf: ByteBuffer): SyncReport {
+        return SyncReport(
+            FfiConverterUInt.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SyncReport) = (
+            FfiConverterUInt.allocationSize(value.`ran`) +
+            FfiConverterBoolean.allocationSize(value.`pulled`) +
+            FfiConverterBoolean.allocationSize(value.`acksDone`)
+    )
+
+    override fun write(value: SyncReport, buf: ByteBuffer) {
+            FfiConverterUInt.write(value.`ran`, buf)
+            FfiConverterBoolean.write(value.`pulled`, buf)
+            FfiConverterBoolean.write(value.`acksDone`, buf)
     }
 }
 

@@ -228,6 +228,27 @@ class SafeStreamAgentModule(private val ctx: ReactApplicationContext) : SafeStre
     override fun syncNow(promise: Promise) = launch(promise) { it.syncNow().toInt() }
 
     @ReactMethod
+    override fun handlePush(budgetMs: Double, promise: Promise) = launch(promise) {
+        val r = it.syncNowWithin(budgetMs.coerceAtLeast(0.0).toLong().toULong())
+        Arguments.createMap().apply {
+            putInt("ran", r.ran.toInt())
+            putBoolean("pulled", r.pulled)
+            putBoolean("acksDone", r.acksDone)
+        }
+    }
+
+    @ReactMethod
+    override fun registerPushToken(
+        provider: String,
+        token: String,
+        apnsEnvironment: String?,
+        promise: Promise,
+    ) = launch(promise) {
+        it.registerPushToken(provider, token, apnsEnvironment)
+        null
+    }
+
+    @ReactMethod
     override fun setToken(token: String, promise: Promise) = withAgent(promise) {
         it.setToken(token)
         promise.resolve(null)

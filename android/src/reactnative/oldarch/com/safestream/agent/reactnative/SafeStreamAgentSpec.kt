@@ -29,6 +29,8 @@ abstract class SafeStreamAgentSpec(ctx: ReactApplicationContext) : ReactContextB
     abstract fun reportScreenTime(minutesUsed: Double, promise: Promise)
     abstract fun waitForReports(timeoutMs: Double, promise: Promise)
     abstract fun syncNow(promise: Promise)
+    abstract fun handlePush(budgetMs: Double, promise: Promise)
+    abstract fun registerPushToken(provider: String, token: String, apnsEnvironment: String?, promise: Promise)
     abstract fun setToken(token: String, promise: Promise)
     abstract fun clearToken(promise: Promise)
     abstract fun setBackground(background: Boolean)

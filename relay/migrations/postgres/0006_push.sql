@@ -1,0 +1,32 @@
+-- Version 6: push wake-ups (docs/protocol.md, "Push wake-up"; docs/deploy.md, "Push").
+-- A device's push token: at most one per device, replaced when the platform rotates it,
+-- deleted when the device is revoked or the provider says it is no longer valid.
+CREATE TABLE push_tokens (
+    device_id   TEXT PRIMARY KEY REFERENCES devices(id),
+    -- 'fcm' or 'apns'.
+    provider    TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    -- APNs: 'production' or 'sandbox'; NULL for FCM.
+    environment TEXT,
+    updated_at  BIGINT NOT NULL
+);
+-- One durable wake-up per device, written in the same transaction as the command that needs
+-- it (only when push is configured and the device has a token). due_at NULL: nothing to send
+-- (the last push went at sent_at; kept for the coalescing window). A pull deletes the row.
+CREATE TABLE push_wakeups (
+    device_id   TEXT PRIMARY KEY,
+    -- Not before this time (ms); NULL: settled.
+    due_at      BIGINT,
+    -- Bumped by every command that asks for a wake-up: a push sent for an older version
+    -- leaves the row due again (a command may have come in while it was in flight).
+    version     BIGINT NOT NULL DEFAULT 0,
+    -- Failed attempts since the last success.
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    -- When the last push was accepted by the provider (ms).
+    sent_at     BIGINT,
+    -- The node sending it now, and until when its claim holds (ms).
+    lease_owner TEXT,
+    lease_until BIGINT,
+    last_error  TEXT
+);
+CREATE INDEX push_wakeups_due ON push_wakeups(due_at) WHERE due_at IS NOT NULL;
