@@ -22,6 +22,10 @@ CREATE TABLE push_wakeups (
     version     INTEGER NOT NULL DEFAULT 0,
     -- Failed attempts since the last success.
     attempts    INTEGER NOT NULL DEFAULT 0,
+    -- 1 once a wake-up found the device with a socket open and was put off (by
+    -- ONLINE_RECHECK_MS): a socket that still looks open then, with commands still waiting,
+    -- is taken for one the platform suspended, and the push goes.
+    deferred    INTEGER NOT NULL DEFAULT 0,
     -- When the last push was accepted by the provider (ms).
     sent_at     INTEGER,
     -- The node sending it now, and until when its claim holds (ms).

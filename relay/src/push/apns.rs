@@ -180,7 +180,10 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Atte
     };
     match (status, reason.as_str()) {
         (200, _) => Attempt::Sent,
-        (410, _) | (_, "BadDeviceToken") | (_, "Unregistered") => Attempt::Invalid { error },
+        // Gone, malformed, or a token of another app (topic): no later attempt can succeed.
+        (410, _) | (_, "BadDeviceToken") | (_, "Unregistered") | (_, "DeviceTokenNotForTopic") => {
+            Attempt::Invalid { error }
+        }
         (403, "ExpiredProviderToken") | (403, "InvalidProviderToken") => {
             Attempt::Retry { error, retry_after }
         }
@@ -213,6 +216,10 @@ mod tests {
             Attempt::Retry { .. }
         ));
         assert!(matches!(classify(503, None, b""), Attempt::Retry { .. }));
+        assert!(matches!(
+            classify(400, None, br#"{"reason":"DeviceTokenNotForTopic"}"#),
+            Attempt::Invalid { .. }
+        ));
         assert_eq!(
             classify(400, None, br#"{"reason":"TopicDisallowed"}"#),
             Attempt::Failed {

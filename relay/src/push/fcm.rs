@@ -148,7 +148,10 @@ impl Fcm {
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let (Some(token), Some(expires_in)) = (
             v.get("access_token").and_then(Value::as_str),
-            v.get("expires_in").and_then(Value::as_u64),
+            // At most a day: a huge value must not overflow the clock below.
+            v.get("expires_in")
+                .and_then(Value::as_u64)
+                .map(|s| s.min(86_400)),
         ) else {
             return Err(Attempt::Retry {
                 error: "OAuth token endpoint: no access_token/expires_in in its answer".into(),
@@ -224,7 +227,9 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Atte
     };
     match status {
         200..=299 => Attempt::Sent,
-        _ if code == "UNREGISTERED" => Attempt::Invalid { error },
+        // The token is gone, or belongs to another sender (another Firebase project): no
+        // later attempt to it can succeed.
+        _ if code == "UNREGISTERED" || code == "SENDER_ID_MISMATCH" => Attempt::Invalid { error },
         404 => Attempt::Invalid { error },
         401 | 429 | 500..=599 => Attempt::Retry { error, retry_after },
         _ => Attempt::Failed { error },
@@ -246,6 +251,12 @@ mod tests {
         let unreg400 = br#"{"error":{"code":400,"details":[{"errorCode":"UNREGISTERED"}]}}"#;
         assert!(matches!(
             classify(400, None, unreg400),
+            Attempt::Invalid { .. }
+        ));
+        let other_sender =
+            br#"{"error":{"code":403,"details":[{"errorCode":"SENDER_ID_MISMATCH"}]}}"#;
+        assert!(matches!(
+            classify(403, None, other_sender),
             Attempt::Invalid { .. }
         ));
         let after = Some(Duration::from_secs(3));

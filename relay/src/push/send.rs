@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use super::{Attempt, Settings, REQUEST_TIMEOUT};
 use crate::app::App;
 use crate::model::now_ms;
-use crate::store::{PushOutcome, PushTarget, PUSH_DELAY_MS};
+use crate::store::{PushOutcome, PushTarget, ONLINE_RECHECK_MS, PUSH_DELAY_MS};
 
 /// Due rows are looked for at least this often (retries, other nodes' rows, expired leases).
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -43,17 +43,35 @@ fn provider_label(t: &PushTarget) -> &'static str {
     t.token.provider.as_str()
 }
 
-/// One claimed wake-up to its outcome.
+/// One send, at most this long (the token fetch included): well within [`LEASE`], so no
+/// other node claims the row while this one still works on it.
+const SEND_LIMIT: Duration = Duration::from_secs(20);
+
+/// One claimed wake-up to its outcome. Nothing is sent to a device with no command waiting;
+/// a device that looks online is looked at again once, [`ONLINE_RECHECK_MS`] later, and then
+/// pushed if commands still wait (a suspended app's socket looks open for minutes).
 async fn wake_one(app: Arc<App>, s: Arc<Settings>, t: PushTarget) -> PushOutcome {
-    if crate::presence::lookup(&app, &t.device_id).await.is_some() {
-        metrics::counter!("safestream_push_skipped_online_total").increment(1);
-        return PushOutcome::Online {
+    if !t.waiting {
+        return PushOutcome::Settled {
             device_id: t.device_id,
             version: t.version,
         };
     }
+    if !t.deferred && crate::presence::lookup(&app, &t.device_id).await.is_some() {
+        metrics::counter!("safestream_push_skipped_online_total").increment(1);
+        return PushOutcome::Online {
+            device_id: t.device_id,
+            at: now_ms() + ONLINE_RECHECK_MS,
+        };
+    }
     let provider = provider_label(&t);
-    match s.send(&t.token).await {
+    let attempt = tokio::time::timeout(SEND_LIMIT, s.send(&t.token))
+        .await
+        .unwrap_or_else(|_| Attempt::Retry {
+            error: format!("no answer within {} s", SEND_LIMIT.as_secs()),
+            retry_after: None,
+        });
+    match attempt {
         Attempt::Sent => {
             metrics::counter!("safestream_push_sent_total", "provider" => provider).increment(1);
             tracing::debug!(device_id = %t.device_id, provider, "wake-up push sent");

@@ -73,7 +73,7 @@ pub use db::{Arg, Db, PgConn, Row, ToArg};
 pub use events::LoggedEvent;
 pub use notifications::NewNotification;
 pub use pairing::{Pairing, PairingStatus};
-pub use push::{PushOutcome, PushTarget, PUSH_DELAY_MS, PUSH_WINDOW_MS};
+pub use push::{PushOutcome, PushTarget, ONLINE_RECHECK_MS, PUSH_DELAY_MS, PUSH_WINDOW_MS};
 pub use registry::{ChildPatch, ChildWriter, DeviceAuth, TokenGens};
 pub use rotation::{Rotation, TokenVerdict};
 pub use screen_time::ScreenTimeOutcome;

@@ -26,6 +26,12 @@ use wire::push::{ApnsEnvironment, PushProvider, PushToken};
 pub const PUSH_DELAY_MS: i64 = 200;
 /// At most one push per device per this window (ms), however many commands arrive.
 pub const PUSH_WINDOW_MS: i64 = 10_000;
+/// A wake-up that finds the device with a socket open is put off by this long (ms), once.
+/// A socket that works delivers and gets the ack well within it, and the row is then
+/// dropped; a socket that still looks open with commands still waiting is taken for one the
+/// platform suspended (a backgrounded app keeps "online" for up to two of its slow
+/// heartbeats, ten minutes and more), and the push goes.
+pub const ONLINE_RECHECK_MS: i64 = 10_000;
 
 /// A claimed wake-up, with the token to send it to.
 #[derive(Debug, Clone)]
@@ -38,6 +44,11 @@ pub struct PushTarget {
     pub version: i64,
     /// Failed attempts before this one.
     pub attempts: i64,
+    /// Whether it was already put off once because the device looked online.
+    pub deferred: bool,
+    /// Whether the device has commands it has not acknowledged (unexpired, PENDING or
+    /// DELIVERED) as of the claim: without any there is nothing to wake it for.
+    pub waiting: bool,
 }
 
 /// What became of one claimed wake-up, to record.
@@ -52,8 +63,15 @@ pub enum PushOutcome {
         /// When (ms).
         at: Millis,
     },
-    /// The device has an open socket: nothing to send.
+    /// The device has an open socket: looked at again in [`ONLINE_RECHECK_MS`].
     Online {
+        /// The device.
+        device_id: String,
+        /// When to look again (ms).
+        at: Millis,
+    },
+    /// The device has no command waiting: the row goes (unless a command came meanwhile).
+    Settled {
         /// The device.
         device_id: String,
         /// The row's version when claimed.
@@ -256,13 +274,13 @@ impl Store {
                     "UPDATE push_wakeups SET lease_owner = ?1, lease_until = ?2 WHERE device_id IN \
                      (SELECT device_id FROM push_wakeups WHERE due_at IS NOT NULL AND due_at <= ?3 \
                       AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY due_at LIMIT ?4{lock}) \
-                     AND (lease_until IS NULL OR lease_until <= ?3) RETURNING device_id, version, attempts"
+                     AND (lease_until IS NULL OR lease_until <= ?3) RETURNING device_id, version, attempts, deferred"
                 ),
                 args![owner, lease_until, now, limit],
-                |r| Ok((r.text(0)?, r.int(1)?, r.int(2)?)),
+                |r| Ok((r.text(0)?, r.int(1)?, r.int(2)?, r.int(3)? != 0)),
             )?;
             let mut out = Vec::with_capacity(rows.len());
-            for (device_id, version, attempts) in rows {
+            for (device_id, version, attempts, deferred) in rows {
                 let token = w
                     .conn
                     .opt(
@@ -272,12 +290,22 @@ impl Store {
                     )?
                     .flatten();
                 match token {
-                    Some(token) => out.push(PushTarget {
-                        device_id,
-                        token,
-                        version,
-                        attempts,
-                    }),
+                    Some(token) => {
+                        let waiting = w.conn.exists(
+                            "SELECT 1 FROM commands c JOIN devices d ON d.child_id = c.child_id \
+                             WHERE d.id = ?1 AND (c.device_id IS NULL OR c.device_id = ?1) \
+                             AND c.status IN ('PENDING', 'DELIVERED') AND c.expires_at > ?2 LIMIT 1",
+                            args![device_id, now],
+                        )?;
+                        out.push(PushTarget {
+                            device_id,
+                            token,
+                            version,
+                            attempts,
+                            deferred,
+                            waiting,
+                        })
+                    }
                     None => {
                         w.conn.exec(
                             "DELETE FROM push_wakeups WHERE device_id = ?1",
@@ -306,12 +334,20 @@ impl Store {
                     } => {
                         w.conn.exec(
                             "UPDATE push_wakeups SET due_at = CASE WHEN version = ?3 THEN NULL \
-                             ELSE CAST(?4 AS BIGINT) END, sent_at = ?5, attempts = 0, last_error = NULL, \
-                             lease_owner = NULL, lease_until = NULL WHERE device_id = ?1 AND lease_owner = ?2",
+                             ELSE CAST(?4 AS BIGINT) END, sent_at = ?5, attempts = 0, deferred = 0, \
+                             last_error = NULL, lease_owner = NULL, lease_until = NULL \
+                             WHERE device_id = ?1 AND lease_owner = ?2",
                             args![device_id, owner, version, at + PUSH_WINDOW_MS, at],
                         )?;
                     }
-                    PushOutcome::Online { device_id, version } => {
+                    PushOutcome::Online { device_id, at } => {
+                        w.conn.exec(
+                            "UPDATE push_wakeups SET due_at = ?3, deferred = 1, \
+                             lease_owner = NULL, lease_until = NULL WHERE device_id = ?1 AND lease_owner = ?2",
+                            args![device_id, owner, at],
+                        )?;
+                    }
+                    PushOutcome::Settled { device_id, version } => {
                         let gone = w.conn.exec(
                             "DELETE FROM push_wakeups WHERE device_id = ?1 AND lease_owner = ?2 AND version = ?3",
                             args![device_id, owner, version],

@@ -1,6 +1,7 @@
 //! Push wake-ups end to end against local stand-ins of FCM (OAuth token endpoint + HTTP v1)
 //! and APNs (HTTP/2 over TLS) (`standin.rs`): token registration and rotation, one push for a
-//! burst, none while the socket is open, the coalescing window and the pull that settles it,
+//! burst, none while a socket delivers and acks but one when it looks open and never acks (a
+//! suspended app), the coalescing window and the pull that settles it,
 //! invalid tokens dropped, a provider down then up, revocation.
 //!
 //! `cargo test -p relay --test push` (SQLite; with `SAFESTREAM_TEST_DB=postgres://...` on
@@ -13,6 +14,7 @@ mod standin;
 use std::time::Duration;
 
 use common::*;
+use relay::store::ONLINE_RECHECK_MS;
 use serde_json::{json, Value};
 use standin::{Mode, Providers, TOPIC};
 
@@ -201,37 +203,63 @@ async fn an_ios_phone_gets_a_background_push_over_http2() {
 }
 
 #[tokio::test]
-async fn no_push_while_the_socket_is_open() {
+async fn no_push_to_a_device_whose_socket_delivers_and_acks() {
     let p = Providers::start().await;
     let r = relay_for(&p).await;
     let (parent_token, _, dev) = family(&r, "kid-online").await;
     put_token(&r, &dev, json!({"provider": "fcm", "token": FCM_TOKEN})).await;
     let (mut ws, _) = Ws::ready(&r, &dev).await;
-    r.command(&parent_token, "kid-online", "PAUSE").await;
-    ws.expect("command:new").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cmd = r.command(&parent_token, "kid-online", "PAUSE").await;
+    let got = ws.expect("command:new").await;
+    assert_eq!(got["id"], cmd["id"]);
+    let (s, b) = r.ack(&dev, cmd["id"].as_str().unwrap(), "EXECUTED").await;
+    assert_eq!(s, 200, "{b}");
+    // The wake-up found the socket open and was put off; when it is looked at again
+    // nothing waits, and it goes without a push.
+    tokio::time::sleep(Duration::from_millis(ONLINE_RECHECK_MS as u64 + 1500)).await;
     assert!(
         p.got().is_empty(),
-        "no push to an online device: {:?}",
+        "no push to a device that got and acked its command: {:?}",
         p.got()
     );
-    assert_eq!(
-        r.running
-            .as_ref()
-            .unwrap()
-            .app
-            .store
-            .push_backlog()
-            .await
-            .unwrap(),
-        0
-    );
+    let store = &r.running.as_ref().unwrap().app.store;
+    assert_eq!(store.push_backlog().await.unwrap(), 0);
 
     // The socket closes: the next command wakes the phone.
     drop(ws);
     tokio::time::sleep(Duration::from_millis(300)).await;
     r.command(&parent_token, "kid-online", "RESUME").await;
     assert_eq!(p.wait_delivered(FCM_TOKEN, 1, WAIT).await.len(), 1);
+    r.stop().await;
+}
+
+/// A child sends the app to the background: the platform suspends it, its socket stays
+/// "online" at the relay for minutes (two of its slow background heartbeats) but nothing
+/// reads it. A LOCK sent then must still wake the phone.
+#[tokio::test]
+async fn a_socket_that_looks_open_but_never_acks_still_gets_the_push() {
+    let p = Providers::start().await;
+    let r = relay_for(&p).await;
+    let (parent_token, _, dev) = family(&r, "kid-suspended").await;
+    put_token(&r, &dev, json!({"provider": "fcm", "token": FCM_TOKEN})).await;
+    let (ws, _) = Ws::ready(&r, &dev).await;
+    let t0 = std::time::Instant::now();
+    r.command(&parent_token, "kid-suspended", "LOCK_DEVICE")
+        .await;
+    let got = p
+        .wait_delivered(
+            FCM_TOKEN,
+            1,
+            Duration::from_millis(ONLINE_RECHECK_MS as u64) + WAIT,
+        )
+        .await;
+    assert_eq!(got.len(), 1, "the suspended phone is woken: {:?}", p.got());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(ONLINE_RECHECK_MS as u64 - 500),
+        "put off once while the socket looked open: {:?}",
+        t0.elapsed()
+    );
+    drop(ws);
     r.stop().await;
 }
 
