@@ -395,11 +395,13 @@ impl Agent {
 
     /// What a host woken by a push calls, with the time the platform gives it in the
     /// background (`budget`: FCM's data-message handler, iOS's 30 s for a remote
-    /// notification, minus a margin). While the socket is open it asks the relay nothing
-    /// (the socket delivers); while another sync runs it waits for that one instead of
-    /// asking again; otherwise it pulls the pending commands, runs the new ones (a command
-    /// also delivered on the socket still runs once), and waits for their acks until the
-    /// budget ends. Also sends a push token the relay has not confirmed yet.
+    /// notification, minus a margin). It pulls the pending commands even while the socket
+    /// looks open: the relay pushes only to a device whose socket it thinks gone or that
+    /// has not acked for a while, so a socket that looks open here is most likely one the
+    /// platform suspended (a command also delivered on the socket still runs once). While
+    /// another sync runs it waits for that one instead of asking again. Then it waits for
+    /// the acks until the budget ends. Also sends a push token the relay has not confirmed
+    /// yet.
     pub async fn sync_now_within(&self, budget: Duration) -> Result<SyncReport, AgentError> {
         let far = Duration::from_secs(24 * 3600);
         let deadline = tokio::time::Instant::now() + budget.min(far);
@@ -411,22 +413,19 @@ impl Agent {
             .await;
         }
         let mut report = SyncReport::default();
-        if self.state() != ConnectionState::Connected {
-            match self.syncing.try_lock() {
-                Ok(_one) => {
-                    report.pulled = true;
-                    report.ran = tokio::time::timeout_at(deadline, self.pull())
-                        .await
-                        .map_err(|_| AgentError::Network {
-                            reason: "the background budget ran out before the relay answered"
-                                .into(),
-                        })??;
-                }
-                Err(_) => {
-                    // Another sync is fetching the same commands: wait for it (its acks
-                    // are waited for below).
-                    let _ = tokio::time::timeout_at(deadline, self.syncing.lock()).await;
-                }
+        match self.syncing.try_lock() {
+            Ok(_one) => {
+                report.pulled = true;
+                report.ran = tokio::time::timeout_at(deadline, self.pull())
+                    .await
+                    .map_err(|_| AgentError::Network {
+                        reason: "the background budget ran out before the relay answered".into(),
+                    })??;
+            }
+            Err(_) => {
+                // Another sync is fetching the same commands: wait for it (its acks are
+                // waited for below).
+                let _ = tokio::time::timeout_at(deadline, self.syncing.lock()).await;
             }
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -131,9 +131,9 @@ impl Agent {
 
     /// What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
     /// callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
-    /// on iOS): pulls and runs the pending commands unless the socket is open or another
-    /// sync is already running (then it asks the relay nothing), and waits for the acks
-    /// until the budget ends.
+    /// on iOS): pulls and runs the pending commands (even while the socket looks open: it
+    /// may be one the platform suspended) unless another sync is already running (then it
+    /// waits for that one), and waits for the acks until the budget ends.
     pub async fn sync_now_within(&self, budget_ms: u64) -> Result<SyncReport, SafeStreamError> {
         let inner = self.inner.clone();
         runtime::run(async move {

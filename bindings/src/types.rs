@@ -228,8 +228,7 @@ impl From<core::PairedDevice> for PairedDevice {
 pub struct SyncReport {
     /// Commands handed to the runner.
     pub ran: u32,
-    /// Whether the relay was asked (not while the socket is open, nor while another sync
-    /// runs).
+    /// Whether the relay was asked (not while another sync runs: that one asks).
     pub pulled: bool,
     /// Whether every ack queued so far was answered by the relay (a command the runner is
     /// still running has none yet).

@@ -696,9 +696,9 @@ public protocol AgentProtocol: AnyObject, Sendable {
     /**
      * What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
      * callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
-     * on iOS): pulls and runs the pending commands unless the socket is open or another
-     * sync is already running (then it asks the relay nothing), and waits for the acks
-     * until the budget ends.
+     * on iOS): pulls and runs the pending commands (even while the socket looks open: it
+     * may be one the platform suspended) unless another sync is already running (then it
+     * waits for that one), and waits for the acks until the budget ends.
      */
     func syncNowWithin(budgetMs: UInt64) async throws  -> SyncReport
     
@@ -1026,9 +1026,9 @@ open func syncNow()async throws  -> UInt32  {
     /**
      * What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
      * callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
-     * on iOS): pulls and runs the pending commands unless the socket is open or another
-     * sync is already running (then it asks the relay nothing), and waits for the acks
-     * until the budget ends.
+     * on iOS): pulls and runs the pending commands (even while the socket looks open: it
+     * may be one the platform suspended) unless another sync is already running (then it
+     * waits for that one), and waits for the acks until the budget ends.
      */
 open func syncNowWithin(budgetMs: UInt64)async throws  -> SyncReport  {
     return
@@ -2619,8 +2619,7 @@ public struct SyncReport: Equatable, Hashable {
      */
     public var ran: UInt32
     /**
-     * Whether the relay was asked (not while the socket is open, nor while another sync
-     * runs).
+     * Whether the relay was asked (not while another sync runs: that one asks).
      */
     public var pulled: Bool
     /**
@@ -2636,8 +2635,7 @@ public struct SyncReport: Equatable, Hashable {
          * Commands handed to the runner.
          */ran: UInt32, 
         /**
-         * Whether the relay was asked (not while the socket is open, nor while another sync
-         * runs).
+         * Whether the relay was asked (not while another sync runs: that one asks).
          */pulled: Bool, 
         /**
          * Whether every ack queued so far was answered by the relay (a command the runner is
@@ -3677,7 +3675,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_safestream_ffi_checksum_method_agent_sync_now() != 64422) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_safestream_ffi_checksum_method_agent_sync_now_within() != 51948) {
+    if (uniffi_safestream_ffi_checksum_method_agent_sync_now_within() != 60852) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_safestream_ffi_checksum_method_agent_wait_for_acks() != 25848) {

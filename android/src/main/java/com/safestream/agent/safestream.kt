@@ -1119,7 +1119,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_sync_now() and 0xFFFF) != 64422) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_safestream_ffi_checksum_method_agent_sync_now_within() and 0xFFFF) != 51948) {
+    if ((lib.uniffi_safestream_ffi_checksum_method_agent_sync_now_within() and 0xFFFF) != 60852) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_safestream_ffi_checksum_method_agent_wait_for_acks() and 0xFFFF) != 25848) {
@@ -1739,9 +1739,9 @@ public interface AgentInterface {
     /**
      * What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
      * callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
-     * on iOS): pulls and runs the pending commands unless the socket is open or another
-     * sync is already running (then it asks the relay nothing), and waits for the acks
-     * until the budget ends.
+     * on iOS): pulls and runs the pending commands (even while the socket looks open: it
+     * may be one the platform suspended) unless another sync is already running (then it
+     * waits for that one), and waits for the acks until the budget ends.
      */
     suspend fun `syncNowWithin`(`budgetMs`: kotlin.ULong): SyncReport
     
@@ -2171,9 +2171,9 @@ open class Agent: Disposable, AutoCloseable, AgentInterface
     /**
      * What a push handler calls (FCM's `onMessageReceived`, iOS's remote-notification
      * callback), with the background time it has (`budgetMs`, e.g. 8,000 on Android, 25,000
-     * on iOS): pulls and runs the pending commands unless the socket is open or another
-     * sync is already running (then it asks the relay nothing), and waits for the acks
-     * until the budget ends.
+     * on iOS): pulls and runs the pending commands (even while the socket looks open: it
+     * may be one the platform suspended) unless another sync is already running (then it
+     * waits for that one), and waits for the acks until the budget ends.
      */
     @Throws(SafeStreamException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
@@ -4109,8 +4109,7 @@ data class SyncReport (
     var `ran`: kotlin.UInt
     , 
     /**
-     * Whether the relay was asked (not while the socket is open, nor while another sync
-     * runs).
+     * Whether the relay was asked (not while another sync runs: that one asks).
      */
     var `pulled`: kotlin.Boolean
     , 
