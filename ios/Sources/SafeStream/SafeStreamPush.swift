@@ -37,8 +37,8 @@ public enum SafeStreamPush {
     }
 
     /// Handles a remote notification: for SafeStream's wake-up, pulls and runs the pending
-    /// commands within `budgetMs` (nothing is asked of the relay while the socket is open or
-    /// a sync runs), then calls `done` with how many ran, or `nil` for another notification
+    /// commands within `budgetMs` (even while the socket looks open: it may be suspended; a
+    /// sync already running is joined, not repeated), then calls `done` with how many ran, or `nil` for another notification
     /// or a failed sync (the commands then arrive on the next connection).
     public static func didReceiveRemoteNotification(
         _ agent: Agent, userInfo: [AnyHashable: Any], budgetMs: UInt64 = defaultBudgetMs,

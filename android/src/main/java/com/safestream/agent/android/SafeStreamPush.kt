@@ -44,8 +44,8 @@ object SafeStreamPush {
 
     /**
      * Handles an FCM message: for SafeStream's wake-up, pulls and runs the pending commands
-     * within [budgetMs] (nothing is asked of the relay while the socket is open or a sync
-     * runs). Returns what it did, or `null` for another message or a failed sync (logged; the
+     * within [budgetMs] (even while the socket looks open: it may be suspended; a sync already
+     * running is joined, not repeated). Returns what it did, or `null` for another message or a failed sync (logged; the
      * commands arrive on the next connection).
      */
     @JvmStatic
