@@ -7,7 +7,8 @@
 //! each carries a generation (`gen`, absent for generation 0): the store decides which
 //! generations of a device are accepted (token rotation, `store/rotation.rs`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -97,6 +98,10 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+/// How many verified tokens [`Keys`] remembers (about 300 bytes each); when full it forgets
+/// them all and starts over.
+const VERIFIED_CAP: usize = 8192;
+
 /// The keys and validation rules, built once at start.
 pub struct Keys {
     parent_key: DecodingKey,
@@ -105,6 +110,16 @@ pub struct Keys {
     device_dec: DecodingKey,
     device_validation: Validation,
     server_key_digest: [u8; 32],
+    server_key_len: usize,
+    /// Tokens whose signature and claims were checked, with what they proved and until when
+    /// (seconds since the epoch: a parent token's `exp` plus the leeway, never for a device
+    /// token). A token presented again, byte for byte, costs a hash lookup instead of a
+    /// signature check (~32,000 instructions for HS256, ~10x that for RS256: 10 % of a
+    /// command's relay CPU, BENCHMARKS.md). Only correctly signed tokens get in, so a
+    /// stranger cannot fill it; device revocation is checked by callers on every use, as
+    /// before.
+    verified: Mutex<HashMap<Box<str>, (Actor, i64)>>,
+    leeway: i64,
 }
 
 impl Keys {
@@ -173,11 +188,20 @@ impl Keys {
             device_dec: DecodingKey::from_secret(device_key),
             device_validation: dv,
             server_key_digest: Sha256::digest(server_key.as_bytes()).into(),
+            server_key_len: server_key.len(),
+            verified: Mutex::new(HashMap::new()),
+            leeway: i64::try_from(cfg.jwt_leeway_secs).unwrap_or(i64::MAX / 2),
         })
     }
 
-    /// Whether `candidate` is the backend's server key (constant time).
+    /// Whether `candidate` is the backend's server key: compared in constant time through
+    /// its SHA-256. A candidate of another length is refused before hashing (every parent
+    /// and device request passes here, and hashing a JWT cost 28,000 instructions per
+    /// command); the time that takes reveals the key's length only, not its content.
     pub fn is_server_key(&self, candidate: &str) -> bool {
+        if candidate.len() != self.server_key_len {
+            return false;
+        }
         let d: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
         d.ct_eq(&self.server_key_digest).into()
     }
@@ -213,8 +237,41 @@ impl Keys {
     }
 
     /// Verifies a parent JWT or a device token (not the server key). Device revocation is
-    /// not checked here: callers look the device up in the store.
+    /// not checked here: callers look the device up in the store. A token verified before
+    /// and not expired since is answered from memory.
     pub fn verify(&self, token: &str) -> Result<Actor, AuthError> {
+        let now = now_ms() / 1000;
+        if let Some(actor) = self.cached(token, now) {
+            return Ok(actor);
+        }
+        let actor = self.verify_signed(token)?;
+        let until = match &actor {
+            Actor::Parent { exp, .. } => exp.saturating_add(self.leeway),
+            _ => i64::MAX,
+        };
+        if let Ok(mut m) = self.verified.lock() {
+            if m.len() >= VERIFIED_CAP {
+                m.clear();
+            }
+            m.insert(token.into(), (actor.clone(), until));
+        }
+        Ok(actor)
+    }
+
+    /// What `token` proved when it was verified, if it was and is still valid at `now`
+    /// (seconds); an expired entry is dropped.
+    fn cached(&self, token: &str, now: i64) -> Option<Actor> {
+        let mut m = self.verified.lock().ok()?;
+        let (actor, until) = m.get(token)?;
+        if now <= *until {
+            return Some(actor.clone());
+        }
+        m.remove(token);
+        None
+    }
+
+    /// The signature and claims check behind [`Keys::verify`].
+    fn verify_signed(&self, token: &str) -> Result<Actor, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -470,10 +527,52 @@ mod tests {
         let k = keys();
         assert!(k.is_server_key("server-key"));
         assert!(!k.is_server_key("server-ke"));
+        assert!(!k.is_server_key("server-kez"));
         assert!(!k.is_server_key(""));
         assert_eq!(bearer("Bearer abc"), Some("abc"));
         assert_eq!(bearer("bearer  abc "), Some("abc"));
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer "), None);
+    }
+
+    #[test]
+    fn a_remembered_token_proves_the_same_and_only_until_it_expires() {
+        let k = keys();
+        let exp = future();
+        let t = hs(json!({"sub": "u1", "exp": exp}), SECRET);
+        let first = k.verify(&t).unwrap();
+        assert_eq!(k.cached(&t, exp), Some(first.clone()));
+        assert_eq!(k.verify(&t), Ok(first));
+        // Past exp and the leeway it is forgotten, and verifying again says why.
+        assert_eq!(k.cached(&t, exp + k.leeway + 1), None);
+        assert_eq!(k.cached(&t, exp), None);
+        // A token that differs in one byte is checked, and refused, not matched.
+        let mut forged = t.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(k.verify(&forged), Err(AuthError::Invalid));
+        assert_eq!(k.cached(&forged, exp), None);
+        // Wrongly signed tokens are never remembered.
+        let wrong = hs(
+            json!({"sub": "u2", "exp": exp}),
+            "another-secret-another-secret-xx",
+        );
+        assert_eq!(k.verify(&wrong), Err(AuthError::Invalid));
+        assert_eq!(k.cached(&wrong, exp), None);
+        // Device tokens are remembered without an expiry (revocation is the store's).
+        let d = k.issue_device_token("dev1", "child1");
+        let a = k.verify(&d).unwrap();
+        assert_eq!(k.cached(&d, i64::MAX - 1), Some(a));
+    }
+
+    #[test]
+    fn the_memory_of_verified_tokens_is_bounded() {
+        let k = keys();
+        for i in 0..VERIFIED_CAP + 10 {
+            let t = hs(json!({"sub": format!("u{i}"), "exp": future()}), SECRET);
+            k.verify(&t).unwrap();
+        }
+        let n = k.verified.lock().unwrap().len();
+        assert!(n <= VERIFIED_CAP, "{n} entries");
     }
 }
