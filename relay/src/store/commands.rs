@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use super::db::{args, Arg, Row};
 use super::registry::{child_exists, guardians_of};
-use super::webhooks::data_of;
 use super::{Store, StoreError, StoreResult};
 use crate::message::{room, BusMessage, OutFrame};
 use crate::model::{Command, CommandStatus, CommandType, Millis};
@@ -133,7 +132,7 @@ impl Store {
                     ],
                 )?;
                 Self::log_event_for_all(w, &guardians, event::COMMAND_SENT, &cmd.sent_frame_data(), now)?;
-                w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
+                w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
                 // The wake-up of a sleeping phone, in this same transaction.
                 w.wake_devices(&cmd.child_id, cmd.device_id.as_deref(), now)?;
                 let target = match &cmd.device_id {
@@ -241,7 +240,7 @@ impl Store {
                             .record((now - cmd.created_at).max(0) as f64 / 1000.0);
                         let guardians = guardians_of(w.conn, &cmd.child_id)?;
                         Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
-                        w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
+                        w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
                         changed += 1;
                     }
                 }
@@ -308,7 +307,7 @@ impl Store {
                 )?;
                 let guardians = guardians_of(w.conn, &cmd.child_id)?;
                 Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
-                w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
+                w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
                 Ok(AckOutcome::Updated(cmd))
             })
             .await?;
@@ -340,7 +339,7 @@ impl Store {
                     }
                     let guardians = guardians_of(w.conn, &cmd.child_id)?;
                     Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
-                    w.webhook(webhook::COMMAND_STATUS, now, || data_of(&cmd));
+                    w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
                 }
                 Ok(rows.len())
             })

@@ -78,7 +78,7 @@ pub use registry::{ChildPatch, ChildWriter, DeviceAuth, TokenGens};
 pub use rotation::{Rotation, TokenVerdict};
 pub use screen_time::ScreenTimeOutcome;
 pub use sqlite_writer::{CHECKPOINT_EVERY, WAL_RESTART_FRAMES};
-pub use webhooks::{Claimed, EndpointStats, FailedCursor, FailedHook, HookOutcome};
+pub use webhooks::{Claimed, EndpointStats, FailedCursor, FailedHook, HookOutcome, Leased};
 pub use write::W;
 
 use crate::bus::Bus;
@@ -166,8 +166,11 @@ pub struct Store {
     engine: Engine,
     /// See [`StoreOptions::webhook_endpoints`].
     hook_endpoints: Arc<[String]>,
-    /// Notified after a commit that wrote outbox rows.
+    /// Notified after a commit that wrote outbox rows nobody holds (see `hook_handoff`).
     hook_wake: Arc<tokio::sync::Notify>,
+    /// This node's webhook sender, once started: outbox rows are written already leased to
+    /// it and handed over in memory after the commit, so the hot path needs no claim.
+    hook_handoff: std::sync::OnceLock<webhooks::Handoff>,
     /// See [`StoreOptions::push`].
     push_on: bool,
     /// Notified after a commit that wrote wake-up rows.
@@ -209,6 +212,7 @@ impl Store {
             engine,
             hook_endpoints: opts.webhook_endpoints.clone().into(),
             hook_wake: Arc::new(tokio::sync::Notify::new()),
+            hook_handoff: std::sync::OnceLock::new(),
             push_on: opts.push,
             push_wake: Arc::new(tokio::sync::Notify::new()),
             _checkpointer: checkpointer,

@@ -503,9 +503,7 @@ impl Store {
                 let auth = read_auth(w.conn, &id, false)?;
                 if revoked {
                     w.forget_push(&id)?;
-                    w.webhook(wire::webhook::DEVICE_REVOKED, now, || {
-                        super::webhooks::data_of(&d)
-                    });
+                    w.webhook(wire::webhook::DEVICE_REVOKED, now, || &d);
                 }
                 w.publish(crate::message::BusMessage::RevokeDevice {
                     device_id: d.id.clone(),

@@ -18,58 +18,110 @@ use crate::model::{rfc3339, Millis};
 /// A webhook event logged by an operation, written to the outbox when it ends.
 pub(super) struct PendingHook {
     kind: &'static str,
-    data: Value,
+    /// The event's data, serialized once (JSON).
+    data: String,
     now: Millis,
 }
 
 impl W<'_> {
-    /// Logs a webhook event of type `kind` in this write; `data` is only built when at least
-    /// one endpoint is configured (otherwise this costs nothing).
-    pub(super) fn webhook(
+    /// Logs a webhook event of type `kind` in this write; `data` is only built (and
+    /// serialized, once, straight to JSON text) when at least one endpoint is configured
+    /// (otherwise this costs nothing).
+    pub(super) fn webhook<T: serde::Serialize>(
         &mut self,
         kind: &'static str,
         now: Millis,
-        data: impl FnOnce() -> Value,
+        data: impl FnOnce() -> T,
     ) {
         if self.hook_endpoints.is_empty() {
             return;
         }
         self.hooks.push(PendingHook {
             kind,
-            data: data(),
+            data: serde_json::to_string(&data()).unwrap_or_else(|_| "null".into()),
             now,
         });
     }
 
     /// Writes the operation's webhook events: one outbox row per event and endpoint, each
-    /// with its own id. Returns how many rows were written.
+    /// with its own id. A row for which this node's sender has room in its queue is written
+    /// already leased to it and handed over after the commit ([`Handoff`]); the others are
+    /// written free, for a claim. Returns how many were written free.
     pub(super) fn flush_webhooks(&mut self) -> StoreResult<usize> {
         if self.hooks.is_empty() {
             return Ok(0);
         }
         let hooks = std::mem::take(&mut self.hooks);
         let endpoints = self.hook_endpoints.clone();
-        let mut n = 0;
+        let mut free = 0;
         for h in &hooks {
+            let timestamp = rfc3339(h.now);
             for endpoint in endpoints.iter() {
                 let id = new_event_id();
-                let body = json!({
-                    "id": id,
-                    "type": h.kind,
-                    "timestamp": rfc3339(h.now),
-                    "data": h.data,
-                })
-                .to_string();
-                self.conn.exec(
-                    "INSERT INTO webhook_outbox (event_id, endpoint, type, timestamp, payload, attempts, \
-                     next_attempt_at, window_start) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?4, ?4)",
-                    args![id, endpoint, h.kind, h.now, body],
-                )?;
-                n += 1;
+                // The envelope is written as text around the serialized data: the id
+                // (`evt_` + hex), the type (a constant) and the RFC 3339 time need no escaping.
+                let body = format!(
+                    r#"{{"id":"{id}","type":"{}","timestamp":"{timestamp}","data":{}}}"#,
+                    h.kind, h.data
+                );
+                let place = self
+                    .handoff
+                    .as_ref()
+                    .and_then(|hd| hd.tx.clone().try_reserve_owned().ok().map(|p| (hd, p)));
+                match place {
+                    Some((hd, place)) => {
+                        let lease_until = crate::model::now_ms() + hd.lease_ms;
+                        self.conn.exec(
+                            "INSERT INTO webhook_outbox (event_id, endpoint, type, timestamp, payload, attempts, \
+                             next_attempt_at, window_start, lease_owner, lease_until) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?4, ?4, ?6, ?7)",
+                            args![id, endpoint, h.kind, h.now, body, &*hd.owner, lease_until],
+                        )?;
+                        let row = Claimed {
+                            id,
+                            endpoint: endpoint.clone(),
+                            kind: h.kind.to_string(),
+                            payload: body,
+                            attempts: 0,
+                            window_start: h.now,
+                            timestamp: h.now,
+                        };
+                        self.handed.push((place, Leased { row, lease_until }));
+                    }
+                    None => {
+                        self.conn.exec(
+                            "INSERT INTO webhook_outbox (event_id, endpoint, type, timestamp, payload, attempts, \
+                             next_attempt_at, window_start) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?4, ?4)",
+                            args![id, endpoint, h.kind, h.now, body],
+                        )?;
+                        free += 1;
+                    }
+                }
             }
         }
-        Ok(n)
+        Ok(free)
     }
+}
+
+/// This node's webhook sender, as the write path sees it: its queue, the owner its leases
+/// carry, and how long a lease holds.
+#[derive(Clone)]
+pub(super) struct Handoff {
+    tx: tokio::sync::mpsc::Sender<Leased>,
+    owner: std::sync::Arc<str>,
+    lease_ms: i64,
+}
+
+/// A row written leased to this node's sender, with its reserved place in the sender's queue.
+pub(super) type Handed = (tokio::sync::mpsc::OwnedPermit<Leased>, Leased);
+
+/// A row leased to this node's sender by the write that created it, handed over in memory.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    /// The row, as a claim would have returned it.
+    pub row: Claimed,
+    /// Until when the lease holds (ms): a row not sent well before is given back.
+    pub lease_until: Millis,
 }
 
 /// `v` as JSON (the data of a webhook event).
@@ -225,6 +277,27 @@ impl Store {
     /// The write handle's wake-up: notified after every commit that wrote outbox rows.
     pub fn webhook_wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.hook_wake.clone()
+    }
+
+    /// Starts handing this node's new outbox rows to its sender (`owner`, leases of
+    /// `lease_ms`): from now on a row is written already leased to `owner` when the
+    /// returned queue (of `capacity`) has room, and put in it after its commit. Once per
+    /// store; `None` if already started.
+    pub fn start_webhook_handoff(
+        &self,
+        owner: std::sync::Arc<str>,
+        lease_ms: i64,
+        capacity: usize,
+    ) -> Option<tokio::sync::mpsc::Receiver<Leased>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        self.hook_handoff
+            .set(Handoff {
+                tx,
+                owner,
+                lease_ms,
+            })
+            .ok()?;
+        Some(rx)
     }
 
     /// Whether webhooks are on (at least one endpoint).

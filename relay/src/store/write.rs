@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::db::Db;
 use super::events::PendingEvent;
-use super::webhooks::PendingHook;
+use super::webhooks::{Handed, Handoff, PendingHook};
 use super::{Store, StoreError, StoreResult};
 use crate::message::BusMessage;
 
@@ -23,6 +23,11 @@ pub struct W<'c> {
     /// Webhook events logged by the operation, written to the outbox when it ends
     /// (see [`W::flush_webhooks`]).
     pub(super) hooks: Vec<PendingHook>,
+    /// This node's webhook sender, when started: rows it has room for are written leased to
+    /// it and handed over after the commit.
+    pub(super) handoff: Option<Handoff>,
+    /// Rows written leased to this node's sender, with their places in its queue.
+    pub(super) handed: Vec<Handed>,
     /// Whether push is on: commands write wake-up rows (see `store/push.rs`).
     pub(super) push_on: bool,
     /// Whether this write wrote wake-up rows (the push sender is woken after commit).
@@ -54,8 +59,13 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool, bool)>();
+        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool, bool, Vec<Handed>)>();
         let hook_endpoints = self.hook_endpoints.clone();
+        let handoff = if hook_endpoints.is_empty() {
+            None
+        } else {
+            self.hook_handoff.get().cloned()
+        };
         let push_on = self.push_on;
         let job: WriteJob = Box::new(move |conn: Db<'_>| {
             let mut w = W {
@@ -64,6 +74,8 @@ impl Store {
                 events: Vec::new(),
                 hook_endpoints,
                 hooks: Vec::new(),
+                handoff,
+                handed: Vec::new(),
                 push_on,
                 pushed: false,
             };
@@ -78,13 +90,16 @@ impl Store {
             let failed = res.is_err();
             let pushed = !failed && w.pushed;
             let msgs = if failed { Vec::new() } else { w.out };
+            // Rows of a failed job were rolled back with it: nothing to hand over (dropping
+            // the places frees them).
+            let handed = if failed { Vec::new() } else { w.handed };
             Done {
                 failed,
                 msgs,
                 reply: Box::new(move |commit_error: Option<String>| {
                     let _ = tx.send(match commit_error {
-                        None => (res, hooked, pushed),
-                        Some(e) => (Err(StoreError::Db(e)), false, false),
+                        None => (res, hooked, pushed, handed),
+                        Some(e) => (Err(StoreError::Db(e)), false, false, Vec::new()),
                     });
                 }),
             }
@@ -93,11 +108,16 @@ impl Store {
             .send(job)
             .await
             .map_err(|_| StoreError::Db("the store is closed".into()))?;
-        let (res, hooked, pushed) = rx
+        let (res, hooked, pushed, handed) = rx
             .await
             .map_err(|_| StoreError::Db("the store writer stopped".into()))?;
+        // Committed rows leased to this node's sender: into its queue, where their places
+        // were reserved when they were written (so this cannot fail for want of room).
+        for (place, row) in handed {
+            place.send(row);
+        }
         if hooked {
-            // Committed outbox rows: wake this node's webhook sender.
+            // Committed outbox rows nobody holds: wake this node's webhook sender to claim them.
             self.hook_wake.notify_one();
         }
         if pushed {

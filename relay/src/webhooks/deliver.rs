@@ -1,6 +1,7 @@
 //! The delivery loop one node runs: claim due rows per endpoint (up to its in-flight cap),
 //! POST each, record the outcome while the lease is still ours.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use tokio::task::JoinSet;
 use super::{sign, Endpoint, Settings};
 use crate::app::App;
 use crate::model::now_ms;
-use crate::store::{Claimed, HookOutcome};
+use crate::store::{Claimed, HookOutcome, Leased};
 use wire::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
 /// Largest body sent; a bigger event (none is, today) is parked rather than sent.
@@ -29,6 +30,9 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const CLAIM_EVERY: Duration = Duration::from_millis(5);
 /// Outcomes written in one database write, at most.
 const RECORD_BATCH: usize = 512;
+/// Room for handed-over rows in the sender's queue, per endpoint; rows written while it is
+/// full wait in the database for a claim.
+const HANDOFF_PER_ENDPOINT: usize = 4096;
 /// The backlog gauges are refreshed this often.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// First retry delay (before jitter); it doubles with each failure...
@@ -333,6 +337,15 @@ async fn gauges(app: &App, s: &Settings) {
     metrics::gauge!("safestream_webhook_parked").set(parked as f64);
 }
 
+/// The next handed-over row; pending forever when there is no queue (another sender of
+/// this store took it: tests that start two).
+async fn recv_some(rx: &mut Option<mpsc::Receiver<Leased>>) -> Option<Leased> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// This node's sender, until shutdown; then it waits for the deliveries in flight (up to
 /// the request time limit and a little more) so their outcomes are recorded. Rows still
 /// in flight after that keep their lease, which expires: never two senders at once.
@@ -353,6 +366,12 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
     .into();
     let lease_ms = s.lease().as_millis() as i64;
     let wake = app.store.webhook_wake();
+    // Rows this node writes come leased to it, straight from the write path: no claim.
+    let capacity = HANDOFF_PER_ENDPOINT * s.endpoints.len().max(1);
+    let mut handed = app
+        .store
+        .start_webhook_handoff(owner.clone(), lease_ms, capacity);
+    let mut queue: VecDeque<Leased> = VecDeque::new();
     let mut stop = app.shutdown_signal();
     let slots: Vec<Arc<Semaphore>> = s
         .endpoints
@@ -366,41 +385,95 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
     let (out, outcomes) = mpsc::channel::<HookOutcome>(4096);
     let recording = tokio::spawn(recorder(app.clone(), owner.clone(), outcomes));
     let mut claimed_at = tokio::time::Instant::now() - CLAIM_EVERY;
+    // Whether rows may be waiting in the database for a claim: other nodes' rows, retries
+    // come due, expired leases (the poll), rows written while the queue was full (a wake),
+    // or a claim that came back full.
+    let mut claim = true;
     tracing::info!(endpoints = s.endpoints.len(), "webhook sender started");
     while !app.is_shutting_down() {
-        tokio::time::sleep_until(claimed_at + CLAIM_EVERY).await;
-        claimed_at = tokio::time::Instant::now();
-        for (i, ep) in s.endpoints.iter().enumerate() {
-            let free = slots[i].available_permits();
-            if free == 0 {
+        // Handed-over rows first, oldest first, while their endpoint has room; one whose
+        // lease would run out before an attempt could end is given back for a claim.
+        let mut give_back = Vec::new();
+        let now = now_ms();
+        let mut blocked = vec![false; s.endpoints.len()];
+        let mut kept = VecDeque::new();
+        while let Some(l) = queue.pop_front() {
+            if now + s.timeout.as_millis() as i64 + 2_000 >= l.lease_until {
+                give_back.push(l.row.id);
                 continue;
             }
-            let now = now_ms();
-            let rows = match app
-                .store
-                .claim_webhooks(&ep.raw, &owner, now, now + lease_ms, free as i64)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming webhooks failed");
+            let Some(i) = s.endpoints.iter().position(|e| e.raw == l.row.endpoint) else {
+                // Not an endpoint of this node's settings (none is): left to its lease.
+                continue;
+            };
+            if blocked[i] {
+                kept.push_back(l);
+                continue;
+            }
+            match slots[i].clone().try_acquire_owned() {
+                Ok(slot) => {
+                    in_flight.spawn(deliver_one(
+                        s.clone(),
+                        client.clone(),
+                        i,
+                        l.row,
+                        out.clone(),
+                        slot,
+                    ));
+                }
+                Err(_) => {
+                    blocked[i] = true;
+                    kept.push_back(l);
+                }
+            }
+        }
+        queue = kept;
+        if !give_back.is_empty() {
+            claim = true;
+            if let Err(e) = app.store.release_webhooks(give_back, &owner).await {
+                tracing::warn!(error = %e, "giving back webhook rows failed (their leases expire)");
+            }
+        }
+        let due = claimed_at + CLAIM_EVERY;
+        if claim && queue.is_empty() && tokio::time::Instant::now() >= due {
+            claimed_at = tokio::time::Instant::now();
+            claim = false;
+            for (i, ep) in s.endpoints.iter().enumerate() {
+                let free = slots[i].available_permits();
+                if free == 0 {
+                    claim = true;
                     continue;
                 }
-            };
-            for row in rows {
-                match slots[i].clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        in_flight.spawn(deliver_one(
-                            s.clone(),
-                            client.clone(),
-                            i,
-                            row,
-                            out.clone(),
-                            slot,
-                        ));
+                let now = now_ms();
+                let rows = match app
+                    .store
+                    .claim_webhooks(&ep.raw, &owner, now, now + lease_ms, free as i64)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming webhooks failed");
+                        continue;
                     }
-                    Err(_) => {
-                        let _ = app.store.release_webhooks(vec![row.id], &owner).await;
+                };
+                if rows.len() >= free {
+                    claim = true;
+                }
+                for row in rows {
+                    match slots[i].clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            in_flight.spawn(deliver_one(
+                                s.clone(),
+                                client.clone(),
+                                i,
+                                row,
+                                out.clone(),
+                                slot,
+                            ));
+                        }
+                        Err(_) => {
+                            let _ = app.store.release_webhooks(vec![row.id], &owner).await;
+                        }
                     }
                 }
             }
@@ -409,14 +482,36 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
             gauges(&app, &s).await;
             gauges_at = tokio::time::Instant::now();
         }
+        let claim_later = claim && queue.is_empty();
         tokio::select! {
-            _ = wake.notified() => {}
-            _ = poll.tick() => {}
+            _ = wake.notified() => claim = true,
+            _ = poll.tick() => claim = true,
+            Some(l) = recv_some(&mut handed) => {
+                queue.push_back(l);
+                if let Some(rx) = handed.as_mut() {
+                    while let Ok(l) = rx.try_recv() {
+                        queue.push_back(l);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(due), if claim_later => {}
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {
                 while in_flight.try_join_next().is_some() {}
             }
             _ = stop.changed() => break,
         }
+    }
+    // Handed-over rows never started: given back, so that the next node or start sends them
+    // without waiting for their leases.
+    if let Some(rx) = handed.as_mut() {
+        rx.close();
+        while let Ok(l) = rx.try_recv() {
+            queue.push_back(l);
+        }
+    }
+    if !queue.is_empty() {
+        let ids = queue.into_iter().map(|l| l.row.id).collect();
+        let _ = app.store.release_webhooks(ids, &owner).await;
     }
     let limit = s.timeout + Duration::from_secs(5);
     let drained = tokio::time::timeout(limit, async {
