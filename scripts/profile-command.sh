@@ -4,11 +4,13 @@
 # shutdown parts, so the "commands" part holds only the steady round trips.
 #
 #   scripts/profile-command.sh [rate] [secs] [RUST_LOG]      (defaults: 10 30 warn)
+#   BENCH_ARGS=--webhook-sink scripts/profile-command.sh     (the same with webhooks on)
 #
 # relay-bench starts the relay with RUST_LOG=warn; pass `info` to profile the default level
 # (two INFO lines per command). Needs target/release/relay-bench (cargo build --release -p relay-bench);
 # builds the relay with line tables into /tmp/prof-target (a few minutes, once; REBUILD=1 to
-# rebuild after a change; rm -rf /tmp/prof-target when done, it is large).
+# rebuild after a change; rm -rf /tmp/prof-target when done, it is large; PROF_TARGET and
+# RELAY_BENCH point at another build and relay-bench, e.g. a baseline to compare with).
 # Output in $OUT (default /tmp/prof-command-<level>): callgrind.out.<part>-<thread> (part 2 is
 # the round trips), summary.txt (the tables in BENCHMARKS.md), valgrind.log (valgrind's and
 # the relay's stderr).
@@ -17,13 +19,14 @@ cd "$(dirname "$0")/.."
 RATE=${1:-10}; SECS=${2:-30}; LOG=${3:-warn}
 DEVICES=100
 OUT=${OUT:-/tmp/prof-command-$LOG}
-TARGET=/tmp/prof-target
+TARGET=${PROF_TARGET:-/tmp/prof-target}
+BENCH_BIN=${RELAY_BENCH:-target/release/relay-bench}
 rm -rf "$OUT"; mkdir -p "$OUT"
 
 if [ ! -x "$TARGET/release/safestream-relay" ] || [ "${REBUILD:-0}" = 1 ]; then
   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -p relay --target-dir "$TARGET"
 fi
-[ -x target/release/relay-bench ] || cargo build --release -p relay-bench
+[ -x "$BENCH_BIN" ] || cargo build --release -p relay-bench
 
 # relay-bench clears the environment and SIGKILLs its relay at the end, which would lose
 # callgrind's output: the wrapper keeps valgrind as a child (it survives the SIGKILL of the
@@ -38,8 +41,8 @@ wait
 W
 chmod +x "$OUT/relay.sh"
 
-target/release/relay-bench --relay-bin "$OUT/relay.sh" --phases roundtrip \
-  --rt-devices $DEVICES --rates "$RATE" --rt-secs "$SECS" --relay-env "RUST_LOG=$LOG" \
+"$BENCH_BIN" --relay-bin "$OUT/relay.sh" --phases roundtrip \
+  --rt-devices $DEVICES --rates "$RATE" --rt-secs "$SECS" --relay-env "RUST_LOG=$LOG" ${BENCH_ARGS:-} \
   > "$OUT/bench.txt" 2> "$OUT/bench.err" &
 BENCH=$!
 
