@@ -2,9 +2,12 @@
 //! transaction as the change it reports ([`W::webhook`], flushed when the operation ends), so
 //! no change commits without its event and none is lost to a crash.
 //!
-//! Rows are sent by `crate::webhooks` on every node: a node *claims* due rows for one
-//! endpoint by setting `lease_owner`/`lease_until` (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
-//! two nodes never claim the same row), then records the outcome only while its lease is
+//! Rows are sent by `crate::webhooks` on every node. A row is written already leased to the
+//! writing node's sender when its queue has room, and handed to it after the commit
+//! ([`Store::start_webhook_handoff`]): the common case costs no claim. Other rows (a full
+//! queue, retries come due, leases of a dead node run out) are *claimed*: a node sets
+//! `lease_owner`/`lease_until` on due rows of one endpoint (PostgreSQL: `FOR UPDATE SKIP
+//! LOCKED`, so two nodes never claim the same row). Either way the sender records the outcome only while its lease is
 //! still its own: delivered (row deleted), retry later, or parked (`failed_at`). A node that
 //! dies leaves its leases to expire; another node then claims the rows.
 
