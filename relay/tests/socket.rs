@@ -482,3 +482,61 @@ async fn malformed_frames_close_4400_after_fifty_and_plain_get_is_a_json_error()
     assert_eq!(ws.expect_close(Duration::from_secs(3)).await, Some(4401));
     r.stop().await;
 }
+
+/// Hands out `n` positions of `user`'s history with no event kept for them: what a parent
+/// socket sees when the events between its last position and a live one were pruned while
+/// it was behind (the bus had lost them, then 24 h of retention passed).
+fn skip_positions(r: &Relay, user: &str, n: i64) {
+    let sql = format!("UPDATE user_seqs SET seq = seq + {n} WHERE user_id = '{user}'");
+    let db = r.cfg.db.clone();
+    std::thread::spawn(move || {
+        if db.starts_with("postgres") {
+            let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("connect");
+            c.batch_execute(&sql).expect("update user_seqs");
+        } else {
+            let c = rusqlite::Connection::open(&db).expect("open");
+            c.busy_timeout(Duration::from_secs(5)).unwrap();
+            c.execute_batch(&sql).expect("update user_seqs");
+        }
+    })
+    .join()
+    .expect("database thread");
+}
+
+/// Found by the model checker (`model/src/resume.rs`, RELIABILITY.md): a live event whose
+/// predecessors are no longer in the history must come after a `resync`; before the fix the
+/// socket replayed nothing and sent it, and the parent skipped events without knowing.
+#[tokio::test]
+async fn a_live_event_after_a_gap_the_history_cannot_fill_comes_after_a_resync() {
+    let r = Relay::start().await;
+    r.child("c1", &["p1"]).await;
+    let p1 = parent("p1");
+    let (mut ws, _) = Ws::ready(&r, &p1).await;
+    r.command(&p1, "c1", "PAUSE").await;
+    let first = ws.expect_frame("command:sent").await["seq"]
+        .as_i64()
+        .unwrap();
+    skip_positions(&r, "p1", 3);
+    r.command(&p1, "c1", "LOCK_DEVICE").await;
+    let mut seen = Vec::new();
+    loop {
+        match ws.next(Duration::from_secs(5)).await {
+            Next::Event(f) => {
+                let done = f["event"] == "command:sent";
+                seen.push(f);
+                if done {
+                    break;
+                }
+            }
+            _ => panic!("no command:sent after the gap: {seen:?}"),
+        }
+    }
+    let resync = seen
+        .iter()
+        .position(|f| f["event"] == "resync")
+        .unwrap_or_else(|| panic!("no resync before the event after the gap: {seen:?}"));
+    assert_eq!(seen[resync]["data"]["reason"], "history_gap");
+    assert_eq!(seen[resync]["data"]["seq"], first + 3, "{seen:?}");
+    assert_eq!(seen.last().unwrap()["seq"], first + 4, "{seen:?}");
+    r.stop().await;
+}
