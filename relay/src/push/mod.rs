@@ -104,20 +104,23 @@ impl Settings {
         Ok(Some(Settings { fcm, apns }))
     }
 
-    /// Sends one wake-up to `token` through its provider.
+    /// Sends one wake-up to `token` through its provider. A provider this node has no
+    /// credentials for is a retry a minute later, not a failure: another node of the
+    /// cluster may have them (credentials rolled out node by node), and the wake-up must
+    /// not be dropped by whichever node claimed it first.
     pub async fn send(&self, token: &PushToken) -> Attempt {
+        let elsewhere = |p: &str| Attempt::Retry {
+            error: format!("{p} is not configured on this node"),
+            retry_after: Some(Duration::from_secs(60)),
+        };
         match token.provider {
             PushProvider::Fcm => match &self.fcm {
                 Some(f) => f.send(&token.token).await,
-                None => Attempt::Failed {
-                    error: "FCM is not configured on this relay".into(),
-                },
+                None => elsewhere("FCM"),
             },
             PushProvider::Apns => match &self.apns {
                 Some(a) => a.send(&token.token, token.apns_environment).await,
-                None => Attempt::Failed {
-                    error: "APNs is not configured on this relay".into(),
-                },
+                None => elsewhere("APNs"),
             },
         }
     }
