@@ -59,7 +59,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool, bool, Vec<Handed>)>();
+        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool, bool)>();
         let hook_endpoints = self.hook_endpoints.clone();
         let handoff = if hook_endpoints.is_empty() {
             None
@@ -98,8 +98,16 @@ impl Store {
                 msgs,
                 reply: Box::new(move |commit_error: Option<String>| {
                     let _ = tx.send(match commit_error {
-                        None => (res, hooked, pushed, handed),
-                        Some(e) => (Err(StoreError::Db(e)), false, false, Vec::new()),
+                        None => {
+                            // Committed rows leased to this node's sender: into its queue,
+                            // here on the writer thread (so a caller that went away cannot
+                            // strand them), in places reserved when they were written.
+                            for (place, row) in handed {
+                                place.send(row);
+                            }
+                            (res, hooked, pushed)
+                        }
+                        Some(e) => (Err(StoreError::Db(e)), false, false),
                     });
                 }),
             }
@@ -108,14 +116,9 @@ impl Store {
             .send(job)
             .await
             .map_err(|_| StoreError::Db("the store is closed".into()))?;
-        let (res, hooked, pushed, handed) = rx
+        let (res, hooked, pushed) = rx
             .await
             .map_err(|_| StoreError::Db("the store writer stopped".into()))?;
-        // Committed rows leased to this node's sender: into its queue, where their places
-        // were reserved when they were written (so this cannot fail for want of room).
-        for (place, row) in handed {
-            place.send(row);
-        }
         if hooked {
             // Committed outbox rows nobody holds: wake this node's webhook sender to claim them.
             self.hook_wake.notify_one();
