@@ -140,8 +140,9 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
             record(&app, std::mem::take(&mut done), &owner).await;
         }
         let free = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
-        if free > 0 {
-            let now = now_ms();
+        let now = now_ms();
+        // A read first: most polls find nothing due, and a claim is a write.
+        if free > 0 && !matches!(app.store.push_due(now).await, Ok(false)) {
             match app
                 .store
                 .claim_push(&owner, now, now + LEASE.as_millis() as i64, free as i64)

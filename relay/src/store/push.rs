@@ -252,6 +252,19 @@ impl Store {
         .await
     }
 
+    /// Whether a wake-up is due at `now` and free to claim (a read: an idle node's poll costs
+    /// no write transaction).
+    pub async fn push_due(&self, now: Millis) -> StoreResult<bool> {
+        self.read(move |c| {
+            c.exists(
+                "SELECT 1 FROM push_wakeups WHERE due_at IS NOT NULL AND due_at <= ?1 \
+                 AND (lease_until IS NULL OR lease_until <= ?1) LIMIT 1",
+                args![now],
+            )
+        })
+        .await
+    }
+
     /// Claims up to `limit` due wake-ups for `owner` until `lease_until` (PostgreSQL: rows
     /// another node is claiming are skipped, never claimed twice), with their tokens. A row
     /// whose token is gone is deleted.

@@ -326,6 +326,20 @@ impl Store {
         .await
     }
 
+    /// Whether `endpoint` has a row a claim would take at `now` (a read: an idle node's poll
+    /// costs no write transaction).
+    pub async fn webhooks_due(&self, endpoint: &str, now: Millis) -> StoreResult<bool> {
+        let endpoint = endpoint.to_string();
+        self.read(move |c| {
+            c.exists(
+                "SELECT 1 FROM webhook_outbox WHERE endpoint = ?1 AND failed_at IS NULL \
+                 AND next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until <= ?2) LIMIT 1",
+                args![endpoint, now],
+            )
+        })
+        .await
+    }
+
     /// Claims up to `limit` due rows of `endpoint` for `owner` until `lease_until`: rows not
     /// parked, due by `now`, and not under another live lease. On PostgreSQL, rows another
     /// node is claiming at the same moment are skipped (`SKIP LOCKED`), never claimed twice.

@@ -445,6 +445,10 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
                     continue;
                 }
                 let now = now_ms();
+                // A read first: most polls find nothing, and a claim is a write.
+                if let Ok(false) = app.store.webhooks_due(&ep.raw, now).await {
+                    continue;
+                }
                 let rows = match app
                     .store
                     .claim_webhooks(&ep.raw, &owner, now, now + lease_ms, free as i64)
