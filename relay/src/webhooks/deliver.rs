@@ -396,8 +396,15 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
         let mut give_back = Vec::new();
         let now = now_ms();
         let mut blocked = vec![false; s.endpoints.len()];
+        let mut n_blocked = 0;
         let mut kept = VecDeque::new();
         while let Some(l) = queue.pop_front() {
+            if n_blocked == s.endpoints.len() {
+                // Every endpoint is full: the rest waits as it is (no scan per wake-up).
+                kept.push_back(l);
+                kept.append(&mut queue);
+                break;
+            }
             if now + s.timeout.as_millis() as i64 + 2_000 >= l.lease_until {
                 give_back.push(l.row.id);
                 continue;
@@ -423,6 +430,7 @@ pub async fn run(app: Arc<App>, s: Arc<Settings>) {
                 }
                 Err(_) => {
                     blocked[i] = true;
+                    n_blocked += 1;
                     kept.push_back(l);
                 }
             }
