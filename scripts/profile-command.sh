@@ -135,7 +135,11 @@ def sum_incl(ts, pred): return sum(incl(t[2], t[4], pred) for t in ts)
 stages = collections.OrderedDict()
 if W:
     wt = sum(sum(t[2].values()) for t in W)
-    commit = sum(v for t in W for (a, b), v in t[4].items() if a.startswith("relay::store::sqlite_writer::sqlite_writer_loop") and b in ("sqlite3_step", "sqlite3_prepare_v2", "sqlite3_reset"))
+    # The writer loop's own statements (BEGIN/COMMIT/SAVEPOINT/RELEASE): its calls into
+    # SQLite, directly or through rusqlite (execute, and the reset when a cached statement
+    # is dropped), whichever the inliner left.
+    sqlite_callee = lambda b: b in ("sqlite3_step", "sqlite3_prepare_v2", "sqlite3_reset") or b.startswith(("rusqlite::", "core::ptr::drop_in_place<rusqlite::"))
+    commit = sum(v for t in W for (a, b), v in t[4].items() if a.startswith("relay::store::sqlite_writer::sqlite_writer_loop") and sqlite_callee(b))
     flush = sum_incl(W, lambda f: f.startswith("relay::store::events::<impl relay::store::write::W>::flush_events"))
     stages["writer: BEGIN/COMMIT and per-job SAVEPOINT/RELEASE (WAL frames, checksums, wal-index)"] = commit
     stages["writer: event log (user_seqs + events INSERTs, event JSON)"] = flush
