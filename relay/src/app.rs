@@ -72,6 +72,8 @@ pub struct App {
     /// Sockets catching up from the database at once (after the bus lost messages, every
     /// socket of the node wants to): the rest wait their turn instead of piling on.
     pub catch_ups: tokio::sync::Semaphore,
+    /// Socket.IO polling sessions of this node, and forwarding to other nodes.
+    pub sio: crate::sio::Registry,
     shutting_down: AtomicBool,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -101,6 +103,7 @@ impl App {
             limits,
             http_conns,
             catch_ups: tokio::sync::Semaphore::new(CONCURRENT_CATCH_UPS),
+            sio: Default::default(),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
         }

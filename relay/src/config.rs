@@ -39,6 +39,12 @@ pub struct Config {
     #[arg(long, env = "SAFESTREAM_NODE_ID")]
     pub node_id: Option<String>,
 
+    /// With Redis: the `http://host:port` at which the other nodes reach this one, to
+    /// forward Socket.IO requests for sessions this node holds (no sticky sessions needed).
+    /// Default: `http://<listen address>` when that is not a wildcard address.
+    #[arg(long, env = "SAFESTREAM_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
     /// Load balancers / proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is
     /// believed: the client address is the rightmost entry not in this list. Empty: the
     /// peer address is the client address and the header is ignored.
@@ -424,6 +430,11 @@ impl Config {
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
                 return Err("--node-id: 1-64 characters of [A-Za-z0-9-_.]".into());
+            }
+        }
+        if let Some(u) = &self.advertise_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 200 {
+                return Err("--advertise-url: an http:// or https:// URL".into());
             }
         }
         if self.frame_rate == 0 || self.user_frame_rate == 0 || self.user_request_rate == 0 {

@@ -10,6 +10,8 @@
 //! - [`auth`]: parent JWTs, device tokens, the server key.
 //! - [`http`]: the REST API and its extractors.
 //! - [`ws`]: `/api/socket` — first-frame auth, resume, delivery, client frames.
+//! - [`sio`]: Socket.IO on the same path (`EIO=4`): polling, WebSocket, upgrade, recovery,
+//!   forwarding between nodes.
 //! - [`hub`]: this node's sockets, rooms, mailboxes, presence, heartbeat sweep.
 //! - [`bus`]: the fan-out seam: in-process on one node, Redis pub/sub across nodes.
 //! - [`message`]: what travels on the bus: frames, room-addressed messages, room names.
@@ -36,6 +38,7 @@ pub mod model;
 pub mod presence;
 pub mod push;
 pub mod server;
+pub mod sio;
 pub mod store;
 pub mod tls;
 pub mod webhooks;

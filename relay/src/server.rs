@@ -128,6 +128,7 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     } else {
         None
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut tasks = JoinSet::new();
     tasks.spawn(accept_loop(app.clone(), listener, tls));
     tasks.spawn(heartbeat_sweeper(app.clone()));
@@ -136,6 +137,20 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     tasks.spawn(app.presence.clone().maintain(app.clone()));
     if cluster {
         tasks.spawn(in_flight_sweeper(app.clone()));
+        let advertised = app
+            .cfg
+            .advertise_url
+            .clone()
+            .or_else(|| (!addr.ip().is_unspecified()).then(|| format!("{scheme}://{addr}")));
+        match advertised {
+            Some(url) => {
+                tasks.spawn(crate::sio::advertise(app.clone(), url));
+            }
+            None => tracing::warn!(
+                "no --advertise-url and a wildcard listen address: Socket.IO long-polling \
+                 needs sticky sessions on this node (its sessions cannot be forwarded to)"
+            ),
+        }
     }
     let webhooks = hooks.map(|h| tokio::spawn(crate::webhooks::run(app.clone(), h)));
     if push.is_none() {

@@ -108,7 +108,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/webhooks/endpoints", get(webhooks::endpoints))
         .route("/api/webhooks/failed", get(webhooks::failed))
         .route("/api/webhooks/failed/{id}/retry", post(webhooks::retry))
-        .route("/api/socket", get(crate::ws::upgrade))
+        .route(
+            "/api/socket",
+            get(crate::ws::upgrade).post(crate::sio::post),
+        )
+        // socket.io-client asks for `<path>/` (its `addTrailingSlash`).
+        .route(
+            "/api/socket/",
+            get(crate::ws::upgrade).post(crate::sio::post),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

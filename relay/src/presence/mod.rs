@@ -48,6 +48,13 @@ pub trait Presence: Send + Sync + 'static {
     /// A device's last socket on this node closed.
     fn withdraw<'a>(&'a self, device_id: &'a str) -> BoxFuture<'a, ()>;
 
+    /// Writes this node's address for the other nodes (Socket.IO forwarding, `crate::sio`);
+    /// nothing to do alone.
+    fn advertise<'a>(&'a self, url: &'a str) -> BoxFuture<'a, ()>;
+
+    /// The address another node advertised, if it is known.
+    fn node_url<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>>;
+
     /// Background upkeep until shutdown (refreshing and reaping shared entries); ends at
     /// once when there is nothing to keep.
     fn maintain(self: Arc<Self>, app: Arc<App>) -> BoxFuture<'static, ()>;
@@ -91,6 +98,14 @@ impl Presence for LocalPresence {
 
     fn withdraw<'a>(&'a self, _device_id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async {})
+    }
+
+    fn advertise<'a>(&'a self, _url: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    fn node_url<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
     }
 
     fn maintain(self: Arc<Self>, _app: Arc<App>) -> BoxFuture<'static, ()> {

@@ -265,6 +265,30 @@ impl RedisPresence {
 }
 
 impl Presence for RedisPresence {
+    fn advertise<'a>(&'a self, url: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(format!("{}:node:{}:url", self.prefix, self.node))
+                .arg(url)
+                .arg("EX")
+                .arg(90)
+                .ignore();
+            self.run(pipe, "advertise").await;
+        })
+    }
+
+    fn node_url<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let key = format!("{}:node:{node}:url", self.prefix);
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(key);
+            let get = cmd.query_async::<Option<String>>(&mut conn);
+            tokio::time::timeout(REDIS_TIMEOUT, get).await.ok()?.ok()?
+        })
+    }
+
     fn lookup<'a>(&'a self, device_id: &'a str) -> BoxFuture<'a, Option<hub::Presence>> {
         Box::pin(async move {
             if let Some(p) = self.hub.presence(device_id) {

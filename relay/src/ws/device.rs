@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::dispatch::{Handled, Session, Who};
 use super::frames::{close, error_frame, frame, send, SEND_TIMEOUT};
-use super::WebSocket;
+use super::Socket;
 use crate::app::App;
 use crate::bus::room;
 use crate::hub::{Conn, CLOSE_FORBIDDEN, CLOSE_RATE_LIMITED, CLOSE_UNAUTHORIZED};
@@ -27,7 +27,7 @@ const MAX_VIDEO_BYTES: usize = 2048;
 /// boxed futures that exist only while they run (memory per idle socket, BENCHMARKS.md).
 pub(super) async fn device_session(
     app: Arc<App>,
-    mut ws: Box<WebSocket>,
+    mut ws: Socket,
     device_id: String,
     child_id: String,
     gen: i64,
@@ -50,7 +50,7 @@ pub(super) async fn device_session(
 /// was registered, so [`device_close`] must follow either way).
 async fn device_open<'a>(
     app: &'a Arc<App>,
-    ws: &mut WebSocket,
+    ws: &mut Socket,
     device_id: &str,
     child_id: &str,
     gen: i64,
@@ -149,7 +149,7 @@ impl Session<'_> {
     /// `ready`, the pending token rotation if any (starting one when the token is older
     /// than `--device-token-max-age-days`), then every pending unexpired command. False if the
     /// socket is gone.
-    async fn device_start(&mut self, ws: &mut WebSocket, gen: i64, gens: TokenGens) -> bool {
+    async fn device_start(&mut self, ws: &mut Socket, gen: i64, gens: TokenGens) -> bool {
         let Some((device_id, child_id)) = self.device_ids() else {
             return false;
         };
@@ -181,7 +181,7 @@ impl Session<'_> {
     /// bus without the token: derived here). False if the socket is gone.
     pub(super) async fn send_rotation(
         &mut self,
-        ws: &mut WebSocket,
+        ws: &mut Socket,
         gen: i64,
         issued_at: i64,
     ) -> bool {
@@ -240,7 +240,7 @@ impl Session<'_> {
     /// first use promotes a pending one, which closes the device's sockets of older
     /// generations, so this socket takes the new generation first). A refused token is
     /// answered with an `error` frame; the socket keeps its own token.
-    pub(super) async fn device_refresh(&mut self, ws: &mut WebSocket, gen: i64) -> bool {
+    pub(super) async fn device_refresh(&mut self, ws: &mut Socket, gen: i64) -> bool {
         let Some((device_id, child_id)) = self.device_ids() else {
             return false;
         };
@@ -268,7 +268,7 @@ impl Session<'_> {
 
     /// Writes every open, unexpired command for this device from the database (at connect,
     /// and again when the bus may have lost some). False if the socket is gone.
-    pub(super) async fn send_pending(&mut self, ws: &mut WebSocket) -> bool {
+    pub(super) async fn send_pending(&mut self, ws: &mut Socket) -> bool {
         let Some((device_id, child_id)) = self.device_ids() else {
             return false;
         };

@@ -14,7 +14,7 @@ use super::frames::{
     close, error_frame, frame, send, ClientFrame, FRAME_WINDOW, MAX_BAD_FRAMES, MAX_DROPPED,
     SEND_TIMEOUT,
 };
-use super::WebSocket;
+use super::Socket;
 use crate::app::{per_second, App};
 use crate::hub::{Conn, Presence, CLOSE_PROTOCOL, CLOSE_RATE_LIMITED};
 use crate::model::now_ms;
@@ -79,7 +79,7 @@ impl<'a> Session<'a> {
     /// The socket's steady state: wait for the mailbox or a client frame. Kept small: this
     /// future lives as long as the socket (thousands of idle ones), so everything that
     /// handles a wake-up is a separate, boxed future that exists only while it runs.
-    pub(super) async fn run(&mut self, ws: &mut WebSocket) {
+    pub(super) async fn run(&mut self, ws: &mut Socket) {
         loop {
             let msg = tokio::select! {
                 biased;
@@ -104,7 +104,7 @@ impl<'a> Session<'a> {
     /// One frame (or the end) from the client. False when the socket must end.
     async fn on_message(
         &mut self,
-        ws: &mut WebSocket,
+        ws: &mut Socket,
         msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> bool {
         match msg {
@@ -175,7 +175,7 @@ impl<'a> Session<'a> {
     }
 
     /// Writes whatever the mailbox holds. False when the socket must end.
-    async fn drain(&mut self, ws: &mut WebSocket) -> bool {
+    async fn drain(&mut self, ws: &mut Socket) -> bool {
         let batch = self.conn.take();
         if let Some((code, reason)) = batch.close {
             close(ws, code, reason).await;

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::dispatch::Session;
-use super::WebSocket;
+use super::Socket;
 use crate::hub::{
     CLOSE_FORBIDDEN, CLOSE_PROTOCOL, CLOSE_RATE_LIMITED, CLOSE_TIMEOUT, CLOSE_UNAUTHORIZED,
 };
@@ -52,7 +52,7 @@ pub(super) fn frame<D: serde::Serialize>(event: &str, data: D) -> Message {
 type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Sends one message (10 s at most); false if the socket is gone.
-pub(super) fn send(ws: &mut WebSocket, msg: Message) -> Boxed<'_, bool> {
+pub(super) fn send(ws: &mut Socket, msg: Message) -> Boxed<'_, bool> {
     Box::pin(async move {
         matches!(
             tokio::time::timeout(SEND_TIMEOUT, ws.send(msg)).await,
@@ -62,7 +62,7 @@ pub(super) fn send(ws: &mut WebSocket, msg: Message) -> Boxed<'_, bool> {
 }
 
 /// Sends a close frame (2 s at most) and counts the refusal.
-pub(super) fn close<'a>(ws: &'a mut WebSocket, code: u16, reason: &'static str) -> Boxed<'a, ()> {
+pub(super) fn close<'a>(ws: &'a mut Socket, code: u16, reason: &'static str) -> Boxed<'a, ()> {
     Box::pin(async move {
         if code != crate::hub::CLOSE_GOING_AWAY {
             metrics::counter!("safestream_rejects_total", "reason" => close_label(code))

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::dispatch::{Session, Who};
 use super::frames::{close, frame, send, SEND_TIMEOUT};
-use super::WebSocket;
+use super::Socket;
 use crate::app::App;
 use crate::bus::room;
 use crate::hub::{Batch, Role, CLOSE_FORBIDDEN, CLOSE_RATE_LIMITED};
@@ -32,7 +32,7 @@ pub(super) enum ReplayError {
 
 pub(super) async fn parent_session(
     app: Arc<App>,
-    mut ws: Box<WebSocket>,
+    mut ws: Socket,
     user_id: String,
     is_admin: bool,
     exp: i64,
@@ -67,7 +67,7 @@ pub(super) async fn parent_session(
 
 impl Session<'_> {
     /// `ready`, then the replay (or `resync`). False if the socket is gone.
-    async fn parent_start(&mut self, ws: &mut WebSocket, last_seq: Option<i64>) -> bool {
+    async fn parent_start(&mut self, ws: &mut Socket, last_seq: Option<i64>) -> bool {
         let Who::Parent { user_id, .. } = &self.who else {
             return false;
         };
@@ -127,7 +127,7 @@ impl Session<'_> {
 
     /// Writes this parent's logged events after `self.last_seq` and below `before`, oldest
     /// first, in pages, until a short page or `before`; advances `last_seq`. Flushes.
-    async fn replay(&mut self, ws: &mut WebSocket, before: i64) -> Result<(), ReplayError> {
+    async fn replay(&mut self, ws: &mut Socket, before: i64) -> Result<(), ReplayError> {
         let Who::Parent { user_id, .. } = &self.who else {
             return Ok(());
         };
@@ -182,7 +182,7 @@ impl Session<'_> {
 
     /// The slow path of [`Session::drain`] for a parent: frame by frame, filling each gap in
     /// the positions from the database before the frame that revealed it.
-    pub(super) async fn fill_gaps(&mut self, ws: &mut WebSocket, batch: Batch, now: i64) -> bool {
+    pub(super) async fn fill_gaps(&mut self, ws: &mut Socket, batch: Batch, now: i64) -> bool {
         metrics::counter!("safestream_event_gap_fills_total").increment(1);
         if batch.ping && !send(ws, Message::Ping(Default::default())).await {
             return false;
@@ -235,7 +235,7 @@ impl Session<'_> {
     /// After the bus reconnected: whatever other nodes published meanwhile may be lost, so
     /// a device gets its open commands again (the agent drops ids it already ran) and a
     /// parent every event after the last one it was sent.
-    pub(super) async fn catch_up(&mut self, ws: &mut WebSocket) -> bool {
+    pub(super) async fn catch_up(&mut self, ws: &mut Socket) -> bool {
         metrics::counter!("safestream_catch_ups_total").increment(1);
         // Taken in turn across the node's sockets (the semaphore is never closed).
         let _turn = self.app.catch_ups.acquire().await;
@@ -277,7 +277,7 @@ impl Session<'_> {
 
     /// Every event after the last one this parent was sent (resume, catch-up); a database
     /// failure closes the socket with 1011. False when the socket must end.
-    async fn replay_rest(&mut self, ws: &mut WebSocket, why: &'static str) -> bool {
+    async fn replay_rest(&mut self, ws: &mut Socket, why: &'static str) -> bool {
         match self.replay(ws, i64::MAX).await {
             Ok(()) => true,
             Err(ReplayError::Socket) => false,

@@ -27,7 +27,7 @@ use super::device::device_session;
 use super::dispatch::{Handled, Session, Who};
 use super::frames::{close, error_frame, frame, ClientFrame};
 use super::parent::parent_session;
-use super::WebSocket;
+use super::{Socket, WsStream};
 use crate::app::App;
 use crate::auth::{bearer, Actor, AuthError};
 use crate::error::ApiError;
@@ -43,12 +43,34 @@ fn header_has_token(headers: &HeaderMap, name: axum::http::HeaderName, token: &s
     })
 }
 
-/// `GET /api/socket`: checks the origin and upgrades.
-pub async fn upgrade(
-    State(app): State<Arc<App>>,
-    ApiQuery(q): ApiQuery<HashMap<String, String>>,
-    mut req: Request,
-) -> Response {
+/// A WebSocket handshake that passed every check: the `101` response to return, and what
+/// turns the connection into a [`WsStream`] once hyper hands it over.
+pub(crate) struct Accepted {
+    /// The `101 Switching Protocols` response.
+    pub response: Response,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    config: WebSocketConfig,
+}
+
+impl Accepted {
+    /// The socket and its permit, once the `101` went out (`None` when the client left
+    /// first). Take [`Accepted::response`] out first (`std::mem::take`) to return it.
+    pub async fn socket(self) -> Option<(WsStream, tokio::sync::OwnedSemaphorePermit)> {
+        let upgraded = self.on_upgrade.await.ok()?;
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            WsRole::Server,
+            Some(self.config),
+        )
+        .await;
+        Some((ws, self.permit))
+    }
+}
+
+/// The checks every WebSocket on `/api/socket` passes (native or Socket.IO): a well-formed
+/// upgrade, not shutting down, an allowed origin, a free connection permit.
+pub(crate) fn accept(app: &App, req: &mut Request) -> Result<Accepted, Response> {
     let headers = req.headers();
     if !header_has_token(headers, CONNECTION, "upgrade")
         || !header_has_token(headers, UPGRADE, "websocket")
@@ -56,36 +78,90 @@ pub async fn upgrade(
         let mut err = ApiError::bad_request("a WebSocket upgrade is required here");
         err.status = StatusCode::UPGRADE_REQUIRED;
         err.code = "upgrade_required";
-        return err.into_response();
+        return Err(err.into_response());
     }
     if headers.get(SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
         let mut resp = ApiError::bad_request("Sec-WebSocket-Version must be 13").into_response();
         resp.headers_mut()
             .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return resp;
+        return Err(resp);
     }
     let Some(key) = headers.get(SEC_WEBSOCKET_KEY) else {
-        return ApiError::bad_request("Sec-WebSocket-Key is missing").into_response();
+        return Err(ApiError::bad_request("Sec-WebSocket-Key is missing").into_response());
     };
     let accept = derive_accept_key(key.as_bytes());
     if app.is_shutting_down() {
-        return ApiError::unavailable("shutting down").into_response();
+        return Err(ApiError::unavailable("shutting down").into_response());
     }
-    if !app.cfg.allowed_origins.is_empty() {
-        if let Some(origin) = headers.get(ORIGIN) {
-            let ok = origin
-                .to_str()
-                .map(|o| app.cfg.allowed_origins.iter().any(|a| a == o))
-                .unwrap_or(false);
-            if !ok {
-                return ApiError::forbidden("origin not allowed").into_response();
-            }
-        }
+    if !origin_allowed(app, headers) {
+        return Err(ApiError::forbidden("origin not allowed").into_response());
     }
     if app.hub.len() >= app.cfg.max_connections {
-        return ApiError::unavailable("too many connections on this relay").into_response();
+        return Err(ApiError::unavailable("too many connections on this relay").into_response());
     }
-    let header_token = headers
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return Err(ApiError::bad_request("this connection cannot be upgraded").into_response());
+    };
+    let max = app.cfg.max_frame_bytes;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(256)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    // The socket holds a connection permit for as long as it lives (its HTTP connection's
+    // own permit ends with the upgrade), so sockets still authenticating count against
+    // `max_connections` too, and the open-file budget holds.
+    let Ok(permit) = app.http_conns.clone().try_acquire_owned() else {
+        metrics::counter!("safestream_rejects_total", "reason" => "max_connections").increment(1);
+        return Err(ApiError::unavailable("too many connections on this relay").into_response());
+    };
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok(Accepted {
+        response: resp,
+        on_upgrade,
+        permit,
+        config,
+    })
+}
+
+/// Whether the request's `Origin` (if any) is on `--allowed-origins` (when that is set).
+pub(crate) fn origin_allowed(app: &App, headers: &HeaderMap) -> bool {
+    if app.cfg.allowed_origins.is_empty() {
+        return true;
+    }
+    match headers.get(ORIGIN) {
+        None => true,
+        Some(origin) => origin
+            .to_str()
+            .map(|o| app.cfg.allowed_origins.iter().any(|a| a == o))
+            .unwrap_or(false),
+    }
+}
+
+/// `GET /api/socket`: a native WebSocket (a Socket.IO request, `EIO=4`, goes to
+/// `crate::sio`).
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
+    mut req: Request,
+) -> Response {
+    if q.contains_key("EIO") {
+        return crate::sio::get(app, q, req).await;
+    }
+    let accepted = match accept(&app, &mut req) {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let header_token = req
+        .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer)
@@ -100,23 +176,12 @@ pub async fn upgrade(
         },
         None => None,
     };
-    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-        return ApiError::bad_request("this connection cannot be upgraded").into_response();
-    };
-    let max = app.cfg.max_frame_bytes;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(256)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1 << 20)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    // The socket holds a connection permit for as long as it lives (its HTTP connection's
-    // own permit ends with the upgrade), so sockets still authenticating count against
-    // `max_connections` too, and the open-file budget holds.
-    let Ok(permit) = app.http_conns.clone().try_acquire_owned() else {
-        metrics::counter!("safestream_rejects_total", "reason" => "max_connections").increment(1);
-        return ApiError::unavailable("too many connections on this relay").into_response();
-    };
+    let Accepted {
+        response,
+        on_upgrade,
+        permit,
+        config,
+    } = accepted;
     // One task per socket, holding this future directly (no wrapper, no extra box).
     tokio::spawn(async move {
         let _permit = permit;
@@ -126,17 +191,9 @@ pub async fn upgrade(
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, Some(config))
                 .await;
-        run(app, Box::new(ws), header_token, last_seq).await
+        run(app, Socket::Native(Box::new(ws)), header_token, last_seq).await
     });
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert(SEC_WEBSOCKET_ACCEPT, v);
-    }
-    resp
+    response
 }
 
 fn auth_close_reason(e: &AuthError) -> &'static str {
@@ -151,7 +208,7 @@ fn auth_close_reason(e: &AuthError) -> &'static str {
 
 /// Waits for the first `auth` frame.
 async fn read_auth(
-    ws: &mut WebSocket,
+    ws: &mut Socket,
     timeout: Duration,
 ) -> Result<(String, Option<i64>), (u16, &'static str)> {
     let first = tokio::time::timeout(timeout, async {
@@ -193,9 +250,9 @@ async fn read_auth(
 /// One socket's life. Each phase is a separately boxed future so that the long-lived part
 /// (the session loop) does not carry the layout of the short-lived ones: this keeps the
 /// memory of an idle socket small.
-async fn run(
+pub(crate) async fn run(
     app: Arc<App>,
-    mut ws: Box<WebSocket>,
+    mut ws: Socket,
     header_token: Option<String>,
     query_last_seq: Option<i64>,
 ) {
@@ -223,7 +280,7 @@ async fn run(
 /// returns `None` when it is refused.
 async fn authenticate(
     app: &App,
-    ws: &mut WebSocket,
+    ws: &mut Socket,
     header_token: Option<String>,
     query_last_seq: Option<i64>,
 ) -> Option<(Actor, Option<i64>)> {
