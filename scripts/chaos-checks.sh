@@ -31,7 +31,7 @@ cd fuzz
 # the release one, which matters more than execution speed for a bounded run.
 cargo +nightly fuzz build --dev
 lap "fuzz build"
-for t in relay_body relay_frame agent_frame; do
+for t in relay_body relay_frame agent_frame sio_packet; do
   mkdir -p "corpus/$t"
   # The run works on a scratch copy so that CI does not grow the committed corpus.
   work=$(mktemp -d)

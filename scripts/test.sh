@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): formatting, lints, every test in the workspace
-# (the three-node suite included), then the relay's own suite again on PostgreSQL.
+# (the three-node suite included), the Socket.IO suite (Node.js, scripts/sio-checks.sh), then
+# the relay's own suite again on PostgreSQL.
 #
 # Debian packages: scripts/deps.sh installs the missing ones (build-essential, openssl,
 # postgresql, redis-server) when run as root; otherwise it names them and stops.
@@ -22,5 +23,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== Socket.IO suite (socket.io-client from npm against the relay binary)"
+./scripts/sio-checks.sh
 echo "== relay suite on PostgreSQL"
 SAFESTREAM_TEST_DB="$SAFESTREAM_TEST_PG" cargo test -p relay

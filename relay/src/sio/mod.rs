@@ -127,17 +127,16 @@ fn open_packet(app: &App, sid: &str, upgrades: bool) -> String {
     )
 }
 
-fn check_version(q: &HashMap<String, String>) -> Result<(), Response> {
-    if q.get("EIO").map(String::as_str) != Some("4") {
-        return Err(eio_error(5, "Unsupported protocol version"));
-    }
-    Ok(())
+/// The refusal of any Engine.IO version but 4.
+fn wrong_version(q: &HashMap<String, String>) -> Option<Response> {
+    (q.get("EIO").map(String::as_str) != Some("4"))
+        .then(|| eio_error(5, "Unsupported protocol version"))
 }
 
 /// `GET /api/socket?EIO=4&...`: a handshake, a long-poll, or a WebSocket (new, or the
 /// upgrade of a polling session).
 pub async fn get(app: Arc<App>, q: HashMap<String, String>, req: Request) -> Response {
-    if let Err(r) = check_version(&q) {
+    if let Some(r) = wrong_version(&q) {
         return r;
     }
     let forwarded = req.headers().contains_key(FORWARDED);
@@ -164,7 +163,7 @@ pub async fn post(
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    if let Err(r) = check_version(&q) {
+    if let Some(r) = wrong_version(&q) {
         return r;
     }
     if q.get("transport").map(String::as_str) != Some("polling") {
@@ -230,11 +229,17 @@ fn handshake(app: &Arc<App>, req: &Request) -> Response {
     let task_app = app.clone();
     let task_sid = sid.clone();
     tokio::spawn(async move {
-        let _permit = permit;
         crate::ws::run(task_app.clone(), Socket::Sio(Box::new(socket)), None, None).await;
+        drop(permit);
         // A last GET may still fetch what the session wrote last (a CONNECT_ERROR, a
         // close); then the session is forgotten.
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        let mut stop = task_app.shutdown_signal();
+        if !task_app.is_shutting_down() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                _ = stop.changed() => {}
+            }
+        }
         task_app.sio.sessions.remove(&task_sid);
     });
     metrics::counter!("safestream_sio_sessions_total", "transport" => "polling").increment(1);

@@ -71,6 +71,11 @@ fn parse_sio(p: &str) -> Incoming {
     let Some(&kind) = p.as_bytes().first() else {
         return Incoming::Malformed;
     };
+    // Every packet type is one ASCII digit; anything else (a multi-byte character too) is
+    // not a packet, and slicing after it would not be at a character boundary.
+    if !kind.is_ascii_digit() {
+        return Incoming::Malformed;
+    }
     let rest = &p[1..];
     // An optional namespace `/nsp,` follows the type.
     let (nsp, rest) = if rest.starts_with('/') {

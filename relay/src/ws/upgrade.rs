@@ -70,6 +70,8 @@ impl Accepted {
 
 /// The checks every WebSocket on `/api/socket` passes (native or Socket.IO): a well-formed
 /// upgrade, not shutting down, an allowed origin, a free connection permit.
+// The error is the response itself, returned once per handshake: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 pub(crate) fn accept(app: &App, req: &mut Request) -> Result<Accepted, Response> {
     let headers = req.headers();
     if !header_has_token(headers, CONNECTION, "upgrade")
