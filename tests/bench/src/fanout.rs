@@ -18,7 +18,8 @@ pub async fn fanout(args: &Args) {
         return;
     }
     println!(
-        "## fan-out: one publish to a room of {n} sockets, {} times\n",
+        "## fan-out: one publish to a room of {n} sockets ({}), {} times\n",
+        crate::load::protocol(),
         args.fanout_rounds
     );
     let f = fresh(args, &[]).await;

@@ -9,7 +9,8 @@ use crate::{connect_all, fresh, me_cpu, reader, setup_devices, Args};
 /// The `idle` phase: idle device sockets (heartbeat 25 s); prints one table.
 pub async fn idle(args: &Args) {
     println!(
-        "## idle device sockets (heartbeat 25 s, idle window {} s)\n",
+        "## idle device sockets, {} (heartbeat 25 s, idle window {} s)\n",
+        crate::load::protocol(),
         args.idle_secs
     );
     println!("| sockets | relay RSS before → after (MiB) | RSS per socket (KiB) | relay CPU per connect (ms) | connect wall (s) | relay CPU idle (% of a core) | bench CPU connect / idle (s) | dropped |");

@@ -19,6 +19,24 @@ use crate::proc::{SECRET, SERVER_KEY};
 /// A client socket.
 pub type Ws = WebSocketStream<TcpStream>;
 
+/// Clients speak Socket.IO (Engine.IO v4 over WebSocket) instead of the native protocol
+/// (`--socketio`; the `idle` and `fanout` phases).
+pub static SOCKETIO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether clients speak Socket.IO.
+pub fn socketio() -> bool {
+    SOCKETIO.load(Ordering::Relaxed)
+}
+
+/// The clients' protocol, for table headings.
+pub fn protocol() -> &'static str {
+    if socketio() {
+        "Socket.IO over WebSocket"
+    } else {
+        "native"
+    }
+}
+
 /// A parent JWT for `user`, valid two hours.
 pub fn parent_token(user: &str) -> String {
     let exp = std::time::SystemTime::now()
@@ -100,17 +118,34 @@ pub async fn connect(addr: &str, i: usize, token: &str) -> Result<Ws, String> {
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let url = format!("ws://{addr}/api/socket");
+    let sio = socketio();
+    let url = if sio {
+        format!("ws://{addr}/api/socket/?EIO=4&transport=websocket")
+    } else {
+        format!("ws://{addr}/api/socket")
+    };
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
         .await
         .map_err(|e| format!("upgrade: {e}"))?;
-    let auth = json!({"event": "auth", "data": {"token": token}}).to_string();
+    // Socket.IO: the server's `open` packet comes first, then the client's CONNECT.
+    let auth = if sio {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.starts_with('0') => {}
+            other => return Err(format!("no Engine.IO open packet: {other:?}")),
+        }
+        format!("40{}", json!({"token": token}))
+    } else {
+        json!({"event": "auth", "data": {"token": token}}).to_string()
+    };
     ws.send(Message::Text(auth.into()))
         .await
         .map_err(|e| e.to_string())?;
     loop {
         match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) if t.contains("\"ready\"") => return Ok(ws),
+            Ok(Some(Ok(Message::Text(t)))) if t.starts_with("44") => {
+                return Err(format!("refused: {t}"))
+            }
             Ok(Some(Ok(Message::Close(c)))) => return Err(format!("closed: {c:?}")),
             Ok(Some(Ok(_))) => continue,
             Ok(Some(Err(e))) => return Err(e.to_string()),

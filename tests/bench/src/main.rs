@@ -51,6 +51,10 @@ use storm::storm;
     about = "Benchmark safestream-relay from another process over loopback"
 )]
 struct Args {
+    /// Clients speak Socket.IO (Engine.IO v4 over WebSocket, what socket.io-client does after
+    /// its upgrade) instead of the native protocol: the `idle` and `fanout` phases.
+    #[arg(long)]
+    socketio: bool,
     /// Phases to run, comma-separated: idle, roundtrip, fanout, storm, floor, webhooks.
     #[arg(
         long,
@@ -306,10 +310,17 @@ async fn connect_spread(addrs: &[String], offset: usize, tokens: &[String]) -> V
 }
 
 /// Keeps reading a socket (so pings are answered) and calls `on_text` for each text frame.
+/// A Socket.IO client answers the relay's Engine.IO ping (`2`) with a pong (`3`).
 fn reader(mut ws: load::Ws, closed: Arc<AtomicU64>, on_text: impl Fn(&str) + Send + 'static) {
     tokio::spawn(async move {
         while let Some(m) = ws.next().await {
             match m {
+                Ok(Message::Text(t)) if t.as_str() == "2" && load::socketio() => {
+                    use futures_util::SinkExt;
+                    if ws.send(Message::Text("3".into())).await.is_err() {
+                        break;
+                    }
+                }
                 Ok(Message::Text(t)) => on_text(&t),
                 Ok(Message::Close(_)) | Err(_) => break,
                 Ok(_) => {}
@@ -322,6 +333,16 @@ fn reader(mut ws: load::Ws, closed: Arc<AtomicU64>, on_text: impl Fn(&str) + Sen
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    load::SOCKETIO.store(args.socketio, Ordering::Relaxed);
+    if args.socketio
+        && args
+            .phases
+            .iter()
+            .any(|p| !matches!(p.as_str(), "idle" | "fanout"))
+    {
+        eprintln!("relay-bench: --socketio measures the idle and fanout phases only");
+        std::process::exit(2);
+    }
     if let Some(n) = args.floor_serve {
         if let Err(e) = floor::serve(n) {
             eprintln!("relay-bench floor sender: {e}");
