@@ -270,6 +270,14 @@ describe('recovery', () => {
     await connected(s);
     expect(s.recovered).toBe(true);
     await until('the missed events', () => titles(seen).includes('missed 3'));
+    // The resumed `ready` carries the offset the replay starts from (the client's own), not
+    // the newest: a drop during the replay must not make the client skip the rest of it.
+    const offsetOf = (title: string) =>
+      seen.find((g) => g.ev === 'notification:new' && (g.args[0] as { title: string }).title === title)?.args[1];
+    const readies = seen.filter((g) => g.ev === 'ready');
+    expect(readies.length).toBe(2);
+    expect(readies[1].args[1]).toBe(offsetOf('before'));
+    expect(Number(offsetOf('missed 3'))).toBe(Number(offsetOf('before')) + 3);
     await relay.notify('u1', 'after');
     await until('a live event after them', () => titles(seen).includes('after'));
     expect(titles(seen)).toEqual(['before', 'missed 1', 'missed 2', 'missed 3', 'after']);

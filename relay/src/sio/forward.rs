@@ -26,6 +26,9 @@ use tokio_tungstenite::tungstenite::Message;
 use super::{unknown_session, FORWARDED};
 use crate::app::App;
 
+/// Largest answer read back from the holder of a session.
+const FORWARD_MAX_BODY: usize = (1 << 20) + (1 << 14);
+
 /// How often a node rewrites its address (the entry lives three times as long).
 const ADVERTISE_EVERY: Duration = Duration::from_secs(30);
 
@@ -41,6 +44,8 @@ impl Forwarder {
         self.client.get_or_init(|| {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2))
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(32)
                 .build()
                 .unwrap_or_default()
         })
@@ -91,9 +96,18 @@ impl Forwarder {
         };
         let status = resp.status();
         let ct = resp.headers().get(CONTENT_TYPE).cloned();
-        let Ok(bytes) = resp.bytes().await else {
-            return unknown_session();
-        };
+        // A long-poll answer is at most the holder's 1 MiB backlog: read no more than that.
+        let mut resp = resp;
+        let mut bytes = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) if bytes.len() + c.len() <= FORWARD_MAX_BODY => {
+                    bytes.extend_from_slice(&c)
+                }
+                Ok(None) => break,
+                _ => return unknown_session(),
+            }
+        }
         let mut out = (status, bytes).into_response();
         if let Some(ct) = ct {
             out.headers_mut().insert(CONTENT_TYPE, ct);
@@ -120,7 +134,16 @@ pub(super) async fn websocket(app: Arc<App>, node: String, mut req: Request) -> 
     upstream_req
         .headers_mut()
         .insert(FORWARDED, axum::http::HeaderValue::from_static("1"));
-    // Connect to the holder first: if it is gone, the client hears so before upgrading.
+    // The local checks first (a refused request costs the holder nothing), then the holder:
+    // if it is gone, the client hears so before anything was sent.
+    let mut accepted = match crate::ws::accept(&app, &mut req) {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    // The upstream socket is a second open file: it holds a permit of its own.
+    let Ok(upstream_permit) = app.http_conns.clone().try_acquire_owned() else {
+        return unknown_session();
+    };
     let upstream = async {
         let tcp = tokio::net::TcpStream::connect(&host).await.ok()?;
         let (ws, _) = tokio_tungstenite::client_async(upstream_req, tcp)
@@ -133,36 +156,39 @@ pub(super) async fn websocket(app: Arc<App>, node: String, mut req: Request) -> 
         app.sio.forward.urls.remove(&node);
         return unknown_session();
     };
-    let mut accepted = match crate::ws::accept(&app, &mut req) {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
     let response = std::mem::take(&mut accepted.response);
     metrics::counter!("safestream_sio_forwarded_total").increment(1);
     tokio::spawn(async move {
+        let _upstream_permit = upstream_permit;
         let Some((mut client, _permit)) = accepted.socket().await else {
             return;
         };
+        // Every write is bounded like a session's: a side that stops reading ends the proxy.
+        let limit = Duration::from_secs(10);
         loop {
             tokio::select! {
                 m = client.next() => match m {
                     Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                        if upstream.send(m).await.is_err() { break; }
+                        if !matches!(tokio::time::timeout(limit, upstream.send(m)).await, Ok(Ok(()))) {
+                            break;
+                        }
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
                 },
                 m = upstream.next() => match m {
                     Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                        if client.send(m).await.is_err() { break; }
+                        if !matches!(tokio::time::timeout(limit, client.send(m)).await, Ok(Ok(()))) {
+                            break;
+                        }
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
                 },
             }
         }
-        let _ = client.close(None).await;
-        let _ = upstream.close(None).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), upstream.close(None)).await;
     });
     response
 }

@@ -62,6 +62,32 @@ pub(crate) const FORWARDED: &str = "x-safestream-sio-forwarded";
 pub struct Registry {
     sessions: DashMap<String, Arc<Shared>>,
     forward: forward::Forwarder,
+    /// Polling sessions not yet past authentication (see [`MAX_UNAUTHENTICATED`]).
+    unauthenticated: std::sync::atomic::AtomicUsize,
+}
+
+/// Polling sessions per node that may wait for their CONNECT at once. A polling handshake
+/// needs no open connection, so without this bound a client could hold every connection
+/// permit with handshakes alone (each lives up to the handshake timeout); past it new
+/// polling handshakes are refused (WebSocket and REST are unaffected).
+const MAX_UNAUTHENTICATED: usize = 1024;
+
+/// Counts one polling session as unauthenticated until dropped or [`Pending::done`].
+struct Pending(Arc<App>, bool);
+
+impl Pending {
+    fn done(&mut self) {
+        if !self.1 {
+            self.1 = true;
+            self.0.sio.unauthenticated.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.done();
+    }
 }
 
 impl Registry {
@@ -191,11 +217,15 @@ pub async fn post(
     if shared.closed.load(Ordering::Relaxed) {
         return unknown_session();
     }
-    for p in body.split(packet::SEPARATOR) {
-        if shared.tx.try_send(Inbound::Packet(p.to_string())).is_err() {
-            metrics::counter!("safestream_rejects_total", "reason" => "sio_backlog").increment(1);
-            return eio_error(3, "Bad request");
-        }
+    // All or nothing: a payload that does not fit whole is refused whole (the client then
+    // reconnects) rather than cut after some of its packets.
+    let packets: Vec<&str> = body.split(packet::SEPARATOR).collect();
+    let Ok(permits) = shared.tx.try_reserve_many(packets.len()) else {
+        metrics::counter!("safestream_rejects_total", "reason" => "sio_backlog").increment(1);
+        return eio_error(3, "Bad request");
+    };
+    for (permit, p) in permits.zip(packets) {
+        permit.send(Inbound::Packet(p.to_string()));
     }
     text("ok".into())
 }
@@ -211,6 +241,12 @@ fn handshake(app: &Arc<App>, req: &Request) -> Response {
     if app.hub.len() >= app.cfg.max_connections {
         return eio_error(3, "Bad request");
     }
+    if app.sio.unauthenticated.fetch_add(1, Ordering::AcqRel) >= MAX_UNAUTHENTICATED {
+        app.sio.unauthenticated.fetch_sub(1, Ordering::AcqRel);
+        metrics::counter!("safestream_rejects_total", "reason" => "sio_handshakes").increment(1);
+        return eio_error(3, "Bad request");
+    }
+    let pending = Pending(app.clone(), false);
     let Ok(permit) = app.http_conns.clone().try_acquire_owned() else {
         metrics::counter!("safestream_rejects_total", "reason" => "max_connections").increment(1);
         return eio_error(3, "Bad request");
@@ -225,7 +261,8 @@ fn handshake(app: &Arc<App>, req: &Request) -> Response {
         closed: Default::default(),
     });
     app.sio.sessions.insert(sid.clone(), shared.clone());
-    let socket = SioSocket::polling(shared, rx);
+    let mut socket = SioSocket::polling(shared, rx);
+    socket.on_authenticated(Box::new(pending));
     let task_app = app.clone();
     let task_sid = sid.clone();
     tokio::spawn(async move {
@@ -254,6 +291,15 @@ async fn long_poll(app: &App, sid: &str) -> Response {
     if shared.polling.swap(true, Ordering::AcqRel) {
         return eio_error(3, "Bad request");
     }
+    // Cleared however this ends, also when the client goes away mid-poll (the future is
+    // dropped): a stuck flag would refuse every later GET.
+    struct Polling<'a>(&'a Shared);
+    impl Drop for Polling<'_> {
+        fn drop(&mut self) {
+            self.0.polling.store(false, Ordering::Release);
+        }
+    }
+    let _polling = Polling(&shared);
     let wait = app.cfg.heartbeat() + Duration::from_secs(5);
     let deadline = tokio::time::Instant::now() + wait;
     let body = loop {
@@ -266,13 +312,12 @@ async fn long_poll(app: &App, sid: &str) -> Response {
         }
         if shared.closed.load(Ordering::Relaxed) {
             // Moved to a WebSocket, or ended with nothing left to say.
-            break "6".to_string();
+            return unknown_session();
         }
         if tokio::time::timeout_at(deadline, ready).await.is_err() {
             break "6".to_string();
         }
     };
-    shared.polling.store(false, Ordering::Release);
     text(body)
 }
 

@@ -89,7 +89,12 @@ fn parse_sio(p: &str) -> Incoming {
     match kind {
         b'0' => {
             if nsp != "/" {
-                return Incoming::OtherNamespace(nsp.to_string());
+                // Echoed in the answer: at most 64 bytes of it.
+                let mut end = nsp.len().min(64);
+                while !nsp.is_char_boundary(end) {
+                    end -= 1;
+                }
+                return Incoming::OtherNamespace(nsp[..end].to_string());
             }
             Incoming::Connect(connect_to_auth(rest))
         }
@@ -164,6 +169,18 @@ pub fn connect_pid(packet: &str) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     .then(|| pid.to_string())
+}
+
+/// The offset a recovering client sent in its CONNECT payload (with a `pid`).
+pub fn connect_offset(packet: &str) -> Option<i64> {
+    let payload = packet.strip_prefix("40")?;
+    let v: Value = serde_json::from_str(payload).ok()?;
+    v.get("pid")?.as_str()?;
+    v.get("offset")?
+        .as_str()?
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
 }
 
 /// `["name", data, ...]` as a native frame `{"event":"name","data":data}`.
@@ -323,6 +340,20 @@ mod tests {
             Some("abc_-1")
         );
         assert_eq!(connect_pid(r#"40{"token":"t","pid":"a\"b"}"#), None);
+        assert_eq!(
+            connect_offset(r#"40{"token":"t","pid":"p","offset":"7"}"#),
+            Some(7)
+        );
+        assert_eq!(connect_offset(r#"40{"token":"t","offset":"7"}"#), None);
+        assert_eq!(
+            connect_offset(r#"40{"token":"t","pid":"p","offset":"-1"}"#),
+            None
+        );
+        let long = format!("40/{},{{}}", "é".repeat(100));
+        let Incoming::OtherNamespace(nsp) = parse(&long) else {
+            panic!()
+        };
+        assert!(nsp.len() <= 64);
         assert_eq!(
             parse("40/admin,{}"),
             Incoming::OtherNamespace("/admin".into())

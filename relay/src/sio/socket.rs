@@ -22,6 +22,9 @@ use crate::ws::WsStream;
 /// Packets a long-polling client may have waiting, in bytes, before it counts as a slow
 /// consumer (its session ends, as a native socket's does when its send times out).
 const MAX_POLL_BACKLOG: usize = 1 << 20;
+/// Packets waiting for a WebSocket transport after which the client's packets are not read
+/// until it reads (replies to what it sends cannot pile up).
+const MAX_PENDING: usize = 64;
 
 /// What reaches a polling session from its HTTP handlers.
 pub enum Inbound {
@@ -82,6 +85,8 @@ pub struct SioSocket {
     sid: Box<str>,
     /// The private session id the client sent to recover, if any.
     client_pid: Option<Box<str>>,
+    /// The offset the client sent with it (its `lastSeq`).
+    client_offset: Option<i64>,
     /// The CONNECT was answered: later native frames are events.
     connected: bool,
     /// The CONNECT packet was read (a second one is malformed).
@@ -90,6 +95,8 @@ pub struct SioSocket {
     pending: VecDeque<String>,
     /// The session wrote a close: nothing more goes out.
     closed: bool,
+    /// Dropped when the CONNECT is answered (the polling handshake's admission count).
+    until_connected: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl SioSocket {
@@ -108,11 +115,18 @@ impl SioSocket {
             transport,
             sid: packet::random_id().into(),
             client_pid: None,
+            client_offset: None,
             connected: false,
             connect_read: false,
             pending: VecDeque::new(),
             closed: false,
+            until_connected: None,
         }
+    }
+
+    /// Keeps `guard` until the CONNECT is answered (or the socket ends).
+    pub fn on_authenticated(&mut self, guard: Box<dyn std::any::Any + Send>) {
+        self.until_connected = Some(guard);
     }
 
     /// Queues one packet to the client. False when a polling client's backlog is full.
@@ -150,22 +164,25 @@ impl SioSocket {
                         _ => packet::random_id(),
                     };
                     self.connected = true;
+                    self.until_connected = None;
                     let ack = packet::connected(&self.sid, &pid);
                     if !self.out(ack) {
                         return false;
                     }
                 }
                 let offset = f.offset.or_else(|| {
-                    // `ready` carries the newest position in its data: the offset a client
-                    // that gets no event before it reconnects sends back.
-                    (f.event == wire::event::READY)
-                        .then(|| {
-                            serde_json::from_str::<serde_json::Value>(f.data())
-                                .ok()?
-                                .get("seq")?
-                                .as_i64()
-                        })
-                        .flatten()
+                    if f.event != wire::event::READY {
+                        return None;
+                    }
+                    let data = serde_json::from_str::<serde_json::Value>(f.data()).ok()?;
+                    // A resumed `ready` is followed by the replay: its offset is where the
+                    // replay starts (the client's own), or a drop during the replay would
+                    // skip the rest of it. A fresh one carries the newest position: the
+                    // offset a client that gets no event before it reconnects sends back.
+                    if data.get("resumed").and_then(|r| r.as_bool()) == Some(true) {
+                        return self.client_offset;
+                    }
+                    data.get("seq")?.as_i64()
                 });
                 let p = f.to_packet(offset);
                 self.out(p)
@@ -222,11 +239,14 @@ impl SioSocket {
                 }
                 self.connect_read = true;
                 self.client_pid = packet::connect_pid(p).map(Into::into);
+                self.client_offset = packet::connect_offset(p);
                 Some(Some(Ok(Message::Text(auth.into()))))
             }
             Incoming::OtherNamespace(nsp) => {
+                // Answered, and also counted by the session as a malformed frame (rate
+                // limits, the bad-frame budget and the auth deadline all apply).
                 self.out(packet::connect_error(&nsp, "Invalid namespace", 4404));
-                None
+                Some(Some(Ok(Message::Text("".into()))))
             }
             Incoming::Event { frame, ack } => {
                 if let Some(id) = ack {
@@ -261,10 +281,13 @@ impl Stream for SioSocket {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            // Replies made while reading (acks) go out as soon as the transport takes them.
+            // Replies made while reading (acks) go out as soon as the transport takes them;
+            // a client that does not read them is not read either (no unbounded backlog).
             if !this.pending.is_empty() {
-                if let Poll::Ready(Err(e)) = this.poll_write(cx) {
-                    return Poll::Ready(Some(Err(e)));
+                match this.poll_write(cx) {
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Pending if this.pending.len() >= MAX_PENDING => return Poll::Pending,
+                    _ => {}
                 }
             }
             let text = match &mut this.transport {
@@ -308,7 +331,7 @@ impl Sink<Message> for SioSocket {
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         let this = self.get_mut();
-        if this.pending.len() >= 64 {
+        if this.pending.len() >= MAX_PENDING {
             return this.poll_write(cx);
         }
         Poll::Ready(Ok(()))
