@@ -195,7 +195,11 @@ describe('refused tokens', () => {
     const s = track(io(relay.url, { path: '/api/socket', auth: { token }, reconnection: false }));
     let wasConnected = false;
     s.on('connect', () => (wasConnected = true));
-    const err = await new Promise<Error & { data?: { code?: number } }>((ok) => s.on('connect_error', ok));
+    // A close without a CONNECT_ERROR (the bug this guards against) would hang: it fails.
+    const err = await new Promise<Error & { data?: { code?: number } }>((ok) => {
+      s.on('connect_error', ok);
+      s.on('disconnect', (reason) => ok(Object.assign(new Error(`disconnect: ${reason}`), { data: {} })));
+    });
     await sleep(200);
     return { message: err.message, code: err.data?.code, connected: wasConnected };
   }

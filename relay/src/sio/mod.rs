@@ -384,8 +384,22 @@ fn upgrade(app: Arc<App>, sid: String, mut req: Request) -> Response {
             }
         })
         .await;
-        if matches!(probe, Ok(true)) {
-            let _ = shared.tx.send(Inbound::Upgrade(Box::new(ws))).await;
+        if !matches!(probe, Ok(true)) {
+            return;
+        }
+        if let Err(tokio::sync::mpsc::error::SendError(Inbound::Upgrade(mut ws))) =
+            shared.tx.send(Inbound::Upgrade(Box::new(ws))).await
+        {
+            // The session ended during the probe (a refused CONNECT, say): the client has
+            // stopped polling, so what it left for the next GET (the CONNECT_ERROR, the
+            // close) goes out on this socket, or `connect_error` would never fire.
+            let left = shared.take();
+            for p in left.split(packet::SEPARATOR) {
+                if !p.is_empty() && p != "6" && ws.feed(Message::Text(p.into())).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.flush()).await;
         }
     });
     response

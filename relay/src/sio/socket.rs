@@ -192,6 +192,12 @@ impl SioSocket {
                 let (code, reason) = frame
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
                     .unwrap_or((1000, String::new()));
+                // No Engine.IO close after a CONNECT_ERROR or a DISCONNECT: socket.io-client
+                // handles a decoded packet a tick later than a close in the same payload, so
+                // the close would win (`disconnect` with "transport close" before
+                // `connect_error`, and a reconnection after a server-side disconnect). The
+                // client closes the connection itself once its socket is refused or
+                // disconnected.
                 if !self.connected {
                     // Refused at the start: the client's `connect_error` fires with why.
                     self.out(packet::connect_error("/", &reason, code));
@@ -202,9 +208,10 @@ impl SioSocket {
                         // A server-side disconnect: the client does not reconnect on its
                         // own (a new token is needed first).
                         self.out("41".into());
+                    } else {
+                        self.out((eio::CLOSE as char).to_string());
                     }
                 }
-                self.out((eio::CLOSE as char).to_string());
                 self.closed = true;
                 true
             }
