@@ -4,18 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io, type Socket } from 'socket.io-client';
 
-import { Relay, RoundRobin, freshDatabase, parentToken, startRedis, until } from './harness';
-
-type Got = { ev: string; args: unknown[] };
-
-function record(socket: Socket): Got[] {
-  const got: Got[] = [];
-  socket.onAny((ev: string, ...args: unknown[]) => got.push({ ev, args }));
-  return got;
-}
-
-const titles = (got: Got[]) =>
-  got.filter((g) => g.ev === 'notification:new').map((g) => (g.args[0] as { title: string }).title);
+import { Relay, RoundRobin, freshDatabase, parentSocket, parentToken, record, startRedis, titles, until } from './harness';
 
 let nodes: Relay[] = [];
 let proxy: RoundRobin;
@@ -107,13 +96,7 @@ describe('three nodes behind a round-robin proxy', () => {
 
   it('a parent whose node is killed recovers on another node, with every missed event', async () => {
     await nodes[0].family('kid3', 'u3');
-    const parent = io(proxy.url, {
-      path: '/api/socket',
-      auth: { token: parentToken('u3') },
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 500,
-      randomizationFactor: 0,
-    });
+    const parent = parentSocket(proxy.url, 'u3', 500);
     sockets.push(parent);
     const seen = record(parent);
     await until('connected', () => parent.connected, 15_000);

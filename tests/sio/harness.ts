@@ -9,6 +9,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { io, type Socket } from 'socket.io-client';
 import { join, resolve } from 'node:path';
 
 export const JWT_SECRET = 'sio-suite-secret-0123456789abcdef0123456789';
@@ -269,4 +270,29 @@ export function freshDatabase(): string {
   const name = `sio_${randomBytes(8).toString('hex')}`;
   execFileSync('psql', [admin, '-q', '-c', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
   return `${admin.slice(0, admin.lastIndexOf('/'))}/${name}`;
+}
+
+/** One received event: its name and arguments. */
+export type Got = { ev: string; args: unknown[] };
+
+/** Everything `socket` receives, in order. */
+export function record(socket: Socket): Got[] {
+  const got: Got[] = [];
+  socket.onAny((ev: string, ...args: unknown[]) => got.push({ ev, args }));
+  return got;
+}
+
+/** The titles of the `notification:new` events received, in order. */
+export const titles = (got: Got[]) =>
+  got.filter((g) => g.ev === 'notification:new').map((g) => (g.args[0] as { title: string }).title);
+
+/** A parent's socket that reconnects after exactly `delayMs` (recovery tests). */
+export function parentSocket(url: string, user: string, delayMs: number): Socket {
+  return io(url, {
+    path: '/api/socket',
+    auth: { token: parentToken(user) },
+    reconnectionDelay: delayMs,
+    reconnectionDelayMax: delayMs,
+    randomizationFactor: 0,
+  });
 }

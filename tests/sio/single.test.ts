@@ -4,19 +4,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { io, type Socket } from 'socket.io-client';
 
-import { JWT_SECRET, Relay, parentToken, sleep, until } from './harness';
-
-type Got = { ev: string; args: unknown[] };
-
-/** Everything `socket` receives, in order. */
-function record(socket: Socket): Got[] {
-  const got: Got[] = [];
-  socket.onAny((ev: string, ...args: unknown[]) => got.push({ ev, args }));
-  return got;
-}
-
-const titles = (got: Got[]) =>
-  got.filter((g) => g.ev === 'notification:new').map((g) => (g.args[0] as { title: string }).title);
+import { JWT_SECRET, Relay, parentSocket, parentToken, record, sleep, titles, until } from './harness';
 
 const sockets: Socket[] = [];
 function track<T extends Socket>(s: T): T {
@@ -255,13 +243,7 @@ describe('token expiry', () => {
 describe('recovery', () => {
   it('after the transport drops: every missed event, in order, once, and socket.recovered', async () => {
     const s = track(
-      io(relay.url, {
-        path: '/api/socket',
-        auth: { token: parentToken('u1') },
-        reconnectionDelay: 1_500,
-        reconnectionDelayMax: 1_500,
-        randomizationFactor: 0,
-      }),
+      parentSocket(relay.url, 'u1', 1_500),
     );
     const seen = record(s);
     await connected(s);
@@ -292,13 +274,7 @@ describe('recovery', () => {
     try {
       await r.family('kid1', 'u1');
       const s = track(
-        io(r.url, {
-          path: '/api/socket',
-          auth: { token: parentToken('u1') },
-          reconnectionDelay: 1_000,
-          reconnectionDelayMax: 1_000,
-          randomizationFactor: 0,
-        }),
+        parentSocket(r.url, 'u1', 1_000),
       );
       const seen = record(s);
       await connected(s);
@@ -322,13 +298,7 @@ describe('recovery', () => {
     try {
       await r.family('kid1', 'u1');
       const s = track(
-        io(r.url, {
-          path: '/api/socket',
-          auth: { token: parentToken('u1') },
-          reconnectionDelay: 1_000,
-          reconnectionDelayMax: 1_000,
-          randomizationFactor: 0,
-        }),
+        parentSocket(r.url, 'u1', 1_000),
       );
       const seen = record(s);
       await connected(s);
