@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAFESTREAM_WRITE_TS=1 cargo test -q -p wire --lib typescript:: >/dev/null
-echo "wrote src/generated/wire.ts"
+echo "wrote src/generated/wire.ts and sdk/src/generated/wire.ts"

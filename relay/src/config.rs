@@ -85,6 +85,11 @@ pub struct Config {
     #[arg(long, env = "SAFESTREAM_DEV")]
     pub dev: bool,
 
+    /// With --dev: do not run the simulated demo device in this process (run your own, e.g.
+    /// `cargo run -p agent-core --example device`).
+    #[arg(long, env = "SAFESTREAM_NO_DEMO_DEVICE")]
+    pub no_demo_device: bool,
+
     /// PEM certificate chain: serve HTTPS/WSS with rustls (needs --tls-key).
     #[arg(long, env = "SAFESTREAM_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -27,6 +27,10 @@ pub struct DevInfo {
     pub parent_token: String,
     /// A device token for the demo device.
     pub device_token: String,
+    /// The demo device's id.
+    pub device_id: String,
+    /// The console's address with the parent token in its fragment (never sent to a server).
+    pub console_url: String,
     /// The text printed at start.
     pub banner: String,
 }
@@ -89,7 +93,8 @@ pub async fn prepare(
     let device_token = app.keys.issue_device_token(&device.id, DEMO_CHILD);
     let secret = app.cfg.jwt_secret.clone().unwrap_or_default();
     let mut claims = json!({
-        "sub": DEMO_PARENT, "email": "parent@example.com", "isAdmin": false,
+        // An admin, so the console's admin view shows in the demo.
+        "sub": DEMO_PARENT, "email": "parent@example.com", "isAdmin": true,
         "exp": now / 1000 + 24 * 3600,
     });
     if let Some(iss) = &app.cfg.jwt_issuer {
@@ -113,7 +118,23 @@ pub async fn prepare(
     } else {
         ("http", "ws")
     };
-    let base = format!("{http}://{addr}");
+    // A wildcard listen address is not one a browser can open.
+    let shown = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let base = format!("{http}://{shown}");
+    let console_url = format!("{base}/#token={parent_token}");
+    let demo = if tls || app.cfg.no_demo_device {
+        format!(
+            "  (no simulated device{}: run one with\n\
+             \x20  cargo run -p agent-core --example device -- --relay {ws}://{shown} --token {device_token} --state-dir /tmp/safestream-demo-device)\n",
+            if tls { " with TLS" } else { "" }
+        )
+    } else {
+        format!("  a simulated device (\"Demo device\", agent-core in this process) is paired to {DEMO_CHILD} and online\n")
+    };
     let secrets = if generated {
         format!(
             "  JWT secret:   {}\n  server key:   {}\n  (generated for this run; set SAFESTREAM_JWT_SECRET / SAFESTREAM_SERVER_KEY to keep them)\n",
@@ -125,22 +146,22 @@ pub async fn prepare(
     };
     let banner = format!(
         "\nSafeStream relay — DEV MODE (never use in production)\n\
-         listening on {base}  (WebSocket: {ws}://{addr}/api/socket)\n\
+         listening on {base}  (WebSocket: {ws}://{shown}/api/socket)\n\
          {secrets}\
-         \n  parent token  (user {DEMO_PARENT}, 24 h):\n  {parent_token}\n\
+         \n  Open the console (signed in as {DEMO_PARENT}):\n  {console_url}\n\n\
+         {demo}\
+         \n  parent token  (user {DEMO_PARENT}, admin, 24 h):\n  {parent_token}\n\
          \n  device token  (device {dev}, child {DEMO_CHILD}):\n  {device_token}\n\
-         \nTry it (in another terminal):\n\
-         \n  # 1. a simulated device that runs every command it gets\n\
-         \x20 cargo run -p agent-core --example device -- --relay {ws}://{addr} --token {device_token} --state-dir /tmp/safestream-demo-device\n\
-         \n  # 2. send it a command as the parent\n\
-         \x20 curl -s -X POST {base}/api/dashboard/remote-control -H 'Authorization: Bearer {parent_token}' -H 'Content-Type: application/json' -d '{{\"childId\":\"{DEMO_CHILD}\",\"commandType\":\"PAUSE\"}}'\n\
-         \n  # 3. see its status go PENDING -> DELIVERED -> EXECUTED\n\
+         \nOr from a terminal: send a command as the parent, then see its status go PENDING -> DELIVERED -> EXECUTED\n\
+         \x20 curl -s -X POST {base}/api/dashboard/remote-control -H 'Authorization: Bearer {parent_token}' -H 'Content-Type: application/json' -d '{{\"childId\":\"{DEMO_CHILD}\",\"commandType\":\"LOCK_DEVICE\"}}'\n\
          \x20 curl -s {base}/api/dashboard/remote-control -H 'Authorization: Bearer {parent_token}'\n",
         dev = device.id,
     );
     Ok(DevInfo {
         parent_token,
         device_token,
+        device_id: device.id.clone(),
+        console_url,
         banner,
     })
 }

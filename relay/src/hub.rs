@@ -262,6 +262,7 @@ pub struct Hub {
     default_interval_ms: u64,
     epoch: Instant,
     count: AtomicUsize,
+    devices: AtomicUsize,
 }
 
 impl Hub {
@@ -277,6 +278,7 @@ impl Hub {
             default_interval_ms: heartbeat_ms,
             epoch: Instant::now(),
             count: AtomicUsize::new(0),
+            devices: AtomicUsize::new(0),
         }
     }
 
@@ -287,6 +289,11 @@ impl Hub {
     /// Open sockets on this node.
     pub fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Open device sockets on this node (the rest are parents').
+    pub fn devices(&self) -> usize {
+        self.devices.load(Ordering::Relaxed)
     }
 
     /// Whether no socket is open.
@@ -357,6 +364,9 @@ impl Hub {
         }
         self.conns.insert(conn.id, conn.clone());
         self.count.fetch_add(1, Ordering::Relaxed);
+        if role == Role::Device {
+            self.devices.fetch_add(1, Ordering::Relaxed);
+        }
         metrics::gauge!("safestream_connections", "role" => role.label()).increment(1.0);
         conn
     }
@@ -374,6 +384,9 @@ impl Hub {
         }
         if self.conns.remove(&conn.id).is_some() {
             self.count.fetch_sub(1, Ordering::Relaxed);
+            if conn.role == Role::Device {
+                self.devices.fetch_sub(1, Ordering::Relaxed);
+            }
             metrics::gauge!("safestream_connections", "role" => conn.role.label()).decrement(1.0);
         }
     }

@@ -29,6 +29,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod dev;
+pub mod dev_device;
 pub mod error;
 pub mod http;
 pub mod hub;

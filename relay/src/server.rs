@@ -38,6 +38,8 @@ pub struct Running {
     push: Option<tokio::task::JoinHandle<()>>,
     /// What dev mode generated, to print.
     pub dev: Option<crate::dev::DevInfo>,
+    /// Dev mode's simulated device, stopped first at shutdown.
+    demo: Option<crate::dev_device::DemoDevice>,
 }
 
 /// Opens everything and starts serving. Errors are one-line explanations for a person.
@@ -161,7 +163,14 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     }
     let push = push.map(|p| tokio::spawn(crate::push::run(app.clone(), p)));
     tracing::info!(%addr, db = %redact_db(&app.cfg.db), "relay listening");
+    let demo = match &dev {
+        Some(d) if scheme == "http" && !app.cfg.no_demo_device => Some(
+            crate::dev_device::DemoDevice::start(addr, &d.device_token, &d.device_id)?,
+        ),
+        _ => None,
+    };
     Ok(Running {
+        demo,
         addr,
         app,
         tasks,
@@ -184,6 +193,9 @@ fn redact_db(db: &str) -> String {
 impl Running {
     /// Graceful shutdown: stop accepting, close sockets with 1001, drain, close the store.
     pub async fn shutdown(mut self) {
+        if let Some(d) = self.demo.take() {
+            d.stop().await;
+        }
         self.app.begin_shutdown();
         self.app
             .hub

@@ -222,7 +222,7 @@ name: string,
 /**
  * Daily screen-time limit in minutes; `null` = no limit.
  */
-dailyLimitMinutes: bigint | null, 
+dailyLimitMinutes: number | null, 
 /**
  * IANA time zone that decides what "today" is.
  */
@@ -268,6 +268,95 @@ revoked: boolean,
  * When its last socket ended (RFC 3339).
  */
 lastSeen: string | null, };
+
+/**
+ * A device as `GET /api/children/{childId}/devices` lists it: the record and its live
+ * presence (from any node).
+ */
+export type DeviceListItem = { 
+/**
+ * Whether a socket of it is open on any node.
+ */
+online: boolean, 
+/**
+ * What it last reported in `device:status` (false while offline).
+ */
+activeViewing: boolean, 
+/**
+ * What it last reported (an object, a string, or null): device text, show it as text.
+ */
+currentVideo: Record<string, unknown> | string | null, 
+/**
+ * Relay-issued id (UUIDv7).
+ */
+id: string, 
+/**
+ * The child it belongs to.
+ */
+childId: string, 
+/**
+ * Display name.
+ */
+name: string, 
+/**
+ * RFC 3339.
+ */
+createdAt: string, 
+/**
+ * Revoked devices are refused everywhere.
+ */
+revoked: boolean, 
+/**
+ * When its last socket ended (RFC 3339).
+ */
+lastSeen: string | null, };
+
+/**
+ * `GET /api/admin/overview` (admin parents): what an operator looks at first.
+ */
+export type AdminOverview = { 
+/**
+ * Sockets on the node that answered.
+ */
+node: AdminNode, 
+/**
+ * Children with commands waiting (PENDING or DELIVERED, unexpired), most first, at most 50.
+ */
+pendingByChild: Array<PendingCount>, 
+/**
+ * The newest FAILED and EXPIRED commands, newest first, at most 20.
+ */
+recentFailures: Array<CommandView>, };
+
+/**
+ * One node's sockets, in [`AdminOverview`].
+ */
+export type AdminNode = { 
+/**
+ * The node's id.
+ */
+id: string, 
+/**
+ * Authenticated parent sockets.
+ */
+parents: number, 
+/**
+ * Authenticated device sockets.
+ */
+devices: number, };
+
+/**
+ * Commands waiting for one child, in [`AdminOverview`].
+ */
+export type PendingCount = { 
+/**
+ * The child.
+ */
+childId: string, 
+/**
+ * PENDING or DELIVERED, unexpired.
+ */
+pending: number, };
 
 /**
  * What a notification is about.

@@ -13,6 +13,7 @@ pub struct ChildView {
     /// Display name.
     pub name: String,
     /// Daily screen-time limit in minutes; `null` = no limit.
+    #[cfg_attr(test, ts(type = "number | null"))]
     pub daily_limit_minutes: Option<i64>,
     /// IANA time zone that decides what "today" is.
     pub timezone: String,
@@ -41,6 +42,61 @@ pub struct DeviceView {
     pub revoked: bool,
     /// When its last socket ended (RFC 3339).
     pub last_seen: Option<String>,
+}
+
+/// A device as `GET /api/children/{childId}/devices` lists it: the record and its live
+/// presence (from any node).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct DeviceListItem {
+    /// The stored record (`lastSeen` is the live one while it is online).
+    #[serde(flatten)]
+    pub device: DeviceView,
+    /// Whether a socket of it is open on any node.
+    pub online: bool,
+    /// What it last reported in `device:status` (false while offline).
+    pub active_viewing: bool,
+    /// What it last reported (an object, a string, or null): device text, show it as text.
+    #[cfg_attr(test, ts(type = "Record<string, unknown> | string | null"))]
+    pub current_video: Value,
+}
+
+/// `GET /api/admin/overview` (admin parents): what an operator looks at first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct AdminOverview {
+    /// Sockets on the node that answered.
+    pub node: AdminNode,
+    /// Children with commands waiting (PENDING or DELIVERED, unexpired), most first, at most 50.
+    pub pending_by_child: Vec<PendingCount>,
+    /// The newest FAILED and EXPIRED commands, newest first, at most 20.
+    pub recent_failures: Vec<crate::command::CommandView>,
+}
+
+/// One node's sockets, in [`AdminOverview`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct AdminNode {
+    /// The node's id.
+    pub id: String,
+    /// Authenticated parent sockets.
+    pub parents: u32,
+    /// Authenticated device sockets.
+    pub devices: u32,
+}
+
+/// Commands waiting for one child, in [`AdminOverview`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct PendingCount {
+    /// The child.
+    pub child_id: String,
+    /// PENDING or DELIVERED, unexpired.
+    pub pending: u32,
 }
 
 macro_rules! define_notification_type {

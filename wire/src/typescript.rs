@@ -1,4 +1,4 @@
-//! Generates `src/generated/wire.ts` from this crate's types (ts-rs), and fails when the
+//! Generates `src/generated/wire.ts` (and its copy `sdk/src/generated/wire.ts`) from this crate's types (ts-rs), and fails when the
 //! committed file differs: `SAFESTREAM_WRITE_TS=1 cargo test -p wire` (or
 //! `scripts/generate-types.sh`) rewrites it.
 
@@ -117,6 +117,10 @@ pub(crate) fn generate() -> String {
     decl::<command::CommandView>(&cfg, &mut out);
     decl::<records::ChildView>(&cfg, &mut out);
     decl::<records::DeviceView>(&cfg, &mut out);
+    decl::<records::DeviceListItem>(&cfg, &mut out);
+    decl::<records::AdminOverview>(&cfg, &mut out);
+    decl::<records::AdminNode>(&cfg, &mut out);
+    decl::<records::PendingCount>(&cfg, &mut out);
     decl::<records::NotificationType>(&cfg, &mut out);
     decl::<records::NotificationView>(&cfg, &mut out);
     decl::<frame::Auth>(&cfg, &mut out);
@@ -158,19 +162,24 @@ pub(crate) fn generate() -> String {
     out
 }
 
+/// Where the generated file is committed: the React Native module's and the parent SDK's.
+const OUTPUTS: [&str; 2] = ["../src/generated/wire.ts", "../sdk/src/generated/wire.ts"];
+
 #[test]
 fn generated_typescript_is_fresh() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../src/generated/wire.ts");
     let text = generate();
-    if std::env::var_os("SAFESTREAM_WRITE_TS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &text).unwrap();
-        return;
+    for out in OUTPUTS {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(out);
+        if std::env::var_os("SAFESTREAM_WRITE_TS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == text,
+            "{} is stale: run scripts/generate-types.sh and commit it",
+            path.display()
+        );
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == text,
-        "{} is stale: run scripts/generate-types.sh and commit it",
-        path.display()
-    );
 }

@@ -9,9 +9,13 @@
 //! - `pairing.rs`: device pairing.
 //! - `push.rs`: a device's push token.
 //! - `webhooks.rs`: webhook endpoints, parked events, retry (backend only).
+//! - `admin.rs`: the admin overview (admin parents).
+//! - `console.rs`: the console's static files at `/`.
 
+mod admin;
 mod children;
 mod commands;
+mod console;
 mod misc;
 mod pairing;
 mod push;
@@ -117,6 +121,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/socket/",
             get(crate::ws::upgrade).post(crate::sio::post),
         )
+        .route("/api/admin/overview", get(admin::overview))
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

@@ -374,6 +374,40 @@ impl Store {
         .await
     }
 
+    /// Children with open commands (PENDING or DELIVERED, unexpired at `now`), most first,
+    /// at most `limit` (the admin overview; every family).
+    pub async fn pending_by_child(
+        &self,
+        now: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        self.read(move |c| {
+            c.map(
+                "SELECT child_id, COUNT(*) FROM commands WHERE status IN ('PENDING', 'DELIVERED') \
+                 AND expires_at > ?1 GROUP BY child_id ORDER BY 2 DESC, child_id LIMIT ?2",
+                args![now, limit],
+                |r| Ok((r.text(0)?, r.int(1)?)),
+            )
+        })
+        .await
+    }
+
+    /// The newest FAILED and EXPIRED commands of every family, newest first (the admin
+    /// overview).
+    pub async fn recent_failures(&self, limit: i64) -> StoreResult<Vec<Command>> {
+        self.read(move |c| {
+            c.map(
+                &format!(
+                    "SELECT {COLS} FROM commands WHERE status IN ('FAILED', 'EXPIRED') \
+                     ORDER BY created_at DESC, id DESC LIMIT ?1"
+                ),
+                args![limit],
+                command_from_row,
+            )
+        })
+        .await
+    }
+
     /// Commands of the children `user_id` is guardian of, newest first.
     pub async fn list_commands(
         &self,

@@ -57,6 +57,15 @@ macro_rules! migrations {
                 name: "push",
                 sql: include_str!(concat!("../../migrations/", $dialect, "/0006_push.sql")),
             },
+            Migration {
+                version: 7,
+                name: "failures_by_time",
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $dialect,
+                    "/0007_failures_by_time.sql"
+                )),
+            },
         ]
     };
 }

@@ -6,12 +6,14 @@
 //! - [`access`]: authentication and authorization failures, bodies, health and metrics;
 //! - [`commands`]: creation, listing, acks, expiry, the device's HTTPS sync;
 //! - [`notifications`]: notifications, screen time, restricted attempts, publish;
-//! - [`pairing`]: the pairing flow, its limits, refused claims.
+//! - [`pairing`]: the pairing flow, its limits, refused claims;
+//! - [`admin`]: the admin overview and the console's static files.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod access;
+mod admin;
 mod commands;
 mod notifications;
 mod pairing;
