@@ -5,15 +5,13 @@
 
 use std::net::SocketAddr;
 
-use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use rand::Rng;
 use serde_json::json;
 
 use crate::app::App;
 use crate::config::Config;
 use crate::model::now_ms;
-use crate::store::{ChildPatch, ChildWriter};
+use crate::store::{ChildPatch, ChildWriter, Store};
 
 /// The demo parent's user id.
 pub const DEMO_PARENT: &str = "demo-parent";
@@ -35,26 +33,23 @@ pub struct DevInfo {
     pub banner: String,
 }
 
-fn random_secret() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-/// Generates the secrets that are missing. Returns whether any was generated.
-pub fn fill_secrets(cfg: &mut Config) -> bool {
+/// Fills the secrets that are missing with ones generated once and kept in the database's
+/// `meta` table (next to the device-token key), so a restart keeps the tokens it printed
+/// valid. Returns whether any was filled.
+pub async fn fill_secrets(cfg: &mut Config, store: &Store) -> Result<bool, String> {
+    let err = |e: crate::store::StoreError| format!("dev mode secrets: {e}");
     let mut generated = false;
     if cfg.jwt_secret.as_deref().unwrap_or("").is_empty()
         && cfg.jwt_alg.eq_ignore_ascii_case("HS256")
     {
-        cfg.jwt_secret = Some(random_secret());
+        cfg.jwt_secret = Some(store.meta_secret("dev_jwt_secret").await.map_err(err)?);
         generated = true;
     }
     if cfg.server_key.as_deref().unwrap_or("").is_empty() {
-        cfg.server_key = Some(random_secret());
+        cfg.server_key = Some(store.meta_secret("dev_server_key").await.map_err(err)?);
         generated = true;
     }
-    generated
+    Ok(generated)
 }
 
 /// Creates the demo child and device (once) and builds the banner.
@@ -137,7 +132,7 @@ pub async fn prepare(
     };
     let secrets = if generated {
         format!(
-            "  JWT secret:   {}\n  server key:   {}\n  (generated for this run; set SAFESTREAM_JWT_SECRET / SAFESTREAM_SERVER_KEY to keep them)\n",
+            "  JWT secret:   {}\n  server key:   {}\n  (generated once, kept in the database; set SAFESTREAM_JWT_SECRET / SAFESTREAM_SERVER_KEY for your own)\n",
             app.cfg.jwt_secret.as_deref().unwrap_or("(from config)"),
             app.cfg.server_key.as_deref().unwrap_or("")
         )

@@ -46,11 +46,6 @@ pub struct Running {
 pub async fn start(mut cfg: Config) -> Result<Running, String> {
     cfg.validate()?;
     cfg.max_connections = fit_to_open_files(cfg.max_connections);
-    let generated = if cfg.dev {
-        crate::dev::fill_secrets(&mut cfg)
-    } else {
-        false
-    };
     crate::metrics_setup::install();
     let hub = Arc::new(Hub::new(cfg.send_queue, cfg.heartbeat_secs * 1000));
     // Several nodes: the Redis bus and presence; one node: the in-process bus.
@@ -106,6 +101,11 @@ pub async fn start(mut cfg: Config) -> Result<Running, String> {
     if let Some(rb) = &redis_bus {
         rb.start(store.clone());
     }
+    let generated = if cfg.dev {
+        crate::dev::fill_secrets(&mut cfg, &store).await?
+    } else {
+        false
+    };
     let device_key = store
         .device_key()
         .await

@@ -95,3 +95,58 @@ async fn the_console_is_served_at_the_root_with_a_strict_content_security_policy
     // The page has no inline script (the policy would block it).
     assert!(!page.contains("<script>"), "{page}");
 }
+
+#[tokio::test]
+async fn dev_mode_keeps_its_generated_secrets_so_printed_tokens_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("dev.db").display().to_string();
+    let start = || {
+        let mut cfg = relay::Config::for_tests(db.clone(), "", "");
+        cfg.jwt_secret = None;
+        cfg.server_key = None;
+        cfg.dev = true;
+        cfg.no_demo_device = true;
+        relay::server::start(cfg)
+    };
+    let first = start().await.unwrap();
+    let token = first.dev.as_ref().unwrap().parent_token.clone();
+    let key = first.app.cfg.server_key.clone().unwrap();
+    assert!(key.len() >= 32, "a generated key is long: {key}");
+    first.shutdown().await;
+
+    let second = start().await.unwrap();
+    assert_eq!(second.app.cfg.server_key.as_deref(), Some(key.as_str()));
+    let url = format!("http://{}/api/children", second.addr);
+    let res = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "the first run's parent token is accepted"
+    );
+    second.shutdown().await;
+
+    // Another database: other secrets, and the first run's token is refused.
+    let other = tempfile::tempdir().unwrap();
+    let mut cfg =
+        relay::Config::for_tests(other.path().join("dev.db").display().to_string(), "", "");
+    cfg.jwt_secret = None;
+    cfg.server_key = None;
+    cfg.dev = true;
+    cfg.no_demo_device = true;
+    let third = relay::server::start(cfg).await.unwrap();
+    assert_ne!(third.app.cfg.server_key.as_deref(), Some(key.as_str()));
+    let url = format!("http://{}/api/children", third.addr);
+    let res = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    third.shutdown().await;
+}
