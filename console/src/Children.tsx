@@ -1,0 +1,252 @@
+import { useEffect, useState } from 'react';
+import type { ReactNode } from 'react';
+import type { ChildView, CommandType, CommandView, DeviceWithPresence } from '@safestream/sdk';
+import { useChildren, useCommand, useCommands, useDevices } from '@safestream/sdk/react';
+import { StatusChip } from './StatusChip';
+import type { ChipStatus } from './StatusChip';
+import { clip, commandLabel, errorText, formatTime, safeHref, videoTitle, videoUrl } from './format';
+import { onDevicesChanged } from './refresh';
+
+export type ChildrenState = ReturnType<typeof useChildren>;
+
+export function ChildrenPanel(props: { state: ChildrenState }): ReactNode {
+  const { children, loading, error, reload } = props.state;
+
+  return (
+    <section className="panel" aria-labelledby="children-h">
+      <div className="panel-head">
+        <h2 id="children-h">Children</h2>
+        <button type="button" className="btn-small" onClick={() => void reload()}>
+          Refresh<span className="visually-hidden"> children</span>
+        </button>
+      </div>
+      {error ? (
+        <p className="error" role="alert">
+          Could not load children: {errorText(error)}
+        </p>
+      ) : null}
+      {loading && children.length === 0 ? <p className="muted">Loading children…</p> : null}
+      {!loading && !error && children.length === 0 ? (
+        <p className="muted">No children yet. The main app (or PUT /api/children/&#123;id&#125;) creates them.</p>
+      ) : null}
+      {children.map((child) => (
+        <ChildSection key={child.id} child={child} />
+      ))}
+    </section>
+  );
+}
+
+function ChildSection(props: { child: ChildView }): ReactNode {
+  const { child } = props;
+  const headingId = `child-h-${child.id}`;
+  return (
+    <section className="child" data-testid={`child-${child.id}`} aria-labelledby={headingId}>
+      <h3 id={headingId}>
+        {child.name}
+        {child.dailyLimitMinutes !== null ? (
+          <span className="muted small"> · limit {String(child.dailyLimitMinutes)} min/day</span>
+        ) : null}
+      </h3>
+      <DeviceList childId={child.id} />
+      <CommandPanel child={child} headingId={headingId} />
+      <RecentCommands childId={child.id} />
+    </section>
+  );
+}
+
+function DeviceList(props: { childId: string }): ReactNode {
+  const { childId } = props;
+  const { devices, loading, error, reload } = useDevices(childId);
+
+  // A device paired from this page (the SDK itself reloads when an unknown device reports).
+  useEffect(() => onDevicesChanged((id) => {
+    if (id === childId) void reload();
+  }), [childId, reload]);
+
+  return (
+    <div className="devices">
+      <h4>Devices</h4>
+      {error ? <p className="error">Could not load devices: {errorText(error)}</p> : null}
+      {loading && devices.length === 0 ? <p className="muted">Loading devices…</p> : null}
+      {!loading && !error && devices.length === 0 ? (
+        <p className="muted">No devices. Pair one with the code shown on the child&apos;s device.</p>
+      ) : null}
+      {devices.length > 0 ? (
+        <ul className="device-list">
+          {devices.map((d) => (
+            <DeviceRow key={d.id} device={d} />
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}
+
+function DeviceRow(props: { device: DeviceWithPresence }): ReactNode {
+  const d = props.device;
+  const title = videoTitle(d.currentVideo);
+  const href = safeHref(videoUrl(d.currentVideo));
+  const presence = d.online ? 'online' : 'offline';
+  return (
+    <li className="device" data-testid={`device-${d.id}`} data-online={d.online ? 'true' : 'false'}>
+      <div className="device-line">
+        <span className="device-name">{d.name}</span>
+        <span className="chip chip-presence" data-presence={presence}>
+          {presence}
+        </span>
+        {d.revoked ? <span className="chip chip-revoked">revoked</span> : null}
+      </div>
+      <div className="device-line small">
+        <span className="viewing" data-watching={d.activeViewing ? 'true' : 'false'}>
+          {d.activeViewing ? 'Watching' : 'Not watching'}
+        </span>
+        {title !== null ? (
+          <>
+            <span aria-hidden="true"> · </span>
+            <span className="video">
+              <span className="visually-hidden">{d.activeViewing ? 'Current video: ' : 'Last video: '}</span>
+              {href !== null ? (
+                <a href={href} target="_blank" rel="noopener noreferrer nofollow" className="video-title">
+                  {title}
+                </a>
+              ) : (
+                <span className="video-title">{title}</span>
+              )}
+            </span>
+          </>
+        ) : null}
+      </div>
+      {!d.online && d.lastSeen ? <div className="muted small">Last seen {formatTime(d.lastSeen)}</div> : null}
+    </li>
+  );
+}
+
+type CommandHook = ReturnType<typeof useCommand>;
+
+function chipStatusOf(h: CommandHook): ChipStatus | null {
+  if (h.status) return h.status;
+  if (h.error) return 'ERROR';
+  if (h.pending) return 'SENDING';
+  return null;
+}
+
+function errorOf(h: CommandHook): string | null {
+  if (h.status === 'FAILED' || h.status === 'EXPIRED') {
+    const fromTrail = [...h.trail].reverse().find((s) => s.error)?.error ?? null;
+    const text = h.command?.error ?? fromTrail ?? h.status.toLowerCase();
+    return clip(String(text), 300);
+  }
+  if (h.error && !h.status) return errorText(h.error);
+  return null;
+}
+
+const BUTTONS: { type: CommandType; label: string }[] = [
+  { type: 'PAUSE', label: 'Pause' },
+  { type: 'RESUME', label: 'Resume' },
+  { type: 'LOCK_DEVICE', label: 'Lock' },
+  { type: 'UNLOCK_DEVICE', label: 'Unlock' },
+  { type: 'SHOW_MESSAGE', label: 'Show message' },
+];
+
+function CommandPanel(props: { child: ChildView; headingId: string }): ReactNode {
+  const { child, headingId } = props;
+  // One hook per button, so a second command does not stop following the first one.
+  const pause = useCommand();
+  const resume = useCommand();
+  const lock = useCommand();
+  const unlock = useCommand();
+  const message = useCommand();
+  const hooks: Record<CommandType, CommandHook> = {
+    PAUSE: pause,
+    RESUME: resume,
+    LOCK_DEVICE: lock,
+    UNLOCK_DEVICE: unlock,
+    SHOW_MESSAGE: message,
+  };
+  const [last, setLast] = useState<CommandType | null>(null);
+
+  function send(type: CommandType): void {
+    let payload: Record<string, unknown> | undefined;
+    if (type === 'SHOW_MESSAGE') {
+      const text = window.prompt(`Message to show on ${child.name}'s devices`);
+      if (text === null || text.trim() === '') return;
+      payload = { message: text.trim().slice(0, 1000) };
+    }
+    setLast(type);
+    hooks[type].send(child.id, type, payload).catch(() => {
+      // the hook keeps the error in its state; shown in the chip below
+    });
+  }
+
+  const lastHook = last ? hooks[last] : null;
+  const lastStatus = lastHook ? chipStatusOf(lastHook) : null;
+  const lastError = lastHook ? errorOf(lastHook) : null;
+
+  return (
+    <div className="commands">
+      <h4>Send a command</h4>
+      <p className="muted small">Goes to every device of {child.name}.</p>
+      <div className="button-row">
+        {BUTTONS.map((b) => (
+          <button
+            key={b.type}
+            type="button"
+            className={b.type === 'LOCK_DEVICE' ? 'btn btn-warn' : 'btn'}
+            aria-describedby={headingId}
+            onClick={() => send(b.type)}
+          >
+            {b.label}
+          </button>
+        ))}
+      </div>
+      <div className="last-command" role="status" aria-live="polite">
+        {last && lastStatus ? (
+          <>
+            <span className="muted small">Last command: {commandLabel(last)}</span>{' '}
+            <StatusChip status={lastStatus} testId={`last-command-${child.id}`} />
+            {lastError ? <span className="cmd-error"> {lastError}</span> : null}
+          </>
+        ) : null}
+      </div>
+    </div>
+  );
+}
+
+function RecentCommands(props: { childId: string }): ReactNode {
+  const { commands, loading, error, reload } = useCommands(props.childId, { limit: 10 });
+  return (
+    <div className="recent">
+      <div className="panel-head">
+        <h4>Recent commands</h4>
+        <button type="button" className="btn-small" onClick={() => void reload()}>
+          Refresh<span className="visually-hidden"> commands</span>
+        </button>
+      </div>
+      {error ? <p className="error">Could not load commands: {errorText(error)}</p> : null}
+      {loading && commands.length === 0 ? <p className="muted">Loading commands…</p> : null}
+      {!loading && !error && commands.length === 0 ? <p className="muted">No commands yet.</p> : null}
+      {commands.length > 0 ? (
+        <ul className="command-list" aria-live="polite">
+          {commands.map((c) => (
+            <CommandRow key={c.id} command={c} />
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}
+
+export function CommandRow(props: { command: CommandView; showChild?: string }): ReactNode {
+  const c = props.command;
+  return (
+    <li className="command-row" data-testid={`command-${c.id}`}>
+      <span className="command-type">{commandLabel(c.commandType)}</span>
+      {props.showChild !== undefined ? <span className="muted small">{props.showChild}</span> : null}
+      <time className="muted small" dateTime={c.createdAt}>
+        {formatTime(c.createdAt)}
+      </time>
+      <StatusChip status={c.status} />
+      {c.error ? <span className="cmd-error">{clip(c.error)}</span> : null}
+    </li>
+  );
+}
