@@ -9,6 +9,8 @@
 #   redis-server     the multi-node suite starts its own redis-server processes
 #   faketime         moves a simulated device's wall clock a day ahead or behind
 #                    (tests/tests/clock.rs: the device cannot dodge a command by its clock)
+#   chromium         the console's end-to-end test (tests/console: playwright-core drives
+#                    Debian's headless Chromium; no browser is downloaded)
 #
 #   scripts/deps.sh   installs the missing ones when run as root (apt-get update -qq once, then
 #                     apt-get install -y -qq), else names them and exits 1; nothing to do: exit 0.
@@ -27,6 +29,7 @@ missing() {
   fi
   command -v redis-server >/dev/null || echo redis-server
   command -v faketime >/dev/null || echo faketime
+  command -v chromium >/dev/null || echo chromium
 }
 
 # The effective user id (a function, so the non-root path can be exercised by overriding it).
