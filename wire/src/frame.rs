@@ -48,7 +48,7 @@ pub struct Auth {
     pub token: String,
     /// Parents: the highest `seq` processed, to replay what came after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, ts(optional))]
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub last_seq: Option<i64>,
 }
 
@@ -89,8 +89,10 @@ pub struct ParentReady {
     /// The parent's user id.
     pub user_id: String,
     /// Seconds between the relay's pings.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub heartbeat_sec: u64,
     /// The newest event position the relay knows for this user.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub seq: i64,
     /// Whether the events after `lastSeq` were replayed.
     pub resumed: bool,
@@ -108,6 +110,7 @@ pub struct DeviceReady {
     /// Its child.
     pub child_id: String,
     /// Seconds between the relay's pings.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub heartbeat_sec: u64,
     /// The relay's clock when it sent this (RFC 3339): the agent judges command expiry by
     /// it plus its own monotonic time since, never by the device's wall clock.
@@ -121,6 +124,7 @@ pub struct Resync {
     /// Why (`history_gap`).
     pub reason: String,
     /// The position to continue from.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub seq: i64,
 }
 
@@ -140,6 +144,7 @@ pub struct ErrorData {
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Heartbeat {
     /// Seconds between pings, from the relay's `heartbeatSec` to 600.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub interval_sec: u64,
 }
 
@@ -190,8 +195,10 @@ pub struct ScreentimeAlert {
     /// Its name.
     pub child_name: String,
     /// Minutes used today.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub minutes_used: i64,
     /// The daily limit.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub limit: i64,
 }
 

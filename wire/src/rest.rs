@@ -42,7 +42,7 @@ pub struct CreateCommand {
     pub device_id: Option<String>,
     /// Lifetime, 1 s to a week (the relay's default when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, ts(optional))]
+    #[cfg_attr(test, ts(as = "Option<f64>", optional))]
     pub expires_in_seconds: Option<i64>,
 }
 
@@ -106,7 +106,7 @@ pub struct PutChild {
     pub name: Option<String>,
     /// `Some(None)` (JSON `null`) removes the limit; 0–1440 minutes.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, ts(optional = nullable))]
+    #[cfg_attr(test, ts(as = "Option<Option<f64>>", optional = nullable))]
     pub daily_limit_minutes: Option<Option<i64>>,
     /// IANA time zone name; the relay checks it is one it knows.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +187,7 @@ pub struct RotateTokenAccepted {
     pub device_id: String,
     /// The generation of the pending token; it becomes the device's current one when the
     /// device first uses it.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub pending_generation: i64,
 }
 
@@ -238,6 +239,7 @@ pub struct ScreenTimeReport {
     /// The child.
     pub child_id: String,
     /// Minutes used today, 0–1440.
+    #[cfg_attr(test, ts(as = "f64"))]
     pub minutes_used: i64,
 }
 

@@ -408,7 +408,7 @@ token: string,
 /**
  * Parents: the highest `seq` processed, to replay what came after.
  */
-lastSeq?: bigint, };
+lastSeq?: number, };
 
 /**
  * `auth:refresh` data.
@@ -454,11 +454,11 @@ userId: string,
 /**
  * Seconds between the relay's pings.
  */
-heartbeatSec: bigint, 
+heartbeatSec: number, 
 /**
  * The newest event position the relay knows for this user.
  */
-seq: bigint, 
+seq: number, 
 /**
  * Whether the events after `lastSeq` were replayed.
  */
@@ -483,7 +483,7 @@ childId: string,
 /**
  * Seconds between the relay's pings.
  */
-heartbeatSec: bigint, 
+heartbeatSec: number, 
 /**
  * The relay's clock when it sent this (RFC 3339): the agent judges command expiry by
  * it plus its own monotonic time since, never by the device's wall clock.
@@ -501,7 +501,7 @@ reason: string,
 /**
  * The position to continue from.
  */
-seq: bigint, };
+seq: number, };
 
 /**
  * `error` frame data.
@@ -523,7 +523,7 @@ export type Heartbeat = {
 /**
  * Seconds between pings, from the relay's `heartbeatSec` to 600.
  */
-intervalSec: bigint, };
+intervalSec: number, };
 
 /**
  * `device:status` sent by a device.
@@ -582,11 +582,11 @@ childName: string,
 /**
  * Minutes used today.
  */
-minutesUsed: bigint, 
+minutesUsed: number, 
 /**
  * The daily limit.
  */
-limit: bigint, };
+limit: number, };
 
 /**
  * The REST error body.
@@ -633,7 +633,7 @@ deviceId?: string,
 /**
  * Lifetime, 1 s to a week (the relay's default when absent).
  */
-expiresInSeconds?: bigint, };
+expiresInSeconds?: number, };
 
 /**
  * `PATCH /api/dashboard/remote-control/{id}`: a device's durable ack.
@@ -659,7 +659,7 @@ name?: string,
 /**
  * `Some(None)` (JSON `null`) removes the limit; 0–1440 minutes.
  */
-dailyLimitMinutes?: bigint | null | null, 
+dailyLimitMinutes?: number | null | null, 
 /**
  * IANA time zone name; the relay checks it is one it knows.
  */
@@ -691,7 +691,7 @@ deviceId: string,
  * The generation of the pending token; it becomes the device's current one when the
  * device first uses it.
  */
-pendingGeneration: bigint, };
+pendingGeneration: number, };
 
 /**
  * `POST /api/dashboard/notifications` (the backend).
@@ -729,7 +729,7 @@ childId: string,
 /**
  * Minutes used today, 0–1440.
  */
-minutesUsed: bigint, };
+minutesUsed: number, };
 
 /**
  * `POST /api/devices/me/restricted-attempts` (a device).
