@@ -1,11 +1,12 @@
 import { useEffect, useState } from 'react';
 import type { ReactNode } from 'react';
-import type { ChildView, CommandType, CommandView, DeviceWithPresence } from '@safestream/sdk';
+import type { ChildView, CommandType, CommandView, DeviceWithPresence, StatusStep } from '@safestream/sdk';
 import { useChildren, useCommand, useCommands, useDevices } from '@safestream/sdk/react';
 import { StatusChip } from './StatusChip';
 import type { ChipStatus } from './StatusChip';
 import { clip, commandLabel, errorText, formatTime, safeHref, videoTitle, videoUrl } from './format';
 import { onDevicesChanged } from './refresh';
+import { useToasts } from './Toasts';
 
 export type ChildrenState = ReturnType<typeof useChildren>;
 
@@ -104,7 +105,7 @@ function DeviceRow(props: { device: DeviceWithPresence }): ReactNode {
           <>
             <span aria-hidden="true"> · </span>
             <span className="video">
-              <span className="visually-hidden">{d.activeViewing ? 'Current video: ' : 'Last video: '}</span>
+              {d.activeViewing ? <span className="visually-hidden">Current video: </span> : <span className="muted">last video: </span>}
               {href !== null ? (
                 <a href={href} target="_blank" rel="noopener noreferrer nofollow" className="video-title">
                   {title}
@@ -164,6 +165,7 @@ function CommandPanel(props: { child: ChildView; headingId: string }): ReactNode
     SHOW_MESSAGE: message,
   };
   const [last, setLast] = useState<CommandType | null>(null);
+  const toasts = useToasts();
 
   function send(type: CommandType): void {
     let payload: Record<string, unknown> | undefined;
@@ -173,9 +175,22 @@ function CommandPanel(props: { child: ChildView; headingId: string }): ReactNode
       payload = { message: text.trim().slice(0, 1000) };
     }
     setLast(type);
-    hooks[type].send(child.id, type, payload).catch(() => {
-      // the hook keeps the error in its state; shown in the chip below
-    });
+    hooks[type].send(child.id, type, payload).then(
+      (r) => {
+        // A final status also gets a toast: the chip may be scrolled out of view.
+        if (!r) return;
+        const ok = r.command.status === 'EXECUTED';
+        const why = ok ? '' : `: ${clip(String(r.command.error ?? r.command.status.toLowerCase()), 200)}`;
+        toasts.push({
+          title: `${commandLabel(type)} ${ok ? 'done' : r.command.status.toLowerCase()} on ${child.name}`,
+          message: `${r.command.status}${why}`,
+          kind: ok ? 'info' : 'alert',
+        });
+      },
+      () => {
+        // the hook keeps the error in its state; shown in the chip below
+      },
+    );
   }
 
   const lastHook = last ? hooks[last] : null;
@@ -208,7 +223,27 @@ function CommandPanel(props: { child: ChildView; headingId: string }): ReactNode
           </>
         ) : null}
       </div>
+      {lastHook && lastHook.trail.length > 0 ? <Trail steps={lastHook.trail} testId={`last-trail-${child.id}`} /> : null}
     </div>
+  );
+}
+
+/** Every status the last command went through, with the time since it was created. */
+function Trail(props: { steps: readonly StatusStep[]; testId: string }): ReactNode {
+  const t0 = Date.parse(props.steps[0]?.at ?? '');
+  return (
+    <ol className="trail" data-testid={props.testId} aria-label="Status trail">
+      {props.steps.map((s, i) => {
+        const dt = Date.parse(s.at) - t0;
+        return (
+          <li key={i}>
+            {i > 0 ? <span aria-hidden="true">→ </span> : null}
+            {s.status}
+            {i > 0 && Number.isFinite(dt) ? <span className="muted"> +{Math.max(0, dt)} ms</span> : null}
+          </li>
+        );
+      })}
+    </ol>
   );
 }
 

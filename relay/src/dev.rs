@@ -149,8 +149,11 @@ pub async fn prepare(
          \n  device token  (device {dev}, child {DEMO_CHILD}):\n  {device_token}\n\
          \nOr from a terminal: send a command as the parent, then see its status go PENDING -> DELIVERED -> EXECUTED\n\
          \x20 curl -s -X POST {base}/api/dashboard/remote-control -H 'Authorization: Bearer {parent_token}' -H 'Content-Type: application/json' -d '{{\"childId\":\"{DEMO_CHILD}\",\"commandType\":\"LOCK_DEVICE\"}}'\n\
-         \x20 curl -s {base}/api/dashboard/remote-control -H 'Authorization: Bearer {parent_token}'\n",
+         \x20 curl -s {base}/api/dashboard/remote-control -H 'Authorization: Bearer {parent_token}'\n\
+         \nA notification from the backend (a toast in the console):\n\
+         \x20 curl -s -X POST {base}/api/dashboard/notifications -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"userId\":\"{DEMO_PARENT}\",\"type\":\"RESTRICTED_CONTENT\",\"title\":\"Blocked a video\",\"message\":\"From the backend\"}}'\n",
         dev = device.id,
+        key = app.cfg.server_key.as_deref().unwrap_or(""),
     );
     Ok(DevInfo {
         parent_token,

@@ -95,6 +95,12 @@ describe('the console, from the URL dev mode prints', () => {
     // The simulated device takes 700 ms: the steps before are visible, in order.
     expect(seen.indexOf('PENDING')).toBeLessThan(seen.indexOf('DELIVERED'));
     expect(seen).toContain('DELIVERED');
+    // The trail under the chip names every step, PENDING included (it may last a few
+    // milliseconds only: the device is on loopback).
+    const trail = await page.getByTestId('last-trail-demo-child').innerText();
+    expect(trail.replace(/\s+/g, ' ')).toMatch(/^PENDING → DELIVERED \+\d+ ms → EXECUTED \+\d+ ms$/);
+    // And a toast says so.
+    await page.getByTestId('toast').filter({ hasText: 'Lock done on Demo child' }).waitFor({ timeout: 5_000 });
     // The relay agrees.
     const cmds = await relay.ok('GET', '/api/dashboard/remote-control?childId=demo-child&limit=1', tokenFromUrl());
     expect(cmds.commands[0]).toMatchObject({ commandType: 'LOCK_DEVICE', status: 'EXECUTED' });
