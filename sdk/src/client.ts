@@ -36,6 +36,8 @@ const FORBIDDEN_MESSAGES = new Set(['device revoked', 'forbidden']);
 
 /** How close to `exp` a token is no longer used for a REST call, ms. */
 const EXPIRY_MARGIN_MS = 5_000;
+/** A connection that stayed up this long (ms) sends the backoff back to its first step. */
+const STABLE_CONNECTION_MS = 10_000;
 
 function errorCode(err: unknown): number | undefined {
   if (typeof err !== 'object' || err === null) return undefined;
@@ -65,6 +67,8 @@ class Client implements SafeStreamClient {
   private readonly resyncListeners = new Set<() => void>();
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly backoff: Backoff;
+  /** When the current connection got `ready` (ms), null while not connected. */
+  private readyAt: number | null = null;
   private readonly rest: RestClient;
   private readonly tracker: CommandTracker;
   private readonly ioFn: NonNullable<SafeStreamOptions['io']>;
@@ -358,9 +362,13 @@ class Client implements SafeStreamClient {
     this.everReady = true;
     this.authRetried = false;
     this.closeCode = null;
-    this.backoff.reset();
+    this.readyAt = Date.now();
     this.setState('connected');
-    if (!again) return;
+    if (!again) {
+      // Commands sent before the first connection: their statuses may have gone by.
+      this.tracker.recheckAll();
+      return;
+    }
     if (s.recovered === true) {
       // Missed events are replayed; a GET also catches a status that the replay precedes.
       this.tracker.recheckAll();
@@ -409,6 +417,10 @@ class Client implements SafeStreamClient {
 
   /** Connection lost or refused for a reason other than the token: retry with backoff. */
   private lost(): void {
+    // Back to the shortest delay only after a connection that lasted: a relay that closes
+    // right after `ready` (slow consumer, rate limit) is not hammered.
+    if (this.readyAt !== null && Date.now() - this.readyAt >= STABLE_CONNECTION_MS) this.backoff.reset();
+    this.readyAt = null;
     this.setState(this.everReady ? 'reconnecting' : 'connecting');
     this.scheduleRetry();
   }

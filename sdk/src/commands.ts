@@ -137,8 +137,10 @@ class InFlight {
     try {
       this.applyView(await this.deps.getCommand(this.command.id));
     } catch (e) {
-      // A command that is gone (a relay with another database) will never settle.
-      if (e instanceof SafeStreamError && e.status === 404) this.fail(e);
+      // A command that is gone (a relay with another database) will never settle; one this
+      // parent may no longer read (401 after a token renewal, 403) will never be seen to.
+      // Anything else (the relay unreachable) is tried again at the next check.
+      if (e instanceof SafeStreamError && [401, 403, 404].includes(e.status)) this.fail(e);
     } finally {
       this.checking = false;
     }
@@ -172,6 +174,8 @@ export class CommandTracker {
   private readonly recent = new Map<string, CommandStatusData[]>();
   private readonly inFlight = new Set<InFlight>();
   private readonly waiting = new Set<(err: Error) => void>();
+  /** Counts [`recheckAll`] calls: a POST answered after one may have missed its statuses. */
+  private epoch = 0;
 
   /** Builds a tracker. */
   constructor(private readonly deps: TrackerDeps) {}
@@ -197,6 +201,7 @@ export class CommandTracker {
 
   /** GETs every in-flight command (after a reconnect or a resync). */
   recheckAll(): void {
+    this.epoch += 1;
     for (const f of this.inFlight) void f.recheck();
   }
 
@@ -242,6 +247,7 @@ export class CommandTracker {
       const body: CreateCommandBody = { childId, commandType: type, payload };
       if (opts.deviceId !== undefined) body.deviceId = opts.deviceId;
       if (opts.expiresInSeconds !== undefined) body.expiresInSeconds = opts.expiresInSeconds;
+      const epoch = this.epoch;
       this.deps.createCommand(body).then(
         (command) => {
           if (done) return;
@@ -249,6 +255,9 @@ export class CommandTracker {
           flight = new InFlight(command, this.deps, opts.onStatus, finish);
           this.inFlight.add(flight);
           flight.start(this.recent.get(command.id) ?? []);
+          // A reconnection while the POST was out (unrecovered, or the first connection)
+          // may have lost statuses the buffer never saw: read the command once.
+          if (this.epoch !== epoch) void flight.recheck();
         },
         (err: unknown) => finish(err instanceof Error ? err : new Error(String(err))),
       );

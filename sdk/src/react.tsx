@@ -25,6 +25,7 @@ import type {
   CommandStatus,
   CommandType,
   CommandView,
+  DeviceStatus,
   NotificationView,
   ServerEvents,
 } from './generated/wire.js';
@@ -199,6 +200,32 @@ function useList<T>(
   return { items, itemsRef, setItems, loading, error, reload };
 }
 
+/**
+ * Calls `reload` when the client reaches 'connected' for the first time after `since` (the
+ * hook's mount): a list loaded before the socket was up may have missed events that no
+ * replay will bring. Returns the unsubscribe.
+ */
+function reloadOnFirstConnect(client: SafeStreamClient, reload: () => Promise<void>): () => void {
+  if (client.state === 'connected') return () => undefined;
+  let off: (() => void) | null = null;
+  off = client.onState((s) => {
+    if (s !== 'connected') return;
+    off?.();
+    off = null;
+    void reload();
+  });
+  return () => off?.();
+}
+
+/** Commands by id, keeping whichever copy is further in its life (a load can be older than an event). */
+function newerCommands(loaded: CommandView[], current: CommandView[]): CommandView[] {
+  const live = new Map(current.map((c) => [c.id, c]));
+  return loaded.map((c) => {
+    const l = live.get(c.id);
+    return l !== undefined && statusRank(l.status) > statusRank(c.status) ? l : c;
+  });
+}
+
 function byIdFirst<T extends { id: string }>(front: T[], rest: T[]): T[] {
   const seen = new Set(front.map((x) => x.id));
   return [...front, ...rest.filter((x) => !seen.has(x.id))];
@@ -234,9 +261,11 @@ export function useNotifications(opts: { limit?: number } = {}): {
       setItems((prev) => (prev.some((x) => x.id === n.id) ? prev : [n, ...prev])),
     );
     const offResync = client.onResync(() => void reload());
+    const offFirst = reloadOnFirstConnect(client, reload);
     return () => {
       offNew();
       offResync();
+      offFirst();
     };
   }, [client, setItems, reload]);
   const markRead = useCallback(
@@ -274,18 +303,23 @@ export function useCommands(
     return client.commands(q);
   }, (loaded, current) => {
     const newest = loaded[0]?.createdAt ?? '';
-    return byIdFirst(current.filter((c) => c.createdAt > newest), loaded);
+    return byIdFirst(current.filter((c) => c.createdAt > newest), newerCommands(loaded, current)).slice(
+      0,
+      Math.max(limit ?? 50, loaded.length),
+    );
   });
   const { setItems, reload, itemsRef } = list;
   useEffect(() => {
     const mine = (c: string) => childId === null || c === childId;
+    // Cleared at cleanup: an answer for the previous child (or after unmount) is dropped.
+    let active = true;
     const fetchOne = (id: string) => {
       client.command(id).then(
         (cmd) => {
-          if (!mounted.current) return;
+          if (!active || !mounted.current || !mine(cmd.childId)) return;
           setItems((prev) => {
             const i = prev.findIndex((c) => c.id === id);
-            if (i < 0) return [cmd, ...prev].slice(0, Math.max(limit ?? 50, prev.length + 1));
+            if (i < 0) return [cmd, ...prev].slice(0, Math.max(limit ?? 50, prev.length));
             const old = prev[i];
             if (old === undefined || statusRank(cmd.status) < statusRank(old.status)) return prev;
             const next = [...prev];
@@ -322,10 +356,13 @@ export function useCommands(
       );
     });
     const offResync = client.onResync(() => void reload());
+    const offFirst = reloadOnFirstConnect(client, reload);
     return () => {
+      active = false;
       offSent();
       offStatus();
       offResync();
+      offFirst();
     };
   }, [client, childId, limit, setItems, reload, mounted, itemsRef]);
   return { commands: list.items, loading: list.loading, error: list.error, reload };
@@ -339,24 +376,39 @@ export function useDevices(
   childId: string | null,
 ): { devices: DeviceWithPresence[]; loading: boolean; error: SafeStreamError | null; reload(): Promise<void> } {
   const client = useSafeStream();
-  const list = useList<DeviceWithPresence>(childId, childId === null ? null : () => client.devices(childId));
+  // The newest `device:status` per device with its arrival number: a load's answer may be
+  // older than a status that came while it was out, so those are applied on top of it.
+  const live = useRef({ n: 0, byDevice: new Map<string, { n: number; d: DeviceStatus }>() });
+  const list = useList<DeviceWithPresence>(
+    childId,
+    childId === null
+      ? null
+      : () => {
+          const mark = live.current.n;
+          return client.devices(childId).then((devices) =>
+            devices.map((dev) => {
+              const e = live.current.byDevice.get(dev.id);
+              return e !== undefined && e.n > mark ? withStatus(dev, e.d) : dev;
+            }),
+          );
+        },
+  );
   const { setItems, reload, itemsRef } = list;
   useEffect(() => {
     if (childId === null) return undefined;
+    live.current.byDevice.clear();
     let wasConnected = client.state === 'connected';
     const offStatus = client.on('device:status', (d) => {
       if (d.childId !== childId) return;
+      const l = live.current;
+      l.n += 1;
+      l.byDevice.set(d.deviceId, { n: l.n, d });
       if (!itemsRef.current.some((dev) => dev.id === d.deviceId)) {
         // A device this list does not have yet (just paired): read the list again.
         void reload();
         return;
       }
-      setItems((prev) =>
-        prev.map((dev) => {
-          if (dev.id !== d.deviceId) return dev;
-          return { ...dev, online: d.online, activeViewing: d.activeViewing, currentVideo: d.currentVideo, lastSeen: d.lastSeen ?? dev.lastSeen };
-        }),
-      );
+      setItems((prev) => prev.map((dev) => (dev.id === d.deviceId ? withStatus(dev, d) : dev)));
     });
     const offState = client.onState((s) => {
       // Presence is live only: after a gap, read it again.
@@ -371,6 +423,10 @@ export function useDevices(
     };
   }, [client, childId, setItems, reload, itemsRef]);
   return { devices: list.items, loading: list.loading, error: list.error, reload };
+}
+
+function withStatus(dev: DeviceWithPresence, d: DeviceStatus): DeviceWithPresence {
+  return { ...dev, online: d.online, activeViewing: d.activeViewing, currentVideo: d.currentVideo, lastSeen: d.lastSeen ?? dev.lastSeen };
 }
 
 /** The parent's children, loaded over REST, reloaded on resync. */

@@ -35,7 +35,7 @@ describe("the client's reconnect loop", () => {
     vi.useRealTimers();
   });
 
-  it('retries a failing connection with capped backoff on the same socket, getToken() before each attempt, reset after ready', async () => {
+  it('retries a failing connection with capped backoff on the same socket, getToken() before each attempt, reset after a connection that lasted', async () => {
     vi.useFakeTimers();
     const { io, sockets, calls } = fakeIo();
     const { fetch } = fakeFetch(() => ({ status: 500 }));
@@ -62,14 +62,23 @@ describe("the client's reconnect loop", () => {
     expect(calls.length).toBe(1); // always the same Socket: socket.io-client's recovery needs it
     s.serverReady();
     expect(c.state).toBe('connected');
-    // Lost after being connected: 'reconnecting', and the backoff starts again at its base.
+    // Closed right after `ready` (a slow consumer, a rate limit): the backoff goes on from
+    // where it was (capped at 400), no fast loop.
     s.serverDisconnect('transport close');
     expect(c.state).toBe('reconnecting');
-    await vi.advanceTimersByTimeAsync(99);
+    await vi.advanceTimersByTimeAsync(399);
     expect(s.connectCalls).toBe(5);
     await vi.advanceTimersByTimeAsync(1);
     expect(s.connectCalls).toBe(6);
-    expect(states).toEqual(['connecting', 'connected', 'reconnecting']);
+    // Lost after a connection that lasted: the backoff starts again at its base.
+    s.serverReady();
+    await vi.advanceTimersByTimeAsync(10_000);
+    s.serverDisconnect('transport close');
+    await vi.advanceTimersByTimeAsync(99);
+    expect(s.connectCalls).toBe(6);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(s.connectCalls).toBe(7);
+    expect(states).toEqual(['connecting', 'connected', 'reconnecting', 'connected', 'reconnecting']);
     c.close();
     expect(vi.getTimerCount()).toBe(0);
   });

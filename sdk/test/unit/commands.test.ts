@@ -118,6 +118,63 @@ describe('sendCommand', () => {
     expect(vi.getTimerCount()).toBe(1); // only the token refresh timer is left
   });
 
+  it('a recheck the relay refuses (403: no longer this parent\'s) rejects instead of asking again forever', async () => {
+    vi.useFakeTimers();
+    let gets = 0;
+    const { client } = await setup((c) => {
+      if (c.method === 'POST') return created({ expiresAt: '2030-01-01T00:00:10.000Z' });
+      gets += 1;
+      return { status: 403, body: { error: { code: 'forbidden', message: 'not a guardian' } } };
+    });
+    const p = client.sendCommand('kid1', 'PAUSE');
+    const outcome = p.then(() => 'resolved', (e: unknown) => e);
+    await flush(20);
+    await vi.advanceTimersByTimeAsync(40_000);
+    expect(gets).toBe(1);
+    expect(await outcome).toMatchObject({ name: 'SafeStreamError', status: 403 });
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(gets).toBe(1);
+    expect(client.listenerCount()).toBe(0);
+  });
+
+  it('sent before the first connection: the command is read once connected (its statuses may have gone by)', async () => {
+    const fio = fakeIo();
+    const f = fakeFetch((c) =>
+      c.method === 'POST' ? created() : { status: 200, body: { command: commandView('c1', { status: 'EXECUTED', deliveredAt: '2030-01-01T00:00:01.000Z', executedAt: '2030-01-01T00:00:02.000Z', ackDeviceId: 'd1' }) } },
+    );
+    const client = createClient({ url: 'http://relay.test', getToken: () => tokenFor('u1'), io: fio.io, fetch: f.fetch });
+    client.connect();
+    const p = client.sendCommand('kid1', 'LOCK_DEVICE');
+    await flush(20);
+    expect(f.calls.map((c) => c.method)).toEqual(['POST']);
+    fio.sockets[0]!.serverReady();
+    const r = await p;
+    expect(f.calls.map((c) => `${c.method} ${c.path}`)).toEqual(['POST /api/dashboard/remote-control', 'GET /api/dashboard/remote-control/c1']);
+    expect(r.trail.map((s) => s.status)).toEqual(['PENDING', 'DELIVERED', 'EXECUTED']);
+    client.close();
+  });
+
+  it('a POST answered after a reconnection that was not recovered reads the command once', async () => {
+    const answer = deferred<Answer>();
+    let gets = 0;
+    const { client, socket } = await setup((c) => {
+      if (c.method === 'POST') return answer.promise;
+      gets += 1;
+      return { status: 200, body: { command: commandView('c1', { status: 'EXECUTED', executedAt: '2030-01-01T00:00:02.000Z', ackDeviceId: 'd1' }) } };
+    });
+    const p = client.sendCommand('kid1', 'PAUSE');
+    await flush(10);
+    socket.serverDisconnect('transport close');
+    await new Promise((ok) => setTimeout(ok, 700));
+    socket.serverReady(false); // not recovered: the statuses of that gap are not replayed
+    await flush(10);
+    expect(gets).toBe(0);
+    answer.resolve(created());
+    const r = await p;
+    expect(gets).toBe(1);
+    expect(r.command.status).toBe('EXECUTED');
+  });
+
   it('rejects with the REST error when the POST is refused', async () => {
     const { client } = await setup(() => ({ status: 403, body: { error: { code: 'forbidden', message: 'not your child' } } }));
     await expect(client.sendCommand('kid9', 'PAUSE')).rejects.toMatchObject({ name: 'SafeStreamError', status: 403, code: 'forbidden' });

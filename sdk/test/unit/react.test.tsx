@@ -7,6 +7,7 @@ import { createClient, type SafeStreamClient } from '../../src/index.js';
 import {
   SocketProvider,
   useCommand,
+  useCommands,
   useDevices,
   useEvent,
   useNotifications,
@@ -215,6 +216,108 @@ describe('useDevices', () => {
     act(() => s.serverReady(true));
     await settle();
     expect(calls.length).toBe(loads + 1);
+  });
+});
+
+describe('lists reloaded while events arrive', () => {
+  const device = (id: string, online = false) => ({ id, childId: 'kid1', name: id, createdAt: 'x', revoked: false, online, lastSeen: null, activeViewing: false, currentVideo: null });
+
+  it('useDevices: a device:status that comes while a load is out is applied on top of its (older) answer', async () => {
+    const answers: ReturnType<typeof deferred<Answer>>[] = [];
+    const { client, fio } = makeClient(() => {
+      const d = deferred<Answer>();
+      answers.push(d);
+      return d.promise;
+    });
+    let api: ReturnType<typeof useDevices> | null = null;
+    function Devices() {
+      api = useDevices('kid1');
+      return null;
+    }
+    render(
+      <SocketProvider client={client}>
+        <Devices />
+      </SocketProvider>,
+    );
+    await settle();
+    answers[0]!.resolve({ status: 200, body: { devices: [device('d1')] } });
+    await settle();
+    const s = fio.sockets[0]!;
+    act(() => s.serverReady()); // first connection: the list is read again
+    await settle();
+    expect(answers.length).toBe(2);
+    // The device comes online while that load is out; its answer was read before that.
+    act(() => s.serverEvent('device:status', { deviceId: 'd1', childId: 'kid1', online: true, activeViewing: true, currentVideo: null, lastSeen: null }));
+    expect(api!.devices.map((d) => [d.id, d.online, d.activeViewing])).toEqual([['d1', true, true]]);
+    answers[1]!.resolve({ status: 200, body: { devices: [device('d1')] } });
+    await settle();
+    expect(api!.devices.map((d) => [d.id, d.online, d.activeViewing])).toEqual([['d1', true, true]]);
+  });
+
+  it('useCommands: a reload answer older than a live status does not take it back', async () => {
+    const answers: ReturnType<typeof deferred<Answer>>[] = [];
+    const { client, fio } = makeClient(() => {
+      const d = deferred<Answer>();
+      answers.push(d);
+      return d.promise;
+    });
+    let api: ReturnType<typeof useCommands> | null = null;
+    function Commands() {
+      api = useCommands('kid1', { limit: 10 });
+      return null;
+    }
+    render(
+      <SocketProvider client={client}>
+        <Commands />
+      </SocketProvider>,
+    );
+    await settle();
+    answers[0]!.resolve({ status: 200, body: { commands: [commandView('c1', { status: 'DELIVERED' })] } });
+    await settle();
+    const s = fio.sockets[0]!;
+    act(() => s.serverReady()); // first connection: read again
+    await settle();
+    expect(answers.length).toBe(2);
+    act(() => s.serverEvent('command:status', statusEvent('c1', 'EXECUTED'), '4'));
+    expect(api!.commands[0]!.status).toBe('EXECUTED');
+    // The reload's answer was read before the device acknowledged.
+    answers[1]!.resolve({ status: 200, body: { commands: [commandView('c1', { status: 'DELIVERED' })] } });
+    await settle();
+    expect(api!.commands.map((c) => [c.id, c.status])).toEqual([['c1', 'EXECUTED']]);
+  });
+
+  it('useNotifications: loaded before the socket was up, read again at the first connection only', async () => {
+    let n = 0;
+    const { client, fio, calls } = makeClient(() => {
+      n += 1;
+      const list = n === 1 ? [] : [notification('n1', 'came before the socket', '2030-01-01T00:00:01.000Z')];
+      return { status: 200, body: { notifications: list } };
+    });
+    let api: ReturnType<typeof useNotifications> | null = null;
+    function List() {
+      api = useNotifications();
+      return null;
+    }
+    render(
+      <SocketProvider client={client}>
+        <List />
+      </SocketProvider>,
+    );
+    await settle();
+    expect(api!.notifications).toEqual([]);
+    const s = fio.sockets[0]!;
+    act(() => s.serverReady());
+    await settle();
+    expect(api!.notifications.map((x) => x.id)).toEqual(['n1']);
+    const loads = calls.length;
+    // A recovered reconnection replays what it missed: no reload.
+    act(() => s.serverDisconnect('transport close'));
+    await act(async () => {
+      await new Promise((ok) => setTimeout(ok, 700));
+    });
+    act(() => s.serverReady(true));
+    await settle();
+    expect(calls.length).toBe(loads);
   });
 });
 
