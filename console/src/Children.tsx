@@ -261,7 +261,7 @@ function RecentCommands(props: { childId: string }): ReactNode {
       {loading && commands.length === 0 ? <p className="muted">Loading commands…</p> : null}
       {!loading && !error && commands.length === 0 ? <p className="muted">No commands yet.</p> : null}
       {commands.length > 0 ? (
-        <ul className="command-list" aria-live="polite">
+        <ul className="command-list">
           {commands.map((c) => (
             <CommandRow key={c.id} command={c} />
           ))}

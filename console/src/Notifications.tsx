@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { useRef, useState } from 'react';
 import type { ReactNode } from 'react';
 import type { NotificationView } from '@safestream/sdk';
 import { useNotifications } from '@safestream/sdk/react';
@@ -63,8 +63,22 @@ export function NotificationsPanel(): ReactNode {
 
 function NotificationRow(props: { n: NotificationView; onMark: (id: string) => Promise<void> }): ReactNode {
   const { n } = props;
+  const row = useRef<HTMLLIElement>(null);
+  // The button goes away once read: keyboard focus moves to the row instead of the page.
+  const mark = (): void => {
+    props.onMark(n.id).then(
+      () => row.current?.focus(),
+      () => undefined,
+    );
+  };
   return (
-    <li className={n.read ? 'notification read' : 'notification unread'} data-testid={`notification-${n.id}`} data-read={n.read ? 'true' : 'false'}>
+    <li
+      ref={row}
+      tabIndex={-1}
+      className={n.read ? 'notification read' : 'notification unread'}
+      data-testid={`notification-${n.id}`}
+      data-read={n.read ? 'true' : 'false'}
+    >
       <div className="notification-head">
         <span className="chip chip-type">{TYPE_LABELS[n.type] ?? clip(String(n.type), 40)}</span>
         {!n.read ? <span className="chip chip-unread">new</span> : null}
@@ -75,7 +89,7 @@ function NotificationRow(props: { n: NotificationView; onMark: (id: string) => P
       <p className="notification-title">{clip(String(n.title), 200)}</p>
       {n.message ? <p className="notification-message">{clip(String(n.message), 2000)}</p> : null}
       {!n.read ? (
-        <button type="button" className="btn-small" onClick={() => void props.onMark(n.id)}>
+        <button type="button" className="btn-small" onClick={mark}>
           Mark read<span className="visually-hidden">: {clip(String(n.title), 80)}</span>
         </button>
       ) : null}

@@ -29,7 +29,11 @@ export function ToastProvider(props: { children: ReactNode }): ReactNode {
   const [toasts, setToasts] = useState<Toast[]>([]);
   const nextId = useRef(1);
 
+  const region = useRef<HTMLDivElement>(null);
   const dismiss = useCallback((id: number) => {
+    // A toast that held the keyboard focus hands it to the region, not to the page.
+    const el = region.current;
+    if (el !== null && el.contains(document.activeElement)) el.focus();
     setToasts((list) => list.filter((t) => t.id !== id));
   }, []);
 
@@ -46,7 +50,16 @@ export function ToastProvider(props: { children: ReactNode }): ReactNode {
   return (
     <ToastContext.Provider value={api}>
       {props.children}
-      <div className="toasts" data-testid="toasts" aria-live="polite" aria-relevant="additions" role="region" aria-label="Alerts">
+      <div
+        ref={region}
+        tabIndex={-1}
+        className="toasts"
+        data-testid="toasts"
+        aria-live="polite"
+        aria-relevant="additions"
+        role="region"
+        aria-label="Alerts"
+      >
         {toasts.map((t) => (
           <ToastItem key={t.id} toast={t} onDismiss={dismiss} />
         ))}
@@ -59,7 +72,7 @@ function ToastItem(props: { toast: Toast; onDismiss: (id: number) => void }): Re
   const { toast, onDismiss } = props;
   const [paused, setPaused] = useState(false);
 
-  // Auto-hide after ~6 s, paused while the pointer or the keyboard focus is on it.
+  // Auto-hide after ~6 s, paused while the mouse pointer or the keyboard focus is on it.
   useEffect(() => {
     if (paused) return undefined;
     const timer = window.setTimeout(() => onDismiss(toast.id), AUTO_HIDE_MS);
@@ -70,8 +83,13 @@ function ToastItem(props: { toast: Toast; onDismiss: (id: number) => void }): Re
     <div
       className={`toast toast-${toast.kind}`}
       data-testid="toast"
-      onMouseEnter={() => setPaused(true)}
-      onMouseLeave={() => setPaused(false)}
+      // A mouse pointer only: a tap emulates an enter with no leave, which would pin the toast.
+      onPointerEnter={(e) => {
+        if (e.pointerType === 'mouse') setPaused(true);
+      }}
+      onPointerLeave={(e) => {
+        if (e.pointerType === 'mouse') setPaused(false);
+      }}
       onFocus={() => setPaused(true)}
       onBlur={() => setPaused(false)}
     >
