@@ -2,7 +2,8 @@
 // demo child), Debian's headless Chromium driven by playwright-core. A parent opens the URL
 // dev mode prints, sees the device online, clicks Lock and watches the chip go
 // PENDING → DELIVERED → EXECUTED; a notification from the backend shows a toast; text from a
-// device and from the backend that looks like HTML stays text.
+// device and from the backend that looks like HTML stays text; a phone-width page works from
+// the keyboard; after a relay SIGKILL and restart the page comes back by itself.
 //
 // Chromium: `CHROMIUM_BIN`, else /usr/bin/chromium (scripts/deps.sh installs Debian's).
 // Screenshots go to target/console-artifacts/ (CI keeps them); `SAFESTREAM_UPDATE_DOCS=1`
@@ -181,6 +182,29 @@ describe('the console, from the URL dev mode prints', () => {
     expect(cmds.commands[0]).toMatchObject({ commandType: 'PAUSE', status: 'EXECUTED' });
     await page.screenshot({ path: join(ARTIFACTS, 'console-phone.png'), fullPage: true });
     expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  // Last: it restarts the relay under the page.
+  it('comes back by itself after a relay SIGKILL and restart: connected, the device online, a command runs', async () => {
+    const { page } = await open();
+    const conn = page.getByTestId('connection-state');
+    const child = page.getByTestId('child-demo-child');
+    await expect.poll(async () => await conn.getAttribute('data-state'), { timeout: 15_000 }).toBe('connected');
+    await expect.poll(async () => (await child.innerText()).toLowerCase(), { timeout: 15_000 }).toContain('online');
+
+    await relay.kill();
+    await expect.poll(async () => await conn.getAttribute('data-state'), { timeout: 15_000 }).toBe('reconnecting');
+    await relay.spawn(); // same port, same database; the simulated device starts with it
+    await expect.poll(async () => await conn.getAttribute('data-state'), { timeout: 30_000 }).toBe('connected');
+    const device = child.locator('[data-testid^="device-"]').first();
+    await expect.poll(async () => (await device.innerText()).toLowerCase(), { timeout: 15_000 }).toMatch(/\bonline\b/);
+
+    await child.getByRole('button', { name: 'Unlock', exact: true }).click();
+    const chip = page.getByTestId('last-command-demo-child');
+    await expect.poll(async () => await chip.innerText(), { timeout: 15_000 }).toContain('EXECUTED');
+    const cmds = await relay.ok('GET', '/api/dashboard/remote-control?childId=demo-child&limit=1', tokenFromUrl());
+    expect(cmds.commands[0]).toMatchObject({ commandType: 'UNLOCK_DEVICE', status: 'EXECUTED' });
     await page.close();
   });
 });
