@@ -67,6 +67,10 @@ class Client implements SafeStreamClient {
   private readonly resyncListeners = new Set<() => void>();
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly backoff: Backoff;
+  /** The token the open socket is authenticated with (its CONNECT's, or the last refresh the relay accepted). */
+  private socketToken: string | null = null;
+  /** Tokens sent as `auth:refresh` on this socket, not answered yet (answers come in order). */
+  private refreshSent: string[] = [];
   /** When the current connection got `ready` (ms), null while not connected. */
   private readyAt: number | null = null;
   private readonly rest: RestClient;
@@ -85,7 +89,7 @@ class Client implements SafeStreamClient {
       current: () => this.currentToken(),
       renew: (used) => this.renewToken(used),
     };
-    this.rest = new RestClient(opts.url ?? '', fetchFn, tokens);
+    this.rest = new RestClient(opts.url ?? '', fetchFn, tokens, opts.requestTimeoutMs ?? 30_000);
     this.tracker = new CommandTracker({
       createCommand: (b) => this.rest.createCommand(b),
       getCommand: (id) => this.rest.command(id),
@@ -188,7 +192,10 @@ class Client implements SafeStreamClient {
     const changed = t !== this.token;
     this.token = t;
     this.claims = decodeJwt(t);
-    if (changed && this._socket?.connected) this._socket.emit('auth:refresh', { token: t });
+    if (changed && this._socket?.connected) {
+      this.refreshSent.push(t);
+      this._socket.emit('auth:refresh', { token: t });
+    }
     if (this.running) this.scheduleRefresh();
   }
 
@@ -321,7 +328,12 @@ class Client implements SafeStreamClient {
     const socketOpts = {
       path: '/api/socket',
       // Read at every CONNECT: the newest token (socket.io-client adds its pid and offset).
-      auth: (cb: (data: object) => void) => cb({ token: this.token ?? '' }),
+      auth: (cb: (data: object) => void) => {
+        const t = this.token ?? '';
+        this.socketToken = t;
+        this.refreshSent = [];
+        cb({ token: t });
+      },
       transports: this.opts.transports ?? ['polling', 'websocket'],
       reconnection: false,
       autoConnect: false,
@@ -342,6 +354,18 @@ class Client implements SafeStreamClient {
     } else if (event === 'closing') {
       const code = (data as { code?: unknown } | null)?.code;
       this.closeCode = typeof code === 'number' ? code : null;
+    } else if (event === 'auth:refreshed') {
+      // The accepted token is the one whose `exp` the answer names (else the oldest sent).
+      const at = Date.parse(String((data as { expiresAt?: unknown } | null)?.expiresAt ?? ''));
+      let i = this.refreshSent.findIndex((t) => (decodeJwt(t)?.exp ?? NaN) * 1000 === at);
+      if (i < 0) i = 0;
+      const t = this.refreshSent[i];
+      if (t !== undefined) this.socketToken = t;
+      this.refreshSent.splice(0, i + 1);
+      this.justResynced = false;
+    } else if (event === 'error' && (data as { code?: unknown } | null)?.code === 'unauthorized') {
+      this.refreshSent.shift(); // a refresh refused: the socket keeps its token
+      this.justResynced = false;
     } else if (event === 'resync') {
       if (this.justResynced) {
         // The reconnection was already found unrecovered and consumers already refetched.
@@ -433,7 +457,9 @@ class Client implements SafeStreamClient {
       return;
     }
     this.authRetried = true;
-    const used = this.token;
+    // The token the relay refused is the socket's own, which is not `this.token` when a
+    // refresh was refused (a token not valid yet): that newer one may work now.
+    const used = this.socketToken ?? this.token;
     let fresh: string;
     try {
       fresh = await this.fetchToken();

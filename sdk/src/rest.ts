@@ -43,6 +43,7 @@ export class RestClient {
     baseUrl: string,
     private readonly fetchFn: typeof fetch,
     private readonly tokens: TokenSource,
+    private readonly timeoutMs: number = 30_000,
   ) {
     this.base = baseUrl.replace(/\/+$/, '');
   }
@@ -55,19 +56,22 @@ export class RestClient {
       if (body !== undefined) headers['content-type'] = 'application/json';
       let res: Response;
       try {
+        // A relay that accepted the connection and went silent (stopped, partitioned) must not
+        // hold a call, and the sendCommand waiting on it, forever.
         res = await this.fetchFn(`${this.base}${path}`, {
           method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(this.timeoutMs),
         });
       } catch (e) {
-        throw new SafeStreamError(0, 'network', e instanceof Error ? e.message : String(e));
+        throw networkError(e, this.timeoutMs);
       }
       let text: string;
       try {
         text = await res.text();
       } catch (e) {
-        throw new SafeStreamError(0, 'network', e instanceof Error ? e.message : String(e));
+        throw networkError(e, this.timeoutMs);
       }
       if (res.status === 401 && attempt === 0) {
         const fresh = await this.tokens.renew(token).catch(() => null);
@@ -167,4 +171,11 @@ export class RestClient {
   async adminOverview(): Promise<AdminOverview> {
     return (await this.request<AdminOverview>('GET', '/api/admin/overview')).body;
   }
+}
+
+function networkError(e: unknown, timeoutMs: number): SafeStreamError {
+  if (e instanceof Error && e.name === 'TimeoutError') {
+    return new SafeStreamError(0, 'network', `no answer in ${timeoutMs} ms`);
+  }
+  return new SafeStreamError(0, 'network', e instanceof Error ? e.message : String(e));
 }

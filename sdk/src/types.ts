@@ -45,6 +45,8 @@ export interface SafeStreamOptions {
   fetch?: typeof fetch;
   /** Added: the backoff's random source in [0, 1) (default `Math.random`), for tests. */
   random?: () => number;
+  /** Added: a REST call with no answer by then fails with a `'network'` SafeStreamError (ms, default 30000). */
+  requestTimeoutMs?: number;
   /** Added: how long after `expiresAt` a command with no final status is read again (ms, default 30000). */
   commandGraceMs?: number;
 }

@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 
 import { SafeStreamError, createClient } from '../../src/index.js';
 import { parseRetryAfter } from '../../src/errors.js';
-import { commandView, fakeFetch, fakeIo, type Answer, type FetchCall } from './fakes.js';
+import { commandView, fakeFetch, fakeIo, tokenFor, type Answer, type FetchCall } from './fakes.js';
 
 function setup(route: (c: FetchCall) => Answer, url = 'https://relay.example.com') {
   const f = fakeFetch(route);
@@ -40,6 +40,23 @@ describe('typed REST errors', () => {
     expect(await caught(a.client.children())).toMatchObject({ status: 503, code: 'unavailable' });
     const b = setup(() => new TypeError('fetch failed'));
     expect(await caught(b.client.children())).toMatchObject({ status: 0, code: 'network', message: 'fetch failed' });
+  });
+});
+
+describe('a relay that does not answer', () => {
+  it('a call fails after requestTimeoutMs with a "network" error, instead of waiting forever', async () => {
+    const hang = ((_url: unknown, init?: RequestInit) =>
+      new Promise<Response>((_ok, fail) => {
+        init?.signal?.addEventListener('abort', () => fail(init.signal?.reason));
+      })) as typeof fetch;
+    const { io } = fakeIo();
+    const client = createClient({ url: 'http://relay.test', getToken: () => tokenFor('u1'), io, fetch: hang, requestTimeoutMs: 50 });
+    const t0 = Date.now();
+    await expect(client.children()).rejects.toMatchObject({ name: 'SafeStreamError', status: 0, code: 'network', message: 'no answer in 50 ms' });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    // sendCommand's POST too: the promise rejects, nothing is left waiting.
+    await expect(client.sendCommand('kid1', 'LOCK_DEVICE')).rejects.toMatchObject({ code: 'network' });
+    expect(client.listenerCount()).toBe(0);
   });
 });
 

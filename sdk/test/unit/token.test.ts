@@ -69,6 +69,56 @@ describe('token refresh', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('a refresh the relay refused (token not valid yet) does not stop the client when the socket\'s own token expires', async () => {
+    vi.useFakeTimers();
+    const { io, sockets } = fakeIo();
+    const { fetch } = fakeFetch(() => ({ status: 200, body: {} }));
+    const a = tokenFor('u1', 120, { n: 'a' });
+    const b = tokenFor('u1', 3600, { n: 'b' });
+    let calls = 0;
+    const getToken = vi.fn(() => (++calls === 1 ? a : b));
+    const c = createClient({ url: 'http://relay.test', getToken, io, fetch, refreshBeforeExpirySec: 30 });
+    c.connect();
+    await flush();
+    const s = sockets[0]!;
+    s.serverReady();
+    await vi.advanceTimersByTimeAsync(90_000);
+    expect(s.emitted).toEqual([{ event: 'auth:refresh', args: [{ token: b }] }]);
+    // The relay refuses B (its nbf is a little ahead of the relay's clock): the socket keeps A.
+    s.serverEvent('error', { code: 'unauthorized', message: 'token not valid yet' });
+    // A expires: the relay closes 4401. getToken() gives B again, and B is valid by now.
+    s.serverEvent('closing', { code: 4401, reason: 'token expired' });
+    s.serverDisconnect('io server disconnect');
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(c.state).not.toBe('unauthorized');
+    expect(s.authSent.at(-1)).toEqual({ token: b });
+    s.serverReady();
+    expect(c.state).toBe('connected');
+    c.close();
+  });
+
+  it('after an accepted refresh, a 4401 with the same token from getToken() stops (no loop)', async () => {
+    vi.useFakeTimers();
+    const { io, sockets } = fakeIo();
+    const { fetch } = fakeFetch(() => ({ status: 200, body: {} }));
+    const a = tokenFor('u1', 120, { n: 'a' });
+    const b = tokenFor('u1', 3600, { n: 'b' });
+    let calls = 0;
+    const c = createClient({ url: 'http://relay.test', getToken: () => (++calls === 1 ? a : b), io, fetch, refreshBeforeExpirySec: 30 });
+    c.connect();
+    await flush();
+    const s = sockets[0]!;
+    s.serverReady();
+    await vi.advanceTimersByTimeAsync(90_000);
+    s.serverEvent('auth:refreshed', { expiresAt: new Date((JSON.parse(Buffer.from(b.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000).toISOString() });
+    // The relay revokes the session anyway (4401): B was the socket's token, getToken() has nothing newer.
+    s.serverEvent('closing', { code: 4401, reason: 'token expired' });
+    s.serverDisconnect('io server disconnect');
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(c.state).toBe('unauthorized');
+    c.close();
+  });
+
   it('REST calls carry the token as Bearer and retry once with a new token after a 401', async () => {
     let n = 0;
     const getToken = vi.fn(() => `tok${++n}`);
