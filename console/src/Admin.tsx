@@ -40,11 +40,16 @@ export function AdminPanel(props: { childList: ChildView[] }): ReactNode {
     alive.current = true;
     void load();
     const timer = window.setInterval(() => void load(), REFRESH_MS);
+    // Socket counts change with this page's own connection: read them again when it is up.
+    const offState = client.onState((st) => {
+      if (st === 'connected') void load();
+    });
     return () => {
       alive.current = false;
       window.clearInterval(timer);
+      offState();
     };
-  }, [load]);
+  }, [load, client]);
 
   const nameOf = (id: string): string => children.find((c) => c.id === id)?.name ?? id;
 

@@ -1,5 +1,5 @@
-import { useEffect, useState } from 'react';
-import type { ReactNode } from 'react';
+import { useEffect, useId, useRef, useState } from 'react';
+import type { FormEvent, ReactNode } from 'react';
 import type { ChildView, CommandType, CommandView, DeviceWithPresence, StatusStep } from '@safestream/sdk';
 import { useChildren, useCommand, useCommands, useDevices } from '@safestream/sdk/react';
 import { StatusChip } from './StatusChip';
@@ -166,14 +166,37 @@ function CommandPanel(props: { child: ChildView; headingId: string }): ReactNode
   };
   const [last, setLast] = useState<CommandType | null>(null);
   const toasts = useToasts();
+  // Show message opens an inline form (a labelled field, not window.prompt, which some
+  // in-app browsers suppress and which announces poorly).
+  const [composing, setComposing] = useState(false);
+  const [text, setText] = useState('');
+  const messageField = useRef<HTMLInputElement>(null);
+  const messageButton = useRef<HTMLButtonElement>(null);
+  const fieldId = useId();
+  useEffect(() => {
+    if (composing) messageField.current?.focus();
+  }, [composing]);
 
-  function send(type: CommandType): void {
-    let payload: Record<string, unknown> | undefined;
-    if (type === 'SHOW_MESSAGE') {
-      const text = window.prompt(`Message to show on ${child.name}'s devices`);
-      if (text === null || text.trim() === '') return;
-      payload = { message: text.trim().slice(0, 1000) };
-    }
+  function closeComposer(): void {
+    setComposing(false);
+    setText('');
+    messageButton.current?.focus();
+  }
+
+  function onButton(type: CommandType): void {
+    if (type === 'SHOW_MESSAGE') setComposing((c) => !c);
+    else send(type);
+  }
+
+  function onMessage(e: FormEvent<HTMLFormElement>): void {
+    e.preventDefault();
+    const t = text.trim();
+    if (t === '') return;
+    send('SHOW_MESSAGE', { message: t.slice(0, 1000) });
+    closeComposer();
+  }
+
+  function send(type: CommandType, payload?: Record<string, unknown>): void {
     setLast(type);
     hooks[type].send(child.id, type, payload).then(
       (r) => {
@@ -205,15 +228,41 @@ function CommandPanel(props: { child: ChildView; headingId: string }): ReactNode
         {BUTTONS.map((b) => (
           <button
             key={b.type}
+            ref={b.type === 'SHOW_MESSAGE' ? messageButton : undefined}
             type="button"
             className={b.type === 'LOCK_DEVICE' ? 'btn btn-warn' : 'btn'}
             aria-describedby={headingId}
-            onClick={() => send(b.type)}
+            aria-expanded={b.type === 'SHOW_MESSAGE' ? composing : undefined}
+            onClick={() => onButton(b.type)}
           >
             {b.label}
           </button>
         ))}
       </div>
+      {composing ? (
+        <form className="form message-form" onSubmit={onMessage} data-testid={`message-form-${child.id}`}>
+          <label htmlFor={fieldId}>Message to show on {child.name}&apos;s devices</label>
+          <input
+            id={fieldId}
+            ref={messageField}
+            value={text}
+            onChange={(e) => setText(e.target.value)}
+            onKeyDown={(e) => {
+              if (e.key === 'Escape') closeComposer();
+            }}
+            maxLength={1000}
+            autoComplete="off"
+          />
+          <div className="button-row">
+            <button type="submit" className="btn" disabled={text.trim() === ''}>
+              Send message
+            </button>
+            <button type="button" className="btn-small" onClick={closeComposer}>
+              Cancel
+            </button>
+          </div>
+        </form>
+      ) : null}
       <div className="last-command" role="status" aria-live="polite">
         {last && lastStatus ? (
           <>

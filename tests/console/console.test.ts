@@ -161,7 +161,7 @@ describe('the console, from the URL dev mode prints', () => {
     await page.close();
   });
 
-  it('fits a phone screen and is usable from the keyboard', async () => {
+  it('fits a phone screen and is usable from the keyboard (Pause, Show message)', async () => {
     const { page, errors } = await open({ width: 375, height: 740 });
     await page.getByTestId('child-demo-child').waitFor({ timeout: 15_000 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -180,6 +180,21 @@ describe('the console, from the URL dev mode prints', () => {
     // It was this page's Pause that ran (not an older command's chip).
     const cmds = await relay.ok('GET', '/api/dashboard/remote-control?childId=demo-child&limit=1', tokenFromUrl());
     expect(cmds.commands[0]).toMatchObject({ commandType: 'PAUSE', status: 'EXECUTED' });
+
+    // Show message from the keyboard: the button opens a labelled field that takes the focus;
+    // Enter sends it, and the focus goes back to the button.
+    const show = page.getByTestId('child-demo-child').getByRole('button', { name: /^Show message\b/ });
+    await show.focus();
+    await page.keyboard.press('Enter');
+    const field = page.getByLabel("Message to show on Demo child's devices");
+    await expect.poll(async () => await field.evaluate((el) => el === document.activeElement)).toBe(true);
+    await page.keyboard.type('Dinner is ready');
+    await page.keyboard.press('Enter');
+    await expect.poll(async () => await show.evaluate((el) => el === document.activeElement)).toBe(true);
+    await expect.poll(async () => await chip.innerText(), { timeout: 15_000 }).toContain('EXECUTED');
+    await expect
+      .poll(async () => (await relay.ok('GET', '/api/dashboard/remote-control?childId=demo-child&limit=1', tokenFromUrl())).commands[0], { timeout: 15_000 })
+      .toMatchObject({ commandType: 'SHOW_MESSAGE', status: 'EXECUTED', payload: { message: 'Dinner is ready' } });
     await page.screenshot({ path: join(ARTIFACTS, 'console-phone.png'), fullPage: true });
     expect(errors).toEqual([]);
     await page.close();
