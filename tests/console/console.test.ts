@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { io, type Socket } from 'socket.io-client';
-import { Relay, SERVER_KEY, until } from '../sio/harness';
+import { Relay, SERVER_KEY, parentToken, until } from '../sio/harness';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const ARTIFACTS = join(ROOT, 'target', 'console-artifacts');
@@ -198,6 +198,29 @@ describe('the console, from the URL dev mode prints', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'console-phone.png'), fullPage: true });
     expect(errors).toEqual([]);
     await page.close();
+  });
+
+  it('a bad token gets a clear message and no access: not a JWT at sign-in, a forged one refused by the relay', async () => {
+    const page = await browser.newPage();
+    try {
+      // Not a JWT in the address: ignored, the sign-in form shows.
+      await page.goto(`${relay.url}/#token=not-a-token`);
+      const form = page.getByTestId('signin');
+      await form.waitFor({ timeout: 10_000 });
+      expect(page.url()).not.toContain('token=');
+      await form.getByRole('textbox').fill('still not a token');
+      await form.getByRole('button').first().click();
+      await expect.poll(async () => await form.innerText()).toContain('That is not a JWT');
+      // Well-formed, signed with another secret: the relay refuses it, the page says so and shows nothing.
+      const forged = parentToken('demo-parent', 3600, 'another-secret-0123456789abcdef0123456789');
+      await page.goto(`${relay.url}/#token=${forged}`);
+      await page.reload();
+      await expect.poll(async () => await page.getByTestId('connection-state').getAttribute('data-state'), { timeout: 15_000 }).toBe('unauthorized');
+      await expect.poll(async () => await page.getByRole('alert').first().innerText()).toContain('refused this token');
+      expect(await page.getByTestId('child-demo-child').count()).toBe(0);
+    } finally {
+      await page.close();
+    }
   });
 
   // Last: it restarts the relay under the page.

@@ -96,35 +96,42 @@ async fn the_console_is_served_at_the_root_with_a_strict_content_security_policy
     assert!(!page.contains("<script>"), "{page}");
 }
 
+/// A `--dev` relay on `db` with no secrets configured and no simulated device.
+async fn dev_relay(db: &std::path::Path) -> relay::Running {
+    let mut cfg = relay::Config::for_tests(db.display().to_string(), "", "");
+    cfg.jwt_secret = None;
+    cfg.server_key = None;
+    cfg.dev = true;
+    cfg.no_demo_device = true;
+    relay::server::start(cfg).await.unwrap()
+}
+
+/// The status of `GET /api/children` on `r` with `token`.
+async fn children_status(r: &relay::Running, token: &str) -> u16 {
+    let url = format!("http://{}/api/children", r.addr);
+    let res = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    res.status().as_u16()
+}
+
 #[tokio::test]
 async fn dev_mode_keeps_its_generated_secrets_so_printed_tokens_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("dev.db").display().to_string();
-    let start = || {
-        let mut cfg = relay::Config::for_tests(db.clone(), "", "");
-        cfg.jwt_secret = None;
-        cfg.server_key = None;
-        cfg.dev = true;
-        cfg.no_demo_device = true;
-        relay::server::start(cfg)
-    };
-    let first = start().await.unwrap();
+    let db = dir.path().join("dev.db");
+    let first = dev_relay(&db).await;
     let token = first.dev.as_ref().unwrap().parent_token.clone();
     let key = first.app.cfg.server_key.clone().unwrap();
     assert!(key.len() >= 32, "a generated key is long: {key}");
     first.shutdown().await;
 
-    let second = start().await.unwrap();
+    let second = dev_relay(&db).await;
     assert_eq!(second.app.cfg.server_key.as_deref(), Some(key.as_str()));
-    let url = format!("http://{}/api/children", second.addr);
-    let res = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        res.status(),
+        children_status(&second, &token).await,
         200,
         "the first run's parent token is accepted"
     );
@@ -132,21 +139,8 @@ async fn dev_mode_keeps_its_generated_secrets_so_printed_tokens_survive_a_restar
 
     // Another database: other secrets, and the first run's token is refused.
     let other = tempfile::tempdir().unwrap();
-    let mut cfg =
-        relay::Config::for_tests(other.path().join("dev.db").display().to_string(), "", "");
-    cfg.jwt_secret = None;
-    cfg.server_key = None;
-    cfg.dev = true;
-    cfg.no_demo_device = true;
-    let third = relay::server::start(cfg).await.unwrap();
+    let third = dev_relay(&other.path().join("dev.db")).await;
     assert_ne!(third.app.cfg.server_key.as_deref(), Some(key.as_str()));
-    let url = format!("http://{}/api/children", third.addr);
-    let res = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
+    assert_eq!(children_status(&third, &token).await, 401);
     third.shutdown().await;
 }

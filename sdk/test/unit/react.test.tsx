@@ -36,6 +36,26 @@ function render(node: ReactNode): void {
   act(() => root!.render(node));
 }
 
+/** Renders `use` inside a provider of `client`; `.current` is its latest result. */
+function mountHook<T>(client: SafeStreamClient, use: () => T): { readonly current: T } {
+  const box: { value: T | null } = { value: null };
+  function Host(): null {
+    box.value = use();
+    return null;
+  }
+  render(
+    <SocketProvider client={client}>
+      <Host />
+    </SocketProvider>,
+  );
+  return {
+    get current(): T {
+      if (box.value === null) throw new Error('the hook has not rendered');
+      return box.value;
+    },
+  };
+}
+
 function makeClient(route: (c: FetchCall) => Answer | Promise<Answer>) {
   const fio = fakeIo();
   const f = fakeFetch(route);
@@ -156,22 +176,13 @@ describe('useNotifications', () => {
   it('a live notification that arrives while the list is loading is kept', async () => {
     const answer = deferred<Answer>();
     const { client, fio } = makeClient(() => answer.promise);
-    let api: ReturnType<typeof useNotifications> | null = null;
-    function List() {
-      api = useNotifications();
-      return null;
-    }
-    render(
-      <SocketProvider client={client}>
-        <List />
-      </SocketProvider>,
-    );
+    const api = mountHook(client, () => useNotifications());
     await settle();
     const s = fio.sockets[0]!;
     act(() => s.serverEvent('notification:new', notification('n9', 'live', '2030-01-01T00:00:09.000Z'), '9'));
     answer.resolve({ status: 200, body: { notifications: [notification('n1', 'old', '2030-01-01T00:00:01.000Z')] } });
     await settle();
-    expect(api!.notifications.map((n) => n.id)).toEqual(['n9', 'n1']);
+    expect(api.current.notifications.map((n) => n.id)).toEqual(['n9', 'n1']);
   });
 });
 
@@ -179,16 +190,7 @@ describe('useDevices', () => {
   it('loads the devices and merges device:status (online, activeViewing, currentVideo, lastSeen)', async () => {
     const device = (id: string) => ({ id, childId: 'kid1', name: id, createdAt: 'x', revoked: false, online: false, lastSeen: null, activeViewing: false, currentVideo: null });
     const { client, fio, calls } = makeClient(() => ({ status: 200, body: { devices: [device('d1'), device('d2')] } }));
-    let api: ReturnType<typeof useDevices> | null = null;
-    function Devices() {
-      api = useDevices('kid1');
-      return null;
-    }
-    render(
-      <SocketProvider client={client}>
-        <Devices />
-      </SocketProvider>,
-    );
+    const api = mountHook(client, () => useDevices('kid1'));
     await settle();
     expect(calls.map((c) => c.path)).toEqual(['/api/children/kid1/devices']);
     const s = fio.sockets[0]!;
@@ -199,14 +201,14 @@ describe('useDevices', () => {
       s.serverEvent('device:status', { deviceId: 'd2', childId: 'kid1', online: true, activeViewing: true, currentVideo: { title: 'Cartoons' }, lastSeen: null }),
     );
     act(() => s.serverEvent('device:status', { deviceId: 'dX', childId: 'other', online: true, activeViewing: true, currentVideo: null, lastSeen: null }));
-    expect(api!.devices.map((d) => [d.id, d.online, d.activeViewing, d.currentVideo])).toEqual([
+    expect(api.current.devices.map((d) => [d.id, d.online, d.activeViewing, d.currentVideo])).toEqual([
       ['d1', false, false, null],
       ['d2', true, true, { title: 'Cartoons' }],
     ]);
     act(() =>
       s.serverEvent('device:status', { deviceId: 'd2', childId: 'kid1', online: false, activeViewing: false, currentVideo: null, lastSeen: '2030-01-01T00:00:00.000Z' }),
     );
-    expect(api!.devices[1]).toMatchObject({ online: false, lastSeen: '2030-01-01T00:00:00.000Z' });
+    expect(api.current.devices[1]).toMatchObject({ online: false, lastSeen: '2030-01-01T00:00:00.000Z' });
     expect(calls.length).toBe(loads);
     // Back after a gap: the list is read again.
     act(() => s.serverDisconnect('transport close'));
@@ -229,16 +231,7 @@ describe('lists reloaded while events arrive', () => {
       answers.push(d);
       return d.promise;
     });
-    let api: ReturnType<typeof useDevices> | null = null;
-    function Devices() {
-      api = useDevices('kid1');
-      return null;
-    }
-    render(
-      <SocketProvider client={client}>
-        <Devices />
-      </SocketProvider>,
-    );
+    const api = mountHook(client, () => useDevices('kid1'));
     await settle();
     answers[0]!.resolve({ status: 200, body: { devices: [device('d1')] } });
     await settle();
@@ -248,10 +241,10 @@ describe('lists reloaded while events arrive', () => {
     expect(answers.length).toBe(2);
     // The device comes online while that load is out; its answer was read before that.
     act(() => s.serverEvent('device:status', { deviceId: 'd1', childId: 'kid1', online: true, activeViewing: true, currentVideo: null, lastSeen: null }));
-    expect(api!.devices.map((d) => [d.id, d.online, d.activeViewing])).toEqual([['d1', true, true]]);
+    expect(api.current.devices.map((d) => [d.id, d.online, d.activeViewing])).toEqual([['d1', true, true]]);
     answers[1]!.resolve({ status: 200, body: { devices: [device('d1')] } });
     await settle();
-    expect(api!.devices.map((d) => [d.id, d.online, d.activeViewing])).toEqual([['d1', true, true]]);
+    expect(api.current.devices.map((d) => [d.id, d.online, d.activeViewing])).toEqual([['d1', true, true]]);
   });
 
   it('useCommands: a reload answer older than a live status does not take it back', async () => {
@@ -261,16 +254,7 @@ describe('lists reloaded while events arrive', () => {
       answers.push(d);
       return d.promise;
     });
-    let api: ReturnType<typeof useCommands> | null = null;
-    function Commands() {
-      api = useCommands('kid1', { limit: 10 });
-      return null;
-    }
-    render(
-      <SocketProvider client={client}>
-        <Commands />
-      </SocketProvider>,
-    );
+    const api = mountHook(client, () => useCommands('kid1', { limit: 10 }));
     await settle();
     answers[0]!.resolve({ status: 200, body: { commands: [commandView('c1', { status: 'DELIVERED' })] } });
     await settle();
@@ -279,11 +263,11 @@ describe('lists reloaded while events arrive', () => {
     await settle();
     expect(answers.length).toBe(2);
     act(() => s.serverEvent('command:status', statusEvent('c1', 'EXECUTED'), '4'));
-    expect(api!.commands[0]!.status).toBe('EXECUTED');
+    expect(api.current.commands[0]!.status).toBe('EXECUTED');
     // The reload's answer was read before the device acknowledged.
     answers[1]!.resolve({ status: 200, body: { commands: [commandView('c1', { status: 'DELIVERED' })] } });
     await settle();
-    expect(api!.commands.map((c) => [c.id, c.status])).toEqual([['c1', 'EXECUTED']]);
+    expect(api.current.commands.map((c) => [c.id, c.status])).toEqual([['c1', 'EXECUTED']]);
   });
 
   it('useNotifications: loaded before the socket was up, read again at the first connection only', async () => {
@@ -293,22 +277,13 @@ describe('lists reloaded while events arrive', () => {
       const list = n === 1 ? [] : [notification('n1', 'came before the socket', '2030-01-01T00:00:01.000Z')];
       return { status: 200, body: { notifications: list } };
     });
-    let api: ReturnType<typeof useNotifications> | null = null;
-    function List() {
-      api = useNotifications();
-      return null;
-    }
-    render(
-      <SocketProvider client={client}>
-        <List />
-      </SocketProvider>,
-    );
+    const api = mountHook(client, () => useNotifications());
     await settle();
-    expect(api!.notifications).toEqual([]);
+    expect(api.current.notifications).toEqual([]);
     const s = fio.sockets[0]!;
     act(() => s.serverReady());
     await settle();
-    expect(api!.notifications.map((x) => x.id)).toEqual(['n1']);
+    expect(api.current.notifications.map((x) => x.id)).toEqual(['n1']);
     const loads = calls.length;
     // A recovered reconnection replays what it missed: no reload.
     act(() => s.serverDisconnect('transport close'));

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { createClient, decodeJwt } from '../../src/index.js';
 import { refreshDelayMs } from '../../src/token.js';
-import { fakeFetch, fakeIo, flush, jwt, tokenFor } from './fakes.js';
+import { fakeFetch, fakeIo, flush, jwt, tokenFor, type FakeSocket } from './fakes.js';
 
 describe('JWT claims', () => {
   it('reads exp, sub (or id) and isAdmin without verifying; null for garbage', () => {
@@ -69,35 +69,8 @@ describe('token refresh', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
-  it('a refresh the relay refused (token not valid yet) does not stop the client when the socket\'s own token expires', async () => {
-    vi.useFakeTimers();
-    const { io, sockets } = fakeIo();
-    const { fetch } = fakeFetch(() => ({ status: 200, body: {} }));
-    const a = tokenFor('u1', 120, { n: 'a' });
-    const b = tokenFor('u1', 3600, { n: 'b' });
-    let calls = 0;
-    const getToken = vi.fn(() => (++calls === 1 ? a : b));
-    const c = createClient({ url: 'http://relay.test', getToken, io, fetch, refreshBeforeExpirySec: 30 });
-    c.connect();
-    await flush();
-    const s = sockets[0]!;
-    s.serverReady();
-    await vi.advanceTimersByTimeAsync(90_000);
-    expect(s.emitted).toEqual([{ event: 'auth:refresh', args: [{ token: b }] }]);
-    // The relay refuses B (its nbf is a little ahead of the relay's clock): the socket keeps A.
-    s.serverEvent('error', { code: 'unauthorized', message: 'token not valid yet' });
-    // A expires: the relay closes 4401. getToken() gives B again, and B is valid by now.
-    s.serverEvent('closing', { code: 4401, reason: 'token expired' });
-    s.serverDisconnect('io server disconnect');
-    await vi.advanceTimersByTimeAsync(1_000);
-    expect(c.state).not.toBe('unauthorized');
-    expect(s.authSent.at(-1)).toEqual({ token: b });
-    s.serverReady();
-    expect(c.state).toBe('connected');
-    c.close();
-  });
-
-  it('after an accepted refresh, a 4401 with the same token from getToken() stops (no loop)', async () => {
+  /** Connected with token A (2 min); 90 s later getToken() gave B (1 h), sent as auth:refresh. */
+  async function refreshedOnce() {
     vi.useFakeTimers();
     const { io, sockets } = fakeIo();
     const { fetch } = fakeFetch(() => ({ status: 200, body: {} }));
@@ -110,11 +83,35 @@ describe('token refresh', () => {
     const s = sockets[0]!;
     s.serverReady();
     await vi.advanceTimersByTimeAsync(90_000);
-    s.serverEvent('auth:refreshed', { expiresAt: new Date((JSON.parse(Buffer.from(b.split('.')[1]!, 'base64url').toString()) as { exp: number }).exp * 1000).toISOString() });
-    // The relay revokes the session anyway (4401): B was the socket's token, getToken() has nothing newer.
+    expect(s.emitted).toEqual([{ event: 'auth:refresh', args: [{ token: b }] }]);
+    return { c, s, b };
+  }
+
+  /** The relay closes the socket with 4401 (its token expired or was refused). */
+  async function closed4401(s: FakeSocket): Promise<void> {
     s.serverEvent('closing', { code: 4401, reason: 'token expired' });
     s.serverDisconnect('io server disconnect');
     await vi.advanceTimersByTimeAsync(1_000);
+  }
+
+  it('a refresh the relay refused (token not valid yet) does not stop the client when the socket\'s own token expires', async () => {
+    const { c, s, b } = await refreshedOnce();
+    // The relay refuses B (its nbf is a little ahead of the relay's clock): the socket keeps A.
+    s.serverEvent('error', { code: 'unauthorized', message: 'token not valid yet' });
+    // A expires: the relay closes 4401. getToken() gives B again, and B is valid by now.
+    await closed4401(s);
+    expect(c.state).not.toBe('unauthorized');
+    expect(s.authSent.at(-1)).toEqual({ token: b });
+    s.serverReady();
+    expect(c.state).toBe('connected');
+    c.close();
+  });
+
+  it('after an accepted refresh, a 4401 with the same token from getToken() stops (no loop)', async () => {
+    const { c, s, b } = await refreshedOnce();
+    s.serverEvent('auth:refreshed', { expiresAt: new Date(decodeJwt(b)!.exp! * 1000).toISOString() });
+    // The relay refuses B anyway (4401): it is the socket's token, and getToken() has nothing newer.
+    await closed4401(s);
     expect(c.state).toBe('unauthorized');
     c.close();
   });
