@@ -486,21 +486,14 @@ async fn malformed_frames_close_4400_after_fifty_and_plain_get_is_a_json_error()
 /// Hands out `n` positions of `user`'s history with no event kept for them: what a parent
 /// socket sees when the events between its last position and a live one were pruned while
 /// it was behind (the bus had lost them, then 24 h of retention passed).
-fn skip_positions(r: &Relay, user: &str, n: i64) {
-    let sql = format!("UPDATE user_seqs SET seq = seq + {n} WHERE user_id = '{user}'");
-    let db = r.cfg.db.clone();
-    std::thread::spawn(move || {
-        if db.starts_with("postgres") {
-            let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("connect");
-            c.batch_execute(&sql).expect("update user_seqs");
-        } else {
-            let c = rusqlite::Connection::open(&db).expect("open");
-            c.busy_timeout(Duration::from_secs(5)).unwrap();
-            c.execute_batch(&sql).expect("update user_seqs");
-        }
-    })
-    .join()
-    .expect("database thread");
+async fn skip_positions(r: &Relay, user: &str, n: i64) {
+    let running = r.running.as_ref().expect("the relay runs");
+    running
+        .app
+        .store
+        .skip_positions(user, n)
+        .await
+        .expect("positions skipped");
 }
 
 /// Found by the model checker (`model/src/resume.rs`, RELIABILITY.md): a live event whose
@@ -516,7 +509,7 @@ async fn a_live_event_after_a_gap_the_history_cannot_fill_comes_after_a_resync()
     let first = ws.expect_frame("command:sent").await["seq"]
         .as_i64()
         .unwrap();
-    skip_positions(&r, "p1", 3);
+    skip_positions(&r, "p1", 3).await;
     r.command(&p1, "c1", "LOCK_DEVICE").await;
     let mut seen = Vec::new();
     loop {

@@ -1,7 +1,15 @@
-//! The parent event log (resume): each parent's events are numbered 1, 2, 3, ... in
-//! `user_seqs`, gap-free and in commit order for that parent; the log is read back for
-//! resume, catch-up and gap filling, and pruned by age.
+//! The parent event log (resume): each parent's events are numbered 1, 2, 3, ..., gap-free
+//! and in commit order for that parent; the log is read back for resume, catch-up and gap
+//! filling, and pruned by age.
+//!
+//! Where the numbers come from depends on the engine. PostgreSQL (several nodes write at
+//! once): an upsert on `user_seqs` takes the next one and holds the parent's row lock until
+//! commit. SQLite (one writer thread holds the database): the writer remembers each parent's
+//! newest position ([`SeqCache`]), and `user_seqs` is only a floor raised before events are
+//! pruned; the newest position is the larger of that floor and the parent's newest event.
+//! The upsert was a statement and a B-tree page written per parent per transition.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -32,11 +40,14 @@ impl W<'_> {
         let mut events = std::mem::take(&mut self.events);
         events.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         for e in events {
-            let seq = self.conn.int(
-                "INSERT INTO user_seqs (user_id, seq, pruned_through) VALUES (?1, 1, 0) \
-                 ON CONFLICT (user_id) DO UPDATE SET seq = user_seqs.seq + 1 RETURNING seq",
-                args![e.user_id],
-            )?;
+            let seq = match self.seqs.as_deref_mut() {
+                Some(cache) => cache.take_next(self.conn, &e.user_id)?,
+                None => self.conn.int(
+                    "INSERT INTO user_seqs (user_id, seq, pruned_through) VALUES (?1, 1, 0) \
+                     ON CONFLICT (user_id) DO UPDATE SET seq = user_seqs.seq + 1 RETURNING seq",
+                    args![e.user_id],
+                )?,
+            };
             // Serialized once: the same text is logged and sent.
             let text = e.data.to_string();
             let frame = Arc::new(OutFrame::event_json(&e.event, Some(seq), &text));
@@ -49,6 +60,85 @@ impl W<'_> {
         }
         Ok(())
     }
+}
+
+/// Each parent's newest event position, kept by SQLite's single writer thread so that an
+/// event costs one `INSERT` (see the module doc).
+///
+/// It must only ever say what is committed, or what the open transaction wrote: the writer
+/// calls [`SeqCache::job_started`] before each job, [`SeqCache::job_rolled_back`] when the
+/// job's writes are rolled back (the positions it took are given back), and
+/// [`SeqCache::forget`] when a whole transaction is (a failed `COMMIT`). A position taken
+/// wrongly could only make the event's `INSERT` fail on the `(user_id, seq)` key, never
+/// reuse a number.
+#[derive(Default)]
+pub(super) struct SeqCache {
+    newest: HashMap<String, i64>,
+    /// What the current job changed: each parent's newest before it (`None`: not cached).
+    undo: Vec<(String, Option<i64>)>,
+}
+
+/// Parents remembered at most; past it the cache starts empty again (reloading a parent
+/// costs two indexed lookups).
+const SEQ_CACHE_MAX: usize = 100_000;
+
+impl SeqCache {
+    /// A job begins: what it changes can be undone until the next call. Between jobs the
+    /// cache is also kept bounded.
+    pub(super) fn job_started(&mut self) {
+        self.undo.clear();
+        if self.newest.len() >= SEQ_CACHE_MAX {
+            self.newest.clear();
+        }
+    }
+
+    /// The current job's writes were rolled back: so are the positions it took.
+    pub(super) fn job_rolled_back(&mut self) {
+        for (user, before) in self.undo.drain(..).rev() {
+            match before {
+                Some(seq) => self.newest.insert(user, seq),
+                None => self.newest.remove(&user),
+            };
+        }
+    }
+
+    /// The transaction was rolled back as a whole: nothing remembered can be trusted.
+    pub(super) fn forget(&mut self) {
+        self.newest.clear();
+        self.undo.clear();
+    }
+
+    /// Takes `user_id`'s next position (loading their newest from the database first).
+    fn take_next(&mut self, conn: super::db::Db<'_>, user_id: &str) -> StoreResult<i64> {
+        let before = self.newest.get(user_id).copied();
+        let newest = match before {
+            Some(seq) => seq,
+            None => newest_position(conn, user_id)?,
+        };
+        self.undo.push((user_id.to_string(), before));
+        self.newest.insert(user_id.to_string(), newest + 1);
+        Ok(newest + 1)
+    }
+}
+
+/// The newest position `user_id` was given (0 if none): the larger of `user_seqs` (the
+/// counter on PostgreSQL, a floor on SQLite) and their newest event.
+fn newest_position(c: super::db::Db<'_>, user_id: &str) -> StoreResult<i64> {
+    let counter = c
+        .opt(
+            "SELECT seq FROM user_seqs WHERE user_id = ?1",
+            args![user_id],
+            |r| r.int(0),
+        )?
+        .unwrap_or(0);
+    let logged = c
+        .opt(
+            "SELECT seq FROM events WHERE user_id = ?1 ORDER BY seq DESC LIMIT 1",
+            args![user_id],
+            |r| r.int(0),
+        )?
+        .unwrap_or(0);
+    Ok(counter.max(logged))
 }
 
 /// A parent event read back from the log for resume.
@@ -66,9 +156,10 @@ impl Store {
     /// Logs an event for `user_id` in the current write: it gets the user's next position
     /// when the operation ends ([`W::flush_events`]) and is delivered after commit.
     ///
-    /// Positions are per user and gap-free: the upsert on `user_seqs` takes the next number
-    /// and holds the user's row lock until commit, so another writer (on any node) that logs
-    /// for the same user waits, and position N+1 never commits before N.
+    /// Positions are per user and gap-free. On PostgreSQL the upsert on `user_seqs` takes the
+    /// next number and holds the user's row lock until commit, so another writer (on any
+    /// node) that logs for the same user waits, and position N+1 never commits before N; on
+    /// SQLite the one writer thread commits in order and remembers the numbers ([`SeqCache`]).
     pub(super) fn log_event(
         w: &mut W<'_>,
         user_id: &str,
@@ -145,13 +236,7 @@ impl Store {
     ) -> StoreResult<(i64, bool)> {
         let user_id = user_id.to_string();
         self.read(move |c| {
-            let newest = c
-                .opt(
-                    "SELECT seq FROM user_seqs WHERE user_id = ?1",
-                    args![user_id],
-                    |r| r.int(0),
-                )?
-                .unwrap_or(0);
+            let newest = newest_position(c, &user_id)?;
             let next_kept = match after {
                 Some(a) if a < newest => c.exists(
                     "SELECT 1 FROM events WHERE user_id = ?1 AND seq = ?2",
@@ -183,15 +268,133 @@ impl Store {
         .await
     }
 
+    /// Test support: `user_id`'s next `n` positions are never used, as if their events had
+    /// been logged and pruned unseen (a socket that was not sent them has a gap the history
+    /// cannot fill). Goes through the writer, so SQLite's remembered positions agree.
+    #[doc(hidden)]
+    pub async fn skip_positions(&self, user_id: &str, n: i64) -> StoreResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            let newest = match w.seqs.as_deref_mut() {
+                Some(cache) => {
+                    let mut last = 0;
+                    for _ in 0..n {
+                        last = cache.take_next(w.conn, &user_id)?;
+                    }
+                    last
+                }
+                None => newest_position(w.conn, &user_id)? + n,
+            };
+            w.conn.exec(
+                "INSERT INTO user_seqs (user_id, seq, pruned_through) VALUES (?1, ?2, 0) \
+                 ON CONFLICT (user_id) DO UPDATE SET seq = excluded.seq",
+                args![user_id, newest],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Deletes events created before `before`; returns how many. Positions live on in
-    /// `user_seqs` (never reused); a resume that needs a deleted event gets `resync` (see
-    /// [`Store::event_positions`]). Only event rows are touched: no lock any other write
-    /// waits on. (`user_seqs.pruned_through` is no longer used.)
+    /// `user_seqs` (never reused: on SQLite the floors of the parents concerned are raised
+    /// first, in the same transaction); a resume that needs a deleted event gets `resync`
+    /// (see [`Store::event_positions`]). On PostgreSQL only event rows are touched: no lock
+    /// any other write waits on. (`user_seqs.pruned_through` is no longer used.)
     pub async fn prune_events(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |w| {
+            if w.seqs.is_some() {
+                w.conn.exec(
+                    "INSERT INTO user_seqs (user_id, seq, pruned_through) \
+                     SELECT user_id, MAX(seq), 0 FROM events WHERE created_at < ?1 GROUP BY user_id \
+                     ON CONFLICT (user_id) DO UPDATE SET seq = MAX(user_seqs.seq, excluded.seq)",
+                    args![before],
+                )?;
+            }
             w.conn
                 .exec("DELETE FROM events WHERE created_at < ?1", args![before])
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{test_store, StoreError};
+
+    /// Logs one event for `user`; with `fail`, the job fails after its position was taken.
+    async fn log(store: &Store, user: &str, fail: bool) -> StoreResult<()> {
+        let user = user.to_string();
+        store
+            .write(move |w| {
+                Store::log_event(w, &user, "test", &serde_json::json!({}), 1_000)?;
+                w.flush_events()?;
+                if fail {
+                    return Err(StoreError::Conflict("rolled back".into()));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn seqs(store: &Store, user: &str) -> Vec<i64> {
+        let logged = store.events_after(user, 0, 1_000).await.unwrap();
+        logged.iter().map(|e| e.seq).collect()
+    }
+
+    /// Positions stay gap-free when jobs that took one are rolled back, alone in their
+    /// transaction or among others in one batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn positions_taken_by_a_rolled_back_job_are_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(test_store(&dir).await);
+        log(&store, "u1", false).await.unwrap();
+        assert!(log(&store, "u1", true).await.is_err());
+        log(&store, "u1", false).await.unwrap();
+        assert_eq!(seqs(&store, "u1").await, vec![1, 2]);
+        let mut tasks = vec![];
+        for i in 0..60 {
+            let s = store.clone();
+            let user = if i % 3 == 0 { "u2" } else { "u1" };
+            tasks.push(tokio::spawn(async move { log(&s, user, i % 2 == 1).await }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += usize::from(t.await.unwrap().is_ok());
+        }
+        assert_eq!(ok, 30);
+        let (u1, u2) = (seqs(&store, "u1").await, seqs(&store, "u2").await);
+        assert_eq!(u1.len() + u2.len(), 32);
+        assert_eq!(u1, (1..=u1.len() as i64).collect::<Vec<_>>(), "gap-free");
+        assert_eq!(u2, (1..=u2.len() as i64).collect::<Vec<_>>(), "gap-free");
+    }
+
+    /// A position is never given twice: not after every event of a parent was pruned, and
+    /// not after a restart (the remembered positions are gone, the database has them).
+    #[tokio::test]
+    async fn positions_survive_pruning_and_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(&dir).await;
+        for _ in 0..3 {
+            log(&store, "u1", false).await.unwrap();
+        }
+        log(&store, "u2", false).await.unwrap();
+        assert_eq!(store.prune_events(2_000).await.unwrap(), 4);
+        assert_eq!(seqs(&store, "u1").await, Vec::<i64>::new());
+        assert_eq!(
+            store.event_positions("u1", Some(1)).await.unwrap(),
+            (3, false)
+        );
+        log(&store, "u1", false).await.unwrap();
+        assert_eq!(seqs(&store, "u1").await, vec![4]);
+        drop(store);
+        let store = test_store(&dir).await;
+        assert_eq!(store.event_positions("u1", None).await.unwrap(), (4, true));
+        log(&store, "u1", false).await.unwrap();
+        log(&store, "u2", false).await.unwrap();
+        assert_eq!(seqs(&store, "u1").await, vec![4, 5]);
+        assert_eq!(seqs(&store, "u2").await, vec![2]);
     }
 }

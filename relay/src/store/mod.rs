@@ -2,15 +2,17 @@
 //!
 //! Two engines run the same statements through [`Db`] (`db.rs`): SQLite (rusqlite, bundled;
 //! the embedded default) and PostgreSQL (several nodes). Every write is a closure over a
-//! transaction, run on a writer thread: an async caller sends its closure, a thread runs it
-//! and answers — one thread hop per operation, whatever the number of statements.
+//! transaction (a job), whatever the number of statements.
 //!
-//! - **SQLite**: one writer thread commits in groups: it takes every job waiting (up to
-//!   256), runs each inside its own `SAVEPOINT` (a failing job rolls back alone), commits
-//!   once, then publishes the bus messages the jobs produced, in order, and only then answers
-//!   the callers. Reads use read-only connections (WAL readers do not block the writer):
-//!   inline on the calling thread when one of a few is free, else on two reader threads.
-//! - **PostgreSQL**: four writer threads, one transaction per job (other nodes write at the
+//! - **SQLite**: one write connection, no writer thread: the caller that finds it free
+//!   commits every job waiting (up to 256) in one transaction, each inside its own
+//!   `SAVEPOINT` when there are several (a failing job rolls back alone), then publishes the
+//!   bus messages the jobs produced, in order, and only then answers their callers; jobs
+//!   that arrive meanwhile wait for it to take them next (`sqlite_writer::Writer`). Reads use
+//!   read-only connections (WAL readers do not block the writer): inline on the calling
+//!   thread when one of a few is free, else on two reader threads.
+//! - **PostgreSQL**: four writer threads that callers hand jobs to, one transaction per job
+//!   (other nodes write at the
 //!   same time); four reader threads. Read-then-write steps lock their rows
 //!   ([`Db::for_update`]); every state transition is a conditional `UPDATE`, so each happens
 //!   once cluster-wide whichever node runs it.
@@ -18,8 +20,9 @@
 //! On both:
 //! - a 2xx is answered after `COMMIT`;
 //! - nothing reaches a socket before the change it reports is committed;
-//! - each parent's events are numbered 1, 2, 3, ... in `user_seqs`, gap-free and in commit
-//!   order for that parent (see `Store::log_event`), which is what resume relies on.
+//! - each parent's events are numbered 1, 2, 3, ..., gap-free and in commit order for that
+//!   parent (by `user_seqs` on PostgreSQL, by the single writer's cache on SQLite; see
+//!   `store/events.rs`), which is what resume relies on.
 //!
 //! # Layout
 //! - `mod.rs`: the public surface: [`Store`], [`StoreOptions`], [`StoreError`], [`Engine`],
@@ -29,8 +32,8 @@
 //! - `db.rs`: the engine-neutral statement surface ([`Db`], [`Row`], `args!`).
 //! - `write.rs`: the write path both engines share: [`W`] (a write in progress), jobs,
 //!   `Store::write`.
-//! - `sqlite_writer.rs`: the SQLite group-commit writer, its linger heuristic, the
-//!   checkpoint thread and its `PassGate`; opening SQLite connections.
+//! - `sqlite_writer.rs`: the SQLite group-commit writer (flat combining), the checkpoint
+//!   thread and its `PassGate`; opening SQLite connections.
 //! - `pg_writer.rs`: the PostgreSQL writer threads (and migrating under a lock).
 //! - `readers.rs`: `Store::read`, inline reads, the reader threads of both engines.
 //! - `events.rs`: the parent event log (positions, resume reads, pruning).
@@ -156,9 +159,17 @@ impl Default for StoreOptions {
     }
 }
 
+/// Where writes go.
+enum Writer {
+    /// Run by the callers themselves, one batch at a time.
+    Sqlite(Arc<sqlite_writer::Writer>),
+    /// Sent to the PostgreSQL writer threads.
+    Pg(mpsc::Sender<WriteJob>),
+}
+
 /// The relay's durable state. Cheap to share (`Arc`).
 pub struct Store {
-    writer: mpsc::Sender<WriteJob>,
+    writer: Writer,
     reader: mpsc::Sender<ReadJob>,
     /// Read connections used inline by the calling thread when one is free (SQLite only).
     inline: Vec<Mutex<rusqlite::Connection>>,
@@ -184,28 +195,28 @@ impl Store {
     /// writer and reader threads.
     pub async fn open(db: &str, opts: &StoreOptions, bus: Arc<dyn Bus>) -> Result<Store, String> {
         let (engine, path) = url::parse_db(db)?;
-        let (wtx, wrx) = mpsc::channel::<WriteJob>(4096);
         let (rtx, rrx) = mpsc::channel::<ReadJob>(4096);
         let rrx = Arc::new(Mutex::new(rrx));
-        let (inline, checkpointer) = match engine {
+        let (writer, inline, checkpointer) = match engine {
             Engine::Sqlite => {
                 let sync = if opts.sqlite_sync == "full" {
                     "FULL"
                 } else {
                     "NORMAL"
                 };
-                let checkpointer = sqlite_writer::start(&path, sync, opts, bus, wrx)?;
+                let (writer, checkpointer) = sqlite_writer::start(&path, sync, opts, bus)?;
                 let inline = readers::start_sqlite(&path, sync, rrx)?;
-                (inline, Some(checkpointer))
+                (Writer::Sqlite(writer), inline, Some(checkpointer))
             }
             Engine::Postgres => {
+                let (wtx, wrx) = mpsc::channel::<WriteJob>(4096);
                 pg_writer::start(&path, bus, wrx).await?;
                 readers::start_pg(&path, rrx).await?;
-                (Vec::new(), None)
+                (Writer::Pg(wtx), Vec::new(), None)
             }
         };
         Ok(Store {
-            writer: wtx,
+            writer,
             reader: rtx,
             inline,
             devices: Arc::new(Mutex::new(HashMap::new())),

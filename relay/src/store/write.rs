@@ -1,13 +1,14 @@
 //! The write path both engines share: an operation is a closure over a transaction ([`W`]),
-//! sent as a job to a writer thread (`sqlite_writer.rs`, `pg_writer.rs`), which answers
-//! after `COMMIT` and publishes the bus messages the operation queued.
+//! a job run by SQLite's writer (`sqlite_writer.rs`, on the caller's thread) or sent to a
+//! PostgreSQL writer thread (`pg_writer.rs`), which answers after `COMMIT` and publishes the
+//! bus messages the operation queued.
 
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use super::db::Db;
-use super::events::PendingEvent;
+use super::events::{PendingEvent, SeqCache};
 use super::webhooks::{Handed, Handoff, PendingHook};
 use super::{Store, StoreError, StoreResult};
 use crate::message::BusMessage;
@@ -15,6 +16,9 @@ use crate::message::BusMessage;
 /// A write in progress, handed to an operation's closure on a writer thread.
 pub struct W<'c> {
     pub(super) conn: Db<'c>,
+    /// SQLite's single writer: each parent's newest event position, remembered (see
+    /// [`SeqCache`]); `None` on PostgreSQL, where `user_seqs` is the counter.
+    pub(super) seqs: Option<&'c mut SeqCache>,
     pub(super) out: Vec<BusMessage>,
     /// Parent events logged by the operation, written when it ends (see [`W::flush_events`]).
     pub(super) events: Vec<PendingEvent>,
@@ -41,7 +45,7 @@ impl W<'_> {
     }
 }
 
-/// What a job hands back to its writer thread: whether it failed, the messages to publish
+/// What a job hands back to its writer: whether it failed, the messages to publish
 /// after commit, and how to answer its caller.
 pub(super) struct Done {
     pub(super) failed: bool,
@@ -49,8 +53,8 @@ pub(super) struct Done {
     pub(super) reply: Box<dyn FnOnce(Option<String>) + Send>,
 }
 
-/// One operation, as a writer thread runs it.
-pub(super) type WriteJob = Box<dyn FnOnce(Db<'_>) -> Done + Send>;
+/// One operation, as a writer thread runs it (with SQLite's position cache, if any).
+pub(super) type WriteJob = Box<dyn for<'c> FnOnce(Db<'c>, Option<&'c mut SeqCache>) -> Done + Send>;
 
 impl Store {
     /// Runs `f` in the next write transaction; see the module doc.
@@ -67,9 +71,10 @@ impl Store {
             self.hook_handoff.get().cloned()
         };
         let push_on = self.push_on;
-        let job: WriteJob = Box::new(move |conn: Db<'_>| {
+        let job: WriteJob = Box::new(move |conn, seqs| {
             let mut w = W {
                 conn,
+                seqs,
                 out: Vec::new(),
                 events: Vec::new(),
                 hook_endpoints,
@@ -112,10 +117,13 @@ impl Store {
                 }),
             }
         });
-        self.writer
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Db("the store is closed".into()))?;
+        match &self.writer {
+            super::Writer::Sqlite(w) => w.submit(job),
+            super::Writer::Pg(tx) => tx
+                .send(job)
+                .await
+                .map_err(|_| StoreError::Db("the store is closed".into()))?,
+        }
         let (res, hooked, pushed) = rx
             .await
             .map_err(|_| StoreError::Db("the store writer stopped".into()))?;
