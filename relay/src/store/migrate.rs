@@ -11,7 +11,8 @@ pub(super) struct Migration {
 }
 
 /// The migrations of one dialect (`relay/migrations/<dialect>/`): the same versions and
-/// names for both engines, so version N is the same schema in either.
+/// names for both engines, so version N is the same tables in either (indexes may differ
+/// where one engine has no query for them: version 8).
 macro_rules! migrations {
     ($dialect:literal) => {
         &[
@@ -64,6 +65,15 @@ macro_rules! migrations {
                     "../../migrations/",
                     $dialect,
                     "/0007_failures_by_time.sql"
+                )),
+            },
+            Migration {
+                version: 8,
+                name: "one_node_indexes",
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $dialect,
+                    "/0008_one_node_indexes.sql"
                 )),
             },
         ]
