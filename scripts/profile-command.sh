@@ -109,10 +109,9 @@ allself = collections.Counter(); allfile = collections.Counter(); allcalls = col
 for f in files:
     s, sf, e, c = load(f)
     names = " ".join(s.keys()) + " " + " ".join(b for (_, b) in e.keys())
-    if "sqlite_writer_loop" in names: kind = "store-writer thread"
-    elif "checkpoint" in names: kind = "store-checkpoint thread (WAL checkpoints)"
+    if "checkpoint_loop" in names: kind = "store-checkpoint thread (WAL checkpoints)"
     elif "reader_loop" in names: kind = "store-reader threads"
-    elif "multi_thread::worker::run" in names: kind = "tokio workers"
+    elif "multi_thread::worker::run" in names: kind = "tokio workers (SQLite writes included)"
     else: kind = "other threads"
     threads.append((kind, f, s, sf, e, c))
     allself.update(s); allfile.update(sf); allcalls.update(c)
@@ -127,40 +126,32 @@ bykind = collections.Counter()
 for kind, f, s, *_ in threads: bykind[kind] += sum(s.values())
 for k, v in bykind.most_common(): row(k, v)
 row("**total**", total)
-# stages
+# stages. SQLite writes run on the tokio workers (sqlite_writer::Writer, flat combining):
+# a batch is everything under WriterState::run_batch, whichever thread ran it.
 print("\n### by stage\n| stage | instructions per command | share |\n|---|---|---|")
-W = [t for t in threads if t[0] == "store-writer thread"]
-T = [t for t in threads if t[0] == "tokio workers"]
+T = [t for t in threads if t[0].startswith("tokio workers")]
 def sum_incl(ts, pred): return sum(incl(t[2], t[4], pred) for t in ts)
 stages = collections.OrderedDict()
-if W:
-    wt = sum(sum(t[2].values()) for t in W)
-    # The writer loop's own statements (BEGIN/COMMIT/SAVEPOINT/RELEASE): its calls into
-    # SQLite, directly or through rusqlite (execute, and the reset when a cached statement
-    # is dropped), whichever the inliner left.
-    sqlite_callee = lambda b: b in ("sqlite3_step", "sqlite3_prepare_v2", "sqlite3_reset") or b.startswith(("rusqlite::", "core::ptr::drop_in_place<rusqlite::"))
-    commit = sum(v for t in W for (a, b), v in t[4].items() if a.startswith("relay::store::sqlite_writer::sqlite_writer_loop") and sqlite_callee(b))
-    flush = sum_incl(W, lambda f: f.startswith("relay::store::events::<impl relay::store::write::W>::flush_events"))
-    stages["writer: BEGIN/COMMIT and per-job SAVEPOINT/RELEASE (WAL frames, checksums, wal-index)"] = commit
-    stages["writer: event log (user_seqs + events INSERTs, event JSON)"] = flush
-    sql = sum_incl(W, lambda f: f.startswith("relay::store::db::Db::"))
-    flush_sql = sum(v for t in W for (a, b), v in t[4].items() if a.startswith("relay::store::events::<impl relay::store::write::W>::flush_events") and b.startswith("relay::store::db::Db::"))
-    stages["writer: the command's own statements (commands INSERT/SELECT/UPDATE, guardians_of), row decode"] = sql - flush_sql
-    stages["writer: the rest (jobs, Command/JSON building, status frames, channel hand-offs, malloc)"] = wt - commit - flush - (sql - flush_sql)
-if T:
-    tt = sum(sum(t[2].values()) for t in T)
-    log = 0  # logging: measure it as the difference between a RUST_LOG=warn and a RUST_LOG=info run
-    auth = sum_incl(T, lambda f: "relay::http::Caller as axum_core::extract::FromRequestParts" in f)
-    body = sum_incl(T, lambda f: "relay::http::JsonBody as axum_core::extract::FromRequest" in f)
-    handlers = sum_incl(T, lambda f: "relay::http::commands::create_command" in f or "relay::http::commands::ack_command" in f)
-    ws = sum_incl(T, lambda f: f.startswith("relay::ws::") or "tungstenite" in f)
-    hub = sum_incl(T, lambda f: f.startswith("relay::hub::") or f.startswith("<relay::bus::"))
-    stages["async: auth extractor (JWT HS256 verify, token/device lookups)"] = auth
-    stages["async: JSON body extractor (read body, serde_json parse)"] = body
-    stages["async: handler bodies create/ack as named (most is inlined into axum futures, counted in the rest)"] = handlers
-    stages["async: WebSocket sessions (frames to device and guardians, ws writes, frame reads)"] = ws
-    stages["async: hub/bus fan-out after commit"] = hub
-    stages["async: the rest (hyper HTTP/1 parse+encode, axum/tower routing, tokio scheduling, epoll)"] = tt - auth - body - handlers - ws - hub - log
+is_batch = lambda f: f.startswith("relay::store::sqlite_writer::WriterState::run_batch")
+wt = sum_incl(T, is_batch)
+# The batch's own statements (BEGIN/COMMIT/SAVEPOINT/RELEASE): its calls into SQLite,
+# directly or through rusqlite (execute, and the reset when a cached statement is dropped).
+sqlite_callee = lambda b: b in ("sqlite3_step", "sqlite3_prepare_v2", "sqlite3_reset") or b.startswith(("rusqlite::", "core::ptr::drop_in_place<rusqlite::"))
+commit = sum(v for t in T for (a, b), v in t[4].items() if is_batch(a) and sqlite_callee(b))
+flush = sum_incl(T, lambda f: f.startswith("relay::store::events::<impl relay::store::write::W>::flush_events"))
+stages["writes: BEGIN/COMMIT (and SAVEPOINT/RELEASE when a batch has several jobs): WAL frames, checksums, wal-index"] = commit
+stages["writes: event log (events INSERTs, positions, event JSON)"] = flush
+stages["writes: the jobs' own statements, Command/JSON building, status frames, publishing, malloc"] = wt - commit - flush
+tt = sum(sum(t[2].values()) for t in T) - wt
+auth = sum_incl(T, lambda f: "relay::http::Caller as axum_core::extract::FromRequestParts" in f)
+body = sum_incl(T, lambda f: "relay::http::JsonBody as axum_core::extract::FromRequest" in f)
+ws = sum_incl(T, lambda f: f.startswith("relay::ws::") or "tungstenite" in f)
+hub = sum_incl(T, lambda f: f.startswith("relay::hub::") or f.startswith("<relay::bus::"))
+stages["async: auth extractor (JWT HS256 verify, token/device lookups)"] = auth
+stages["async: JSON body extractor (read body, serde_json parse)"] = body
+stages["async: WebSocket sessions (frames to device and guardians, ws writes, frame reads; the DELIVERED write they start is under writes)"] = ws
+stages["async: hub/bus fan-out after commit"] = hub
+stages["async: the rest (hyper HTTP/1 parse+encode, axum/tower routing, handler bodies, reads, tokio scheduling, epoll)"] = tt - auth - body - ws - hub
 for k in ("store-reader threads", "store-checkpoint thread (WAL checkpoints)", "other threads"):
     if bykind[k]: stages[k] = bykind[k]
 for k, v in stages.items(): row(k, v)
@@ -191,7 +182,7 @@ PY
 N=$(grep -o "and [0-9]* PATCHes" "$OUT/summary.txt" | grep -o "[0-9]*")
 python3 - "$OUT" "$N" <<'PY' | tee -a "$OUT/summary.txt"
 import re, sys, collections
-path=[f for f in __import__('glob').glob(sys.argv[1]+'/callgrind.out.2-*') if 'sqlite_writer_loop' in open(f).read()][0]; target='relay/src/store/commands.rs'
+paths=__import__('glob').glob(sys.argv[1]+'/callgrind.out.2-*'); target='relay/src/store/commands.rs'
 ranges=[(83,147,'create'),(215,253,'delivered'),(254,311,'ack')]
 fl=fi=None; flnames={}; pend=False; out=collections.Counter(); last=0
 def res(v):
@@ -199,29 +190,31 @@ def res(v):
     if not m: return v
     if m.group(2) is not None: flnames[m.group(1)]=m.group(2)
     return flnames[m.group(1)]
-for line in open(path):
-    if not line.strip(): continue
-    c=line[0]
-    if c.isdigit() or c in '+-*':
-        cur=fi or fl
-        p=line.split()
-        t=p[0]
-        if t=='*': pass
-        elif t[0] in '+-': last+=int(t)
-        else: last=int(t)
-        if cur and cur.endswith(target) and len(p)>=2:
-            if True:
-                ln=last
-                for a,b,name in ranges:
-                    if a<=ln<=b: out[name]+=int(p[1])
-        pend=False; continue
-    k,_,v=line.rstrip('\n').partition('=')
-    if k=='fl': fl=res(v); fi=None
-    elif k=='fn': fi=None
-    elif k in ('fi','fe'): fi=res(v)
-    elif k in ('cfi','cfl'): res(v)
+for path in paths:
+  flnames.clear(); fl=fi=None; last=0
+  for line in open(path):
+      if not line.strip(): continue
+      c=line[0]
+      if c.isdigit() or c in '+-*':
+          cur=fi or fl
+          p=line.split()
+          t=p[0]
+          if t=='*': pass
+          elif t[0] in '+-': last+=int(t)
+          else: last=int(t)
+          if cur and cur.endswith(target) and len(p)>=2:
+              if True:
+                  ln=last
+                  for a,b,name in ranges:
+                      if a<=ln<=b: out[name]+=int(p[1])
+          pend=False; continue
+      k,_,v=line.rstrip('\n').partition('=')
+      if k=='fl': fl=res(v); fi=None
+      elif k=='fn': fi=None
+      elif k in ('fi','fe'): fi=res(v)
+      elif k in ('cfi','cfl'): res(v)
 n=int(sys.argv[2])
-print("\nwriter job closures by transition (source lines of relay/src/store/commands.rs, calls included; event log and COMMIT not included), per command:")
+print("\nwrite job closures by transition (source lines of relay/src/store/commands.rs, calls included; event log and COMMIT not included), per command:")
 for k,v in out.items(): print(f"  {k}: {v/n:,.0f}")
 PY
 echo "callgrind parts (per thread) in $OUT; remove it when done: rm -rf $OUT"

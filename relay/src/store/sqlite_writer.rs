@@ -1,14 +1,13 @@
-//! The SQLite writer: one thread that commits jobs in groups (each job in its own
-//! `SAVEPOINT`), publishes their bus messages after `COMMIT`, and lingers a moment for company
-//! when jobs come fast ([`Arrivals`]); and the checkpoint thread that copies the WAL into the
+//! The SQLite writer: one connection on which the callers themselves commit the waiting jobs
+//! in groups ([`Writer`]: each job in its own `SAVEPOINT` when there are several), publishing
+//! their bus messages after `COMMIT`; and the checkpoint thread that copies the WAL into the
 //! database off the write path ([`PassGate`] decides when a pass is due).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
-
 use super::db::Db;
+use super::events::SeqCache;
 use super::migrate::{migrate, SQLITE_MIGRATIONS};
 use super::write::{Done, WriteJob};
 use super::{StoreOptions, StoreResult};
@@ -16,13 +15,6 @@ use crate::bus::Bus;
 
 /// Jobs taken into one transaction at most.
 const MAX_BATCH: usize = 256;
-/// A batch smaller than this waits [`LINGER`] once for more jobs before committing, when
-/// jobs arrive fast enough that one is expected within it (see [`Arrivals`]).
-const LINGER_BELOW: usize = 16;
-/// How long a small batch waits (adds at most this to a write's latency).
-const LINGER: std::time::Duration = std::time::Duration::from_micros(250);
-/// Over how long the writer measures its arrival rate.
-const ARRIVAL_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How often the SQLite WAL is checkpointed. Small, frequent copies disturb the writer less
 /// than large ones: each pass ends with an fsync of the WAL and of the database, and a
@@ -71,15 +63,14 @@ pub(super) fn open_sqlite(
     Ok(conn)
 }
 
-/// Opens the writer's connection, migrates, and starts the writer and checkpoint threads.
-/// Returns the checkpoint thread's stop handle (dropping it stops the thread).
+/// Opens the writer's connection, migrates, and starts the checkpoint thread. Returns the
+/// writer and the checkpoint thread's stop handle (dropping it stops the thread).
 pub(super) fn start(
     path: &str,
     sync: &str,
     opts: &StoreOptions,
     bus: Arc<dyn Bus>,
-    wrx: mpsc::Receiver<WriteJob>,
-) -> Result<std::sync::mpsc::Sender<()>, String> {
+) -> Result<(Arc<Writer>, std::sync::mpsc::Sender<()>), String> {
     let wconn = open_sqlite(path, true, sync)?;
     migrate(Db::Lite(&wconn), SQLITE_MIGRATIONS)?;
     // The writer never checkpoints (a checkpoint on the commit path stalls every
@@ -94,20 +85,26 @@ pub(super) fn start(
     let catch_up = Arc::new(AtomicBool::new(false));
     let restart_frames = opts.wal_restart_frames.max(1);
     let every = opts.checkpoint_every;
-    let writer_catch_up = catch_up.clone();
     let commits = Arc::new(AtomicU64::new(0));
-    let writer_commits = commits.clone();
+    let writer = Arc::new(Writer {
+        queue: Mutex::new(Vec::new()),
+        state: Mutex::new(WriterState {
+            conn: wconn,
+            bus,
+            seqs: SeqCache::default(),
+            catch_up: catch_up.clone(),
+            commits: commits.clone(),
+            commits_total: metrics::counter!("safestream_store_commits_total"),
+            jobs_total: metrics::counter!("safestream_store_jobs_total"),
+        }),
+    });
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
             sqlite_checkpoint_loop(cconn, stop_rx, catch_up, commits, restart_frames, every)
         })
         .map_err(|e| e.to_string())?;
-    std::thread::Builder::new()
-        .name("store-writer".into())
-        .spawn(move || sqlite_writer_loop(wconn, wrx, bus, writer_catch_up, writer_commits))
-        .map_err(|e| e.to_string())?;
-    Ok(stop_tx)
+    Ok((writer, stop_tx))
 }
 
 /// Runs a `PASSIVE` checkpoint; returns the WAL's length and how much of it is now copied
@@ -213,41 +210,101 @@ impl PassGate {
     }
 }
 
-fn sqlite_writer_loop(
+/// SQLite's write side: one connection, and the jobs waiting for it.
+///
+/// There is no writer thread. The task that submits a job runs the waiting jobs itself, as
+/// one batch in one transaction, when nobody else is; otherwise the one who is takes its job
+/// into the next batch (flat combining). A write then costs no hand-over to another thread
+/// and back, which at 1,000 commands/s was a tenth of the relay's CPU in futex and eventfd
+/// wake-ups and context switches (BENCHMARKS.md, 2026-12-06), and jobs that arrive while a
+/// batch commits still share the next commit. A batch blocks the submitting tokio worker
+/// for its commit (tens to hundreds of microseconds: the WAL is written, not synced, at
+/// `synchronous=NORMAL`), as the inline reader connections already do for reads.
+pub(super) struct Writer {
+    queue: Mutex<Vec<WriteJob>>,
+    state: Mutex<WriterState>,
+}
+
+struct WriterState {
     conn: rusqlite::Connection,
-    mut rx: mpsc::Receiver<WriteJob>,
     bus: Arc<dyn Bus>,
-    wal_catch_up: Arc<AtomicBool>,
+    seqs: SeqCache,
+    catch_up: Arc<AtomicBool>,
     commits: Arc<AtomicU64>,
-) {
-    let db = Db::Lite(&conn);
-    // The statements every batch runs, prepared once (`execute_batch` would parse them anew
-    // each time: a few percent of the writer's CPU).
-    let run = |sql: &str| -> StoreResult<()> {
-        conn.prepare_cached(sql)?.execute([])?;
-        Ok(())
-    };
-    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
-    let mut arrivals = Arrivals::new();
-    while let Some(first) = rx.blocking_recv() {
-        if wal_catch_up.swap(false, Ordering::Relaxed) {
+    commits_total: metrics::Counter,
+    jobs_total: metrics::Counter,
+}
+
+impl Writer {
+    /// Queues `job` and, unless another caller is running a batch (which then takes it),
+    /// runs batches until the queue is empty. Every job is answered through its `reply`.
+    ///
+    /// Why no job is left behind: a caller pushes, then tries the lock; a batch runner
+    /// releases the lock, then looks at the queue. Either the runner sees the job, or the
+    /// push came after that look, so the caller's try comes after the release and succeeds
+    /// (or fails to a newer runner, to whom the same holds).
+    pub(super) fn submit(&self, job: WriteJob) {
+        lock(&self.queue).push(job);
+        loop {
+            let Ok(mut state) = self.state.try_lock() else {
+                return;
+            };
+            loop {
+                let batch: Vec<WriteJob> = {
+                    let mut q = lock(&self.queue);
+                    let n = q.len().min(MAX_BATCH);
+                    q.drain(..n).collect()
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                state.run_batch(batch);
+            }
+            drop(state);
+            if lock(&self.queue).is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl WriterState {
+    /// Runs `batch` in one transaction, each job in its own savepoint when there are
+    /// several; publishes their messages after `COMMIT` and answers them.
+    // Not inlined: scripts/profile-command.sh finds the writes under this name.
+    #[inline(never)]
+    fn run_batch(&mut self, mut batch: Vec<WriteJob>) {
+        let WriterState {
+            conn,
+            bus,
+            seqs,
+            catch_up,
+            commits,
+            commits_total,
+            jobs_total,
+        } = self;
+        let conn = &*conn;
+        let db = Db::Lite(conn);
+        // The statements every batch runs, prepared once (`execute_batch` would parse them
+        // anew each time: a few percent of the writer's CPU).
+        let run = |sql: &str| -> StoreResult<()> {
+            conn.prepare_cached(sql)?.execute([])?;
+            Ok(())
+        };
+        if catch_up.swap(false, Ordering::Relaxed) {
             // See `sqlite_checkpoint_loop`: with every frame copied, this batch rewinds the WAL.
-            wal_checkpoint(&conn);
+            wal_checkpoint(conn);
         }
-        batch.push(first);
-        drain_into(&mut rx, &mut batch);
-        if batch.len() < LINGER_BELOW && arrivals.busy() {
-            // A commit costs about the same for one job or many: wait a moment for company.
-            std::thread::sleep(LINGER);
-            drain_into(&mut rx, &mut batch);
-        }
-        arrivals.count(batch.len());
         let mut dones = Vec::with_capacity(batch.len());
         if let Err(e) = run("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             tracing::error!(error = %msg, "store: BEGIN failed");
             for job in batch.drain(..) {
-                let done = job_failed_before_run(job, db);
+                let done = job_failed_before_run(job, db, seqs);
                 (done.reply)(Some(msg.clone()));
             }
             if !conn.is_autocommit() {
@@ -255,23 +312,44 @@ fn sqlite_writer_loop(
                 // every later BEGIN fail too.
                 let _ = db.batch("ROLLBACK");
             }
-            continue;
+            return;
         }
+        // A job alone in its transaction needs no savepoint: if it fails, the whole
+        // transaction is rolled back instead of committed (two statements fewer per write
+        // when writes come one at a time).
+        let alone = batch.len() == 1;
+        let mut any_ok = false;
         for job in batch.drain(..) {
-            let _ = run("SAVEPOINT job");
-            let done = job(db);
+            seqs.job_started();
+            if !alone {
+                let _ = run("SAVEPOINT job");
+            }
+            let done = job(db, Some(&mut *seqs));
             if done.failed {
-                let _ = db.batch("ROLLBACK TO job; RELEASE job");
+                seqs.job_rolled_back();
+                if !alone {
+                    let _ = db.batch("ROLLBACK TO job; RELEASE job");
+                }
             } else {
-                let _ = run("RELEASE job");
+                any_ok = true;
+                if !alone {
+                    let _ = run("RELEASE job");
+                }
             }
             dones.push(done);
         }
-        metrics::counter!("safestream_store_commits_total").increment(1);
-        metrics::counter!("safestream_store_jobs_total").increment(dones.len() as u64);
-        match run("COMMIT") {
+        commits_total.increment(1);
+        jobs_total.increment(dones.len() as u64);
+        let end = if any_ok {
+            run("COMMIT")
+        } else {
+            run("ROLLBACK")
+        };
+        match end {
             Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
+                if any_ok {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                }
                 for d in dones {
                     for m in d.msgs {
                         bus.publish(m);
@@ -283,6 +361,7 @@ fn sqlite_writer_loop(
                 let msg = e.to_string();
                 tracing::error!(error = %msg, "store: COMMIT failed; the batch was rolled back");
                 let _ = db.batch("ROLLBACK");
+                seqs.forget();
                 for d in dones {
                     (d.reply)(Some(msg.clone()));
                 }
@@ -291,61 +370,13 @@ fn sqlite_writer_loop(
     }
 }
 
-/// The SQLite writer's recent arrival rate, which decides whether a small batch lingers.
-///
-/// Lingering pays when another job is likely to arrive within [`LINGER`] (at least one per
-/// `LINGER` on average, 4,000 jobs/s): commits are then shared and the writer spends less
-/// per job. Below that rate a linger mostly adds its whole length to each write (a command
-/// waits for two writes) and saves little: at 1,000 commands/s (3,000 jobs/s) lingering
-/// raised the round trip's p50 from 0.7–0.9 to 1.5–1.8 ms for the same CPU, while at
-/// 2,000/s not lingering cost ~15 % more CPU per command (BENCHMARKS.md, fix 15).
-struct Arrivals {
-    since: std::time::Instant,
-    jobs: usize,
-    busy: bool,
-}
-
-impl Arrivals {
-    fn new() -> Arrivals {
-        Arrivals {
-            since: std::time::Instant::now(),
-            jobs: 0,
-            busy: false,
-        }
-    }
-
-    /// Whether the last full window saw at least one job per [`LINGER`].
-    fn busy(&self) -> bool {
-        self.busy
-    }
-
-    /// Counts `n` jobs taken; closes the window when it is over.
-    fn count(&mut self, n: usize) {
-        self.jobs += n;
-        let elapsed = self.since.elapsed();
-        if elapsed >= ARRIVAL_WINDOW {
-            // jobs / elapsed >= 1 / LINGER
-            self.busy = self.jobs as u128 * LINGER.as_nanos() >= elapsed.as_nanos();
-            self.jobs = 0;
-            self.since = std::time::Instant::now();
-        }
-    }
-}
-
-fn drain_into(rx: &mut mpsc::Receiver<WriteJob>, batch: &mut Vec<WriteJob>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(j) => batch.push(j),
-            Err(_) => break,
-        }
-    }
-}
-
 /// When the transaction cannot even begin, a job still has to answer: run it inside a
 /// savepoint that is always rolled back, and report the error.
-fn job_failed_before_run(job: WriteJob, db: Db<'_>) -> Done {
+fn job_failed_before_run(job: WriteJob, db: Db<'_>, seqs: &mut SeqCache) -> Done {
     let _ = db.batch("SAVEPOINT doomed");
-    let done = job(db);
+    seqs.job_started();
+    let done = job(db, Some(&mut *seqs));
+    seqs.job_rolled_back();
     let _ = db.batch("ROLLBACK TO doomed; RELEASE doomed");
     done
 }
@@ -369,26 +400,6 @@ mod tests {
         assert!(g.due(1));
         g.copied(20, 20);
         assert!(!g.due(1));
-    }
-
-    #[test]
-    fn the_writer_lingers_only_when_jobs_come_at_least_one_per_linger() {
-        let mut a = Arrivals::new();
-        assert!(!a.busy(), "a fresh writer does not linger");
-        // 100 jobs in a window of at least 100 ms: at most 1,000/s, below one per 250 µs.
-        a.since -= ARRIVAL_WINDOW;
-        a.count(100);
-        assert!(!a.busy());
-        // 1,000 jobs in about 100 ms: ~10,000/s.
-        a.since -= ARRIVAL_WINDOW;
-        a.count(1000);
-        assert!(a.busy());
-        // Within a window nothing changes; a quiet window turns it off again.
-        a.count(1);
-        assert!(a.busy());
-        a.since -= ARRIVAL_WINDOW * 10;
-        a.count(1);
-        assert!(!a.busy());
     }
 
     #[tokio::test]
