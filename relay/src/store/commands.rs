@@ -131,7 +131,7 @@ impl Store {
                         cmd.expires_at
                     ],
                 )?;
-                Self::log_event_for_all(w, &guardians, event::COMMAND_SENT, &cmd.sent_frame_data(), now)?;
+                Self::log_event_for_all(w, &guardians, event::COMMAND_SENT, &cmd.sent_frame(), now)?;
                 w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
                 // The wake-up of a sleeping phone, in this same transaction.
                 w.wake_devices(&cmd.child_id, cmd.device_id.as_deref(), now)?;
@@ -239,7 +239,7 @@ impl Store {
                         metrics::histogram!("safestream_delivery_latency_seconds")
                             .record((now - cmd.created_at).max(0) as f64 / 1000.0);
                         let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                        Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
+                        Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame(), now)?;
                         w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
                         changed += 1;
                     }
@@ -306,7 +306,7 @@ impl Store {
                     command_from_row,
                 )?;
                 let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
+                Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame(), now)?;
                 w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
                 Ok(AckOutcome::Updated(cmd))
             })
@@ -320,6 +320,8 @@ impl Store {
 
     /// Expires up to `limit` open commands whose time has come; guardians are told. Each
     /// command is expired by exactly one writer (the status is re-checked by the UPDATE).
+    /// The inner query names both definitions of "open" so that either engine's partial
+    /// `commands_open` index serves it (SQLite's is by `executed_at`/`error`, migration 8).
     pub async fn expire_due(&self, now: Millis, limit: i64) -> StoreResult<usize> {
         let n = self
             .write(move |w| {
@@ -327,7 +329,8 @@ impl Store {
                     &format!(
                         "UPDATE commands SET status = 'EXPIRED', error = 'expired' \
                          WHERE status IN ('PENDING', 'DELIVERED') AND id IN \
-                         (SELECT id FROM commands WHERE status IN ('PENDING', 'DELIVERED') AND expires_at <= ?1 \
+                         (SELECT id FROM commands WHERE status IN ('PENDING', 'DELIVERED') \
+                          AND executed_at IS NULL AND error IS NULL AND expires_at <= ?1 \
                           ORDER BY expires_at LIMIT ?2) RETURNING {COLS}"
                     ),
                     args![now, limit],
@@ -338,7 +341,13 @@ impl Store {
                         cmd.ack_device_id = None;
                     }
                     let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                    Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame_data(), now)?;
+                    Self::log_event_for_all(
+                        w,
+                        &guardians,
+                        event::COMMAND_STATUS,
+                        &cmd.status_frame(),
+                        now,
+                    )?;
                     w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
                 }
                 Ok(rows.len())

@@ -12,19 +12,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::db::args;
 use super::write::W;
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult};
 use crate::message::{room, BusMessage, OutFrame};
 use crate::model::Millis;
 
 /// A parent event waiting for its position.
 pub(super) struct PendingEvent {
     pub(super) user_id: String,
-    pub(super) event: String,
-    pub(super) data: Value,
+    pub(super) event: &'static str,
+    /// The data as JSON text, serialized once for every guardian it goes to.
+    pub(super) data: Arc<str>,
     pub(super) now: Millis,
 }
 
@@ -49,11 +48,10 @@ impl W<'_> {
                 )?,
             };
             // Serialized once: the same text is logged and sent.
-            let text = e.data.to_string();
-            let frame = Arc::new(OutFrame::event_json(&e.event, Some(seq), &text));
+            let frame = Arc::new(OutFrame::event_json(e.event, Some(seq), &e.data));
             self.conn.exec(
                 "INSERT INTO events (user_id, seq, event, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                args![e.user_id, seq, e.event, text, e.now],
+                args![e.user_id, seq, e.event, &*e.data, e.now],
             )?;
             self.out
                 .push(BusMessage::deliver(room::user(&e.user_id), frame));
@@ -163,29 +161,37 @@ impl Store {
     pub(super) fn log_event(
         w: &mut W<'_>,
         user_id: &str,
-        event: &str,
-        data: &Value,
+        event: &'static str,
+        data: &impl serde::Serialize,
         now: Millis,
     ) -> StoreResult<()> {
-        w.events.push(PendingEvent {
-            user_id: user_id.to_string(),
-            event: event.to_string(),
-            data: data.clone(),
+        Self::log_event_for_all(
+            w,
+            std::slice::from_ref(&user_id.to_string()),
+            event,
+            data,
             now,
-        });
-        Ok(())
+        )
     }
 
-    /// Logs one event for every user in `users`.
+    /// Logs one event for every user in `users` (the data serialized once for all).
     pub(super) fn log_event_for_all(
         w: &mut W<'_>,
         users: &[String],
-        event: &str,
-        data: &Value,
+        event: &'static str,
+        data: &impl serde::Serialize,
         now: Millis,
     ) -> StoreResult<()> {
+        let text: Arc<str> = serde_json::to_string(data)
+            .map_err(|e| StoreError::Db(format!("serializing {event}: {e}")))?
+            .into();
         for u in users {
-            Self::log_event(w, u, event, data, now)?;
+            w.events.push(PendingEvent {
+                user_id: u.clone(),
+                event,
+                data: text.clone(),
+                now,
+            });
         }
         Ok(())
     }

@@ -69,11 +69,11 @@ macro_rules! migrations {
             },
             Migration {
                 version: 8,
-                name: "one_node_indexes",
+                name: "sqlite_index_writes",
                 sql: include_str!(concat!(
                     "../../migrations/",
                     $dialect,
-                    "/0008_one_node_indexes.sql"
+                    "/0008_sqlite_index_writes.sql"
                 )),
             },
         ]

@@ -1,3 +1,0 @@
--- Version 8: SQLite drops commands_pending_by_time (one node has no in-flight sweep);
--- several nodes on PostgreSQL keep it, so nothing changes here.
-COMMENT ON INDEX commands_pending_by_time IS 'the in-flight sweep of several nodes (server.rs)';
