@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::{reply, ApiPath, ApiQuery, Caller, JsonBody};
+use super::{reply, reply_command, ApiPath, ApiQuery, Caller, JsonBody};
 use crate::app::App;
 use crate::auth::Actor;
 use crate::error::ApiError;
@@ -39,7 +39,7 @@ pub async fn create_command(
     };
     let cmd = app.store.create_command(new, now).await?;
     tracing::info!(command_id = %cmd.id, child_id = %cmd.child_id, command_type = %cmd.command_type, "command created");
-    Ok(reply(StatusCode::CREATED, json!({"command": cmd})))
+    Ok(reply_command(StatusCode::CREATED, &cmd))
 }
 
 /// `GET /api/dashboard/remote-control`.
@@ -102,7 +102,7 @@ pub async fn get_command(
         }
         Actor::Backend => {}
     }
-    Ok(reply(StatusCode::OK, json!({"command": cmd})))
+    Ok(reply_command(StatusCode::OK, &cmd))
 }
 
 /// `PATCH /api/dashboard/remote-control/{id}` — the device's durable ack.
@@ -134,7 +134,7 @@ pub async fn ack_command(
         }
         AckOutcome::Unchanged(c) => c,
     };
-    Ok(reply(StatusCode::OK, json!({"command": cmd})))
+    Ok(reply_command(StatusCode::OK, &cmd))
 }
 
 /// `GET /api/devices/me/commands` — pending commands over HTTPS (`syncNow`).

@@ -268,43 +268,58 @@ impl Store {
             (id.to_string(), device_id.to_string(), child_id.to_string());
         let out = self
             .write(move |w| {
-                // Locked (PostgreSQL) until commit: an expiry or another ack on another node
-                // waits for this one and then sees its outcome.
-                let cmd = w
-                    .conn
-                    .opt(
-                        &format!("SELECT {COLS} FROM commands WHERE id = ?1{}", w.conn.for_update()),
-                        args![id],
-                        command_from_row,
-                    )?
-                    .ok_or_else(|| StoreError::NotFound("no such command".into()))?;
-                if cmd.child_id != child_id {
-                    return Err(StoreError::Forbidden("this command is not for your child".into()));
-                }
-                if cmd.device_id.as_deref().is_some_and(|d| d != device_id) {
-                    return Err(StoreError::Forbidden("this command is for another device".into()));
-                }
-                // A late ack after expiry is recorded whether or not `delivered_at` is: a
-                // socket delivery is recorded after the frame is written, so a relay that
-                // dies in between (or a write that fails after the device read it) leaves
-                // no record of a command the device did get, and only a device that got
-                // the id can ack it. Refusing it left EXPIRED for a command that ran
-                // (found by the model checker, `model/`, RELIABILITY.md).
-                let late = cmd.status == CommandStatus::Expired;
-                if !cmd.status.is_open() && !late {
-                    if cmd.status == status {
-                        return Ok(AckOutcome::Unchanged(cmd));
-                    }
-                    return Err(StoreError::Conflict(format!("the command is already {}", cmd.status.as_str())));
-                }
-                let cmd = w.conn.one(
+                let record = "UPDATE commands SET status = ?2, executed_at = ?3, error = ?4, \
+                              ack_device_id = ?5, delivered_at = COALESCE(delivered_at, ?3) WHERE id = ?1";
+                // The usual case in one statement: an open command (or an expired one: a late
+                // ack, see below) of this device's child, for every device or for this one.
+                // Anything else is looked at next, to answer why.
+                let usual = w.conn.opt(
                     &format!(
-                        "UPDATE commands SET status = ?2, executed_at = ?3, error = ?4, ack_device_id = ?5, \
-                         delivered_at = COALESCE(delivered_at, ?3) WHERE id = ?1 RETURNING {COLS}"
+                        "{record} AND child_id = ?6 AND (device_id IS NULL OR device_id = ?5) \
+                         AND status IN ('PENDING', 'DELIVERED', 'EXPIRED') RETURNING {COLS}"
                     ),
-                    args![id, status.as_str(), now, error, device_id],
+                    args![id, status.as_str(), now, error, device_id, child_id],
                     command_from_row,
                 )?;
+                let cmd = match usual {
+                    Some(cmd) => cmd,
+                    None => {
+                        // Locked (PostgreSQL) until commit: an expiry or another ack on another
+                        // node waits for this one and then sees its outcome.
+                        let cmd = w
+                            .conn
+                            .opt(
+                                &format!("SELECT {COLS} FROM commands WHERE id = ?1{}", w.conn.for_update()),
+                                args![id],
+                                command_from_row,
+                            )?
+                            .ok_or_else(|| StoreError::NotFound("no such command".into()))?;
+                        if cmd.child_id != child_id {
+                            return Err(StoreError::Forbidden("this command is not for your child".into()));
+                        }
+                        if cmd.device_id.as_deref().is_some_and(|d| d != device_id) {
+                            return Err(StoreError::Forbidden("this command is for another device".into()));
+                        }
+                        // A late ack after expiry is recorded whether or not `delivered_at` is: a
+                        // socket delivery is recorded after the frame is written, so a relay that
+                        // dies in between (or a write that fails after the device read it) leaves
+                        // no record of a command the device did get, and only a device that got
+                        // the id can ack it. Refusing it left EXPIRED for a command that ran
+                        // (found by the model checker, `model/`, RELIABILITY.md).
+                        let late = cmd.status == CommandStatus::Expired;
+                        if !cmd.status.is_open() && !late {
+                            if cmd.status == status {
+                                return Ok(AckOutcome::Unchanged(cmd));
+                            }
+                            return Err(StoreError::Conflict(format!("the command is already {}", cmd.status.as_str())));
+                        }
+                        w.conn.one(
+                            &format!("{record} RETURNING {COLS}"),
+                            args![id, status.as_str(), now, error, device_id],
+                            command_from_row,
+                        )?
+                    }
+                };
                 let guardians = guardians_of(w.conn, &cmd.child_id)?;
                 Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame(), now)?;
                 w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
