@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::db::{args, Arg, Row};
+use super::db::{args, Arg, Db, Row};
 use super::registry::{child_exists, guardians_of};
 use super::{Store, StoreError, StoreResult};
 use crate::message::{room, BusMessage, OutFrame};
@@ -75,6 +75,34 @@ fn command_from_row(r: &Row<'_>) -> StoreResult<Command> {
         error: r.opt_text(11)?,
         ack_device_id: r.opt_text(12)?,
     })
+}
+
+/// Runs `update` (an `UPDATE commands ... WHERE id = ?1 ...`) and returns the updated row,
+/// if any. PostgreSQL: with `RETURNING` (one round trip, and the row as this statement left
+/// it). SQLite: the `UPDATE`, then a read by key in the same transaction of the one writer —
+/// the same row, without the ephemeral table SQLite builds for every `RETURNING` (~20,000
+/// instructions, a tenth of a transition's cost; BENCHMARKS.md, 2026-12-06).
+fn update_returning(
+    db: Db<'_>,
+    update: &str,
+    args: &[Arg<'_>],
+    id: &str,
+) -> StoreResult<Option<Command>> {
+    if db.is_pg() {
+        return db.opt(
+            &format!("{update} RETURNING {COLS}"),
+            args,
+            command_from_row,
+        );
+    }
+    if db.exec(update, args)? == 0 {
+        return Ok(None);
+    }
+    db.opt(
+        &format!("SELECT {COLS} FROM commands WHERE id = ?1"),
+        args![id],
+        command_from_row,
+    )
 }
 
 impl Store {
@@ -226,13 +254,12 @@ impl Store {
             .write(move |w| {
                 let mut changed = 0;
                 for id in ids {
-                    let row = w.conn.opt(
-                        &format!(
-                            "UPDATE commands SET status = 'DELIVERED', delivered_at = ?3, ack_device_id = ?2 \
-                             WHERE id = ?1 AND status = 'PENDING' RETURNING {COLS}"
-                        ),
+                    let row = update_returning(
+                        w.conn,
+                        "UPDATE commands SET status = 'DELIVERED', delivered_at = ?3, ack_device_id = ?2 \
+                         WHERE id = ?1 AND status = 'PENDING'",
                         args![id, device_id, now],
-                        command_from_row,
+                        &id,
                     )?;
                     if let Some(cmd) = row {
                         // First delivery only: re-sends after a reconnect do not skew it.
@@ -273,13 +300,14 @@ impl Store {
                 // The usual case in one statement: an open command (or an expired one: a late
                 // ack, see below) of this device's child, for every device or for this one.
                 // Anything else is looked at next, to answer why.
-                let usual = w.conn.opt(
+                let usual = update_returning(
+                    w.conn,
                     &format!(
                         "{record} AND child_id = ?6 AND (device_id IS NULL OR device_id = ?5) \
-                         AND status IN ('PENDING', 'DELIVERED', 'EXPIRED') RETURNING {COLS}"
+                         AND status IN ('PENDING', 'DELIVERED', 'EXPIRED')"
                     ),
                     args![id, status.as_str(), now, error, device_id, child_id],
-                    command_from_row,
+                    &id,
                 )?;
                 let cmd = match usual {
                     Some(cmd) => cmd,
@@ -313,11 +341,13 @@ impl Store {
                             }
                             return Err(StoreError::Conflict(format!("the command is already {}", cmd.status.as_str())));
                         }
-                        w.conn.one(
-                            &format!("{record} RETURNING {COLS}"),
+                        update_returning(
+                            w.conn,
+                            record,
                             args![id, status.as_str(), now, error, device_id],
-                            command_from_row,
+                            &id,
                         )?
+                        .ok_or_else(|| StoreError::Db("the command vanished".into()))?
                     }
                 };
                 let guardians = guardians_of(w.conn, &cmd.child_id)?;
@@ -338,6 +368,20 @@ impl Store {
     /// The inner query names both definitions of "open" so that either engine's partial
     /// `commands_open` index serves it (SQLite's is by `executed_at`/`error`, migration 8).
     pub async fn expire_due(&self, now: Millis, limit: i64) -> StoreResult<usize> {
+        // Nothing due is the usual answer: a reader says so without taking the write lock
+        // (the sweep runs twice a second, busy or idle).
+        let due = self
+            .read(move |c| {
+                c.exists(
+                    "SELECT 1 FROM commands WHERE status IN ('PENDING', 'DELIVERED') \
+                     AND executed_at IS NULL AND error IS NULL AND expires_at <= ?1 LIMIT 1",
+                    args![now],
+                )
+            })
+            .await?;
+        if !due {
+            return Ok(0);
+        }
         let n = self
             .write(move |w| {
                 let rows = w.conn.map(
