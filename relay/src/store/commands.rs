@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::db::{args, Arg, Db, Row};
 use super::registry::{child_exists, guardians_of};
+use super::write::W;
 use super::{Store, StoreError, StoreResult};
 use crate::message::{room, BusMessage, OutFrame};
 use crate::model::{Command, CommandStatus, CommandType, Millis};
@@ -103,6 +104,41 @@ fn update_returning(
         args![id],
         command_from_row,
     )
+}
+
+/// PENDING -> DELIVERED for each of `ids` still PENDING; guardians told. Returns how many
+/// changed.
+fn deliver(w: &mut W<'_>, ids: Vec<String>, device_id: &str, now: Millis) -> StoreResult<usize> {
+    let mut changed = 0;
+    for id in ids {
+        let row = update_returning(
+            w.conn,
+            "UPDATE commands SET status = 'DELIVERED', delivered_at = ?3, ack_device_id = ?2 \
+             WHERE id = ?1 AND status = 'PENDING'",
+            args![id, device_id, now],
+            &id,
+        )?;
+        if let Some(cmd) = row {
+            // First delivery only: re-sends after a reconnect do not skew it.
+            metrics::histogram!("safestream_delivery_latency_seconds")
+                .record((now - cmd.created_at).max(0) as f64 / 1000.0);
+            let guardians = guardians_of(w.conn, &cmd.child_id)?;
+            Store::log_event_for_all(
+                w,
+                &guardians,
+                event::COMMAND_STATUS,
+                &cmd.status_frame(),
+                now,
+            )?;
+            w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
+            changed += 1;
+        }
+    }
+    if changed > 0 {
+        metrics::counter!("safestream_commands_total", "status" => "DELIVERED")
+            .increment(changed as u64);
+    }
+    Ok(changed)
 }
 
 impl Store {
@@ -250,35 +286,17 @@ impl Store {
         now: Millis,
     ) -> StoreResult<usize> {
         let device_id = device_id.to_string();
-        let n = self
-            .write(move |w| {
-                let mut changed = 0;
-                for id in ids {
-                    let row = update_returning(
-                        w.conn,
-                        "UPDATE commands SET status = 'DELIVERED', delivered_at = ?3, ack_device_id = ?2 \
-                         WHERE id = ?1 AND status = 'PENDING'",
-                        args![id, device_id, now],
-                        &id,
-                    )?;
-                    if let Some(cmd) = row {
-                        // First delivery only: re-sends after a reconnect do not skew it.
-                        metrics::histogram!("safestream_delivery_latency_seconds")
-                            .record((now - cmd.created_at).max(0) as f64 / 1000.0);
-                        let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                        Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame(), now)?;
-                        w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
-                        changed += 1;
-                    }
-                }
-                Ok(changed)
-            })
-            .await?;
-        if n > 0 {
-            metrics::counter!("safestream_commands_total", "status" => "DELIVERED")
-                .increment(n as u64);
-        }
-        Ok(n)
+        self.write(move |w| deliver(w, ids, &device_id, now)).await
+    }
+
+    /// [`Store::mark_delivered`] without waiting: the record joins the next write, or commits
+    /// within a few milliseconds (see `Store::write_later`). What a socket session uses
+    /// after writing commands to its device.
+    pub fn mark_delivered_later(&self, ids: Vec<String>, device_id: &str, now: Millis) {
+        let device_id = device_id.to_string();
+        self.write_later("could not record delivery", move |w| {
+            deliver(w, ids, &device_id, now).map(|_| ())
+        });
     }
 
     /// A device's acknowledgment. See `docs/protocol.md` for every case.

@@ -87,6 +87,7 @@ pub(super) fn start(
     let every = opts.checkpoint_every;
     let commits = Arc::new(AtomicU64::new(0));
     let writer = Arc::new(Writer {
+        later_pending: AtomicBool::new(false),
         queue: Mutex::new(Vec::new()),
         state: Mutex::new(WriterState {
             conn: wconn,
@@ -223,7 +224,13 @@ impl PassGate {
 pub(super) struct Writer {
     queue: Mutex<Vec<WriteJob>>,
     state: Mutex<WriterState>,
+    /// A timer is on its way to commit jobs queued by [`Writer::submit_later`].
+    later_pending: AtomicBool,
 }
+
+/// How long a write nobody waits for ([`Writer::submit_later`]) may wait for another write
+/// to share a transaction with before it commits alone.
+pub(super) const LATER_AT_MOST: std::time::Duration = std::time::Duration::from_millis(5);
 
 struct WriterState {
     conn: rusqlite::Connection,
@@ -245,6 +252,35 @@ impl Writer {
     /// (or fails to a newer runner, to whom the same holds).
     pub(super) fn submit(&self, job: WriteJob) {
         lock(&self.queue).push(job);
+        self.run_waiting();
+    }
+
+    /// Queues `job` without running it: the next [`Writer::submit`] takes it into its batch
+    /// (before its own job: the queue keeps the order), or a timer runs it within
+    /// [`LATER_AT_MOST`]. Under load such a write costs no transaction of its own.
+    pub(super) fn submit_later(self: &Arc<Self>, job: WriteJob) {
+        lock(&self.queue).push(job);
+        if self.later_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let me = self.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(LATER_AT_MOST).await;
+                    me.later_pending.store(false, Ordering::Release);
+                    me.run_waiting();
+                });
+            }
+            Err(_) => {
+                self.later_pending.store(false, Ordering::Release);
+                self.run_waiting();
+            }
+        }
+    }
+
+    /// Runs batches until the queue is empty, unless another caller is running them.
+    fn run_waiting(&self) {
         loop {
             let Ok(mut state) = self.state.try_lock() else {
                 return;
@@ -265,6 +301,14 @@ impl Writer {
                 return;
             }
         }
+    }
+}
+
+impl Drop for Writer {
+    /// Jobs still queued (writes nobody waits for) are committed before the connection
+    /// closes.
+    fn drop(&mut self) {
+        self.run_waiting();
     }
 }
 
@@ -437,6 +481,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 25, "only the successful jobs' writes remain");
+    }
+
+    /// A write nobody waits for commits with the next write (before it, in queue order), or
+    /// alone within LATER_AT_MOST when none comes.
+    #[tokio::test]
+    async fn a_later_write_joins_the_next_write_or_commits_alone_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store = Store::open(
+            db.to_str().unwrap(),
+            &StoreOptions::default(),
+            Arc::new(NullBus),
+        )
+        .await
+        .unwrap();
+        async fn count(store: &Store, key: &'static str) -> i64 {
+            store
+                .read(move |c| c.int("SELECT COUNT(*) FROM meta WHERE key = ?1", args![key]))
+                .await
+                .unwrap()
+        }
+        let insert = |key: &'static str| {
+            move |w: &mut crate::store::W<'_>| {
+                w.conn
+                    .exec("INSERT INTO meta (key, value) VALUES (?1, 'x')", args![key])
+                    .map(|_| ())
+            }
+        };
+        store.write_later("test", insert("later-1"));
+        assert_eq!(count(&store, "later-1").await, 0, "not run at once");
+        store.write(insert("now")).await.unwrap();
+        assert_eq!(count(&store, "later-1").await, 1, "taken by the next write");
+        store.write_later("test", insert("later-2"));
+        tokio::time::sleep(LATER_AT_MOST * 4).await;
+        assert_eq!(count(&store, "later-2").await, 1, "committed alone soon");
     }
 
     /// Under a steady write load the WAL starts over instead of growing with every write

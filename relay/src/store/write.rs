@@ -57,13 +57,17 @@ pub(super) struct Done {
 pub(super) type WriteJob = Box<dyn for<'c> FnOnce(Db<'c>, Option<&'c mut SeqCache>) -> Done + Send>;
 
 impl Store {
-    /// Runs `f` in the next write transaction; see the module doc.
-    pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    /// Builds the job that runs `f`; `answer` gets its outcome after the commit (or the
+    /// failure), with whether it wrote webhook rows nobody holds and push wake-ups.
+    fn job<T, F>(
+        &self,
+        f: F,
+        answer: impl FnOnce(StoreResult<T>, bool, bool) + Send + 'static,
+    ) -> WriteJob
     where
         T: Send + 'static,
         F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool, bool)>();
         let hook_endpoints = self.hook_endpoints.clone();
         let handoff = if hook_endpoints.is_empty() {
             None
@@ -71,7 +75,7 @@ impl Store {
             self.hook_handoff.get().cloned()
         };
         let push_on = self.push_on;
-        let job: WriteJob = Box::new(move |conn, seqs| {
+        Box::new(move |conn, seqs| {
             let mut w = W {
                 conn,
                 seqs,
@@ -101,21 +105,67 @@ impl Store {
             Done {
                 failed,
                 msgs,
-                reply: Box::new(move |commit_error: Option<String>| {
-                    let _ = tx.send(match commit_error {
-                        None => {
-                            // Committed rows leased to this node's sender: into its queue,
-                            // here on the writer thread (so a caller that went away cannot
-                            // strand them), in places reserved when they were written.
-                            for (place, row) in handed {
-                                place.send(row);
-                            }
-                            (res, hooked, pushed)
+                reply: Box::new(move |commit_error: Option<String>| match commit_error {
+                    None => {
+                        // Committed rows leased to this node's sender: into its queue, here
+                        // on the writer (so a caller that went away cannot strand them), in
+                        // places reserved when they were written.
+                        for (place, row) in handed {
+                            place.send(row);
                         }
-                        Some(e) => (Err(StoreError::Db(e)), false, false),
-                    });
+                        answer(res, hooked, pushed)
+                    }
+                    Some(e) => answer(Err(StoreError::Db(e)), false, false),
                 }),
             }
+        })
+    }
+
+    /// Runs `f` in a write transaction nobody waits for: on SQLite it joins the next
+    /// transaction (or commits alone within `sqlite_writer::LATER_AT_MOST`), on PostgreSQL
+    /// it is sent to a writer thread. A failure is logged with `what`.
+    ///
+    /// For bookkeeping whose callers go on without it: recording a delivery (DELIVERED). It
+    /// is as durable as any write once committed, and published only then; what it reports
+    /// reaches parents up to a few milliseconds later than a write of its own would.
+    pub(super) fn write_later<F>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(&mut W<'_>) -> StoreResult<()> + Send + 'static,
+    {
+        let (hook_wake, push_wake) = (self.hook_wake.clone(), self.push_wake.clone());
+        let job = self.job(f, move |res, hooked, pushed| {
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "{what}");
+            }
+            if hooked {
+                hook_wake.notify_one();
+            }
+            if pushed {
+                push_wake.notify_one();
+            }
+        });
+        match &self.writer {
+            super::Writer::Sqlite(w) => w.submit_later(job),
+            super::Writer::Pg(tx) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if tx.send(job).await.is_err() {
+                        tracing::warn!("{what}: the store is closed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Runs `f` in the next write transaction; see the module doc.
+    pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool, bool)>();
+        let job = self.job(f, move |res, hooked, pushed| {
+            let _ = tx.send((res, hooked, pushed));
         });
         match &self.writer {
             super::Writer::Sqlite(w) => w.submit(job),

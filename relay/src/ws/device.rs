@@ -326,13 +326,7 @@ impl Session<'_> {
         if ids.is_empty() {
             return;
         }
-        let store = self.app.store.clone();
-        let device_id = device_id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.mark_delivered(ids, &device_id, now).await {
-                tracing::warn!(error = %e, "could not record delivery");
-            }
-        });
+        self.app.store.mark_delivered_later(ids, device_id, now);
     }
 
     pub(super) fn device_status(&mut self, data: &Value) -> Handled {
