@@ -15,6 +15,12 @@ use crate::bus::Bus;
 
 /// Jobs taken into one transaction at most.
 const MAX_BATCH: usize = 256;
+/// While jobs arrive at least one per this long on average ([`Arrivals`]), the caller that
+/// would run a batch waits this long first for others to join it (tokio's timer rounds it
+/// up to its 1 ms tick).
+pub(super) const GATHER: std::time::Duration = std::time::Duration::from_micros(250);
+/// Over how long the writer measures its arrival rate.
+const ARRIVAL_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How often the SQLite WAL is checkpointed. Small, frequent copies disturb the writer less
 /// than large ones: each pass ends with an fsync of the WAL and of the database, and a
@@ -88,6 +94,8 @@ pub(super) fn start(
     let commits = Arc::new(AtomicU64::new(0));
     let writer = Arc::new(Writer {
         later_pending: AtomicBool::new(false),
+        gathering: AtomicBool::new(false),
+        busy: AtomicBool::new(false),
         queue: Mutex::new(Vec::new()),
         state: Mutex::new(WriterState {
             conn: wconn,
@@ -95,6 +103,7 @@ pub(super) fn start(
             seqs: SeqCache::default(),
             catch_up: catch_up.clone(),
             commits: commits.clone(),
+            arrivals: Arrivals::new(),
             commits_total: metrics::counter!("safestream_store_commits_total"),
             jobs_total: metrics::counter!("safestream_store_jobs_total"),
         }),
@@ -226,6 +235,38 @@ pub(super) struct Writer {
     state: Mutex<WriterState>,
     /// A timer is on its way to commit jobs queued by [`Writer::submit_later`].
     later_pending: AtomicBool,
+    /// A caller is gathering a batch ([`Submitted::Gather`]): others leave their jobs to it.
+    gathering: AtomicBool,
+    /// Whether jobs came fast over the last window (see [`Arrivals`]).
+    busy: AtomicBool,
+}
+
+/// What [`Writer::submit`] did with a job.
+#[derive(Debug)]
+pub(super) enum Submitted {
+    /// Committed (by this caller or by whoever was running a batch), or left to the caller
+    /// who is gathering one: its answer comes through the job's `reply`.
+    Queued,
+    /// Jobs come fast: this caller gathers the next batch. It waits [`GATHER`] (async), then
+    /// drops the returned guard, which runs the batch — also if the waiting is cancelled.
+    Gather(GatherGuard),
+}
+
+/// Runs the gathered batch when dropped (see [`Submitted::Gather`]).
+#[derive(Debug)]
+pub(super) struct GatherGuard(Arc<Writer>);
+
+impl Drop for GatherGuard {
+    fn drop(&mut self) {
+        self.0.gathering.store(false, Ordering::SeqCst);
+        self.0.run_waiting();
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("sqlite_writer::Writer")
+    }
 }
 
 /// How long a write nobody waits for ([`Writer::submit_later`]) may wait for another write
@@ -233,6 +274,7 @@ pub(super) struct Writer {
 pub(super) const LATER_AT_MOST: std::time::Duration = std::time::Duration::from_millis(5);
 
 struct WriterState {
+    arrivals: Arrivals,
     conn: rusqlite::Connection,
     bus: Arc<dyn Bus>,
     seqs: SeqCache,
@@ -250,9 +292,22 @@ impl Writer {
     /// releases the lock, then looks at the queue. Either the runner sees the job, or the
     /// push came after that look, so the caller's try comes after the release and succeeds
     /// (or fails to a newer runner, to whom the same holds).
-    pub(super) fn submit(&self, job: WriteJob) {
+    ///
+    /// While jobs arrive fast (at least one per [`GATHER`] over the last
+    /// [`ARRIVAL_WINDOW`]), the first caller to find nobody gathering is told to gather the
+    /// next batch instead: a commit costs about the same for one job or many (at 2,000
+    /// commands/s, committing at once cost ~15 % more CPU per command; BENCHMARKS.md).
+    pub(super) fn submit(self: &Arc<Self>, job: WriteJob) -> Submitted {
         lock(&self.queue).push(job);
+        if self.gathering.load(Ordering::SeqCst) {
+            // The gatherer drains the queue after it stops gathering, which is after this.
+            return Submitted::Queued;
+        }
+        if self.busy.load(Ordering::Relaxed) && !self.gathering.swap(true, Ordering::SeqCst) {
+            return Submitted::Gather(GatherGuard(self.clone()));
+        }
         self.run_waiting();
+        Submitted::Queued
     }
 
     /// Queues `job` without running it: the next [`Writer::submit`] takes it into its batch
@@ -294,7 +349,11 @@ impl Writer {
                 if batch.is_empty() {
                     break;
                 }
+                let n = batch.len();
                 state.run_batch(batch);
+                if let Some(busy) = state.arrivals.count(n) {
+                    self.busy.store(busy, Ordering::Relaxed);
+                }
             }
             drop(state);
             if lock(&self.queue).is_empty() {
@@ -323,6 +382,7 @@ impl WriterState {
     #[inline(never)]
     fn run_batch(&mut self, mut batch: Vec<WriteJob>) {
         let WriterState {
+            arrivals: _,
             conn,
             bus,
             seqs,
@@ -414,6 +474,43 @@ impl WriterState {
     }
 }
 
+/// The writer's recent arrival rate, which decides whether callers gather batches.
+///
+/// Gathering pays when another job is likely to arrive within [`GATHER`] (at least one per
+/// `GATHER` on average, 4,000 jobs/s): commits are then shared and the writer spends less
+/// per job. Below that rate a wait mostly adds its whole length to each write (a command
+/// waits for two writes) and saves little: at 1,000 commands/s (3,000 jobs/s) lingering
+/// raised the round trip's p50 from 0.7–0.9 to 1.5–1.8 ms for the same CPU, while at
+/// 2,000/s not lingering cost ~15 % more CPU per command (BENCHMARKS.md, fix 15).
+struct Arrivals {
+    since: std::time::Instant,
+    jobs: usize,
+}
+
+impl Arrivals {
+    fn new() -> Arrivals {
+        Arrivals {
+            since: std::time::Instant::now(),
+            jobs: 0,
+        }
+    }
+
+    /// Counts `n` jobs committed; when the window is over, says whether it saw at least one
+    /// job per [`GATHER`] and starts the next.
+    fn count(&mut self, n: usize) -> Option<bool> {
+        self.jobs += n;
+        let elapsed = self.since.elapsed();
+        if elapsed < ARRIVAL_WINDOW {
+            return None;
+        }
+        // jobs / elapsed >= 1 / GATHER
+        let busy = self.jobs as u128 * GATHER.as_nanos() >= elapsed.as_nanos();
+        self.jobs = 0;
+        self.since = std::time::Instant::now();
+        Some(busy)
+    }
+}
+
 /// When the transaction cannot even begin, a job still has to answer: run it inside a
 /// savepoint that is always rolled back, and report the error.
 fn job_failed_before_run(job: WriteJob, db: Db<'_>, seqs: &mut SeqCache) -> Done {
@@ -444,6 +541,25 @@ mod tests {
         assert!(g.due(1));
         g.copied(20, 20);
         assert!(!g.due(1));
+    }
+
+    #[test]
+    fn callers_gather_batches_only_when_jobs_come_at_least_one_per_gather() {
+        let mut a = Arrivals::new();
+        assert_eq!(
+            a.count(1),
+            None,
+            "within the first window nothing is decided"
+        );
+        // 100 jobs in a window of at least 100 ms: at most 1,000/s, below one per 250 µs.
+        a.since -= ARRIVAL_WINDOW;
+        assert_eq!(a.count(99), Some(false));
+        // 1,000 jobs in about 100 ms: ~10,000/s.
+        a.since -= ARRIVAL_WINDOW;
+        assert_eq!(a.count(1000), Some(true));
+        // A quiet window turns it off again.
+        a.since -= ARRIVAL_WINDOW * 10;
+        assert_eq!(a.count(1), Some(false));
     }
 
     #[tokio::test]
@@ -516,6 +632,60 @@ mod tests {
         store.write_later("test", insert("later-2"));
         tokio::time::sleep(LATER_AT_MOST * 4).await;
         assert_eq!(count(&store, "later-2").await, 1, "committed alone soon");
+    }
+
+    /// While jobs come fast one caller gathers each batch; a gatherer that is cancelled
+    /// during its wait still commits what it gathered, and the next write is not stranded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gathered_batches_commit_even_when_the_gatherer_is_cancelled() {
+        use futures_util::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store = Arc::new(
+            Store::open(
+                db.to_str().unwrap(),
+                &StoreOptions::default(),
+                Arc::new(NullBus),
+            )
+            .await
+            .unwrap(),
+        );
+        let super::super::Writer::Sqlite(writer) = &store.writer else {
+            panic!("a SQLite store");
+        };
+        writer.busy.store(true, Ordering::Relaxed);
+        let insert = |key: String| {
+            move |w: &mut crate::store::W<'_>| {
+                w.conn
+                    .exec("INSERT INTO meta (key, value) VALUES (?1, 'x')", args![key])
+                    .map(|_| ())
+            }
+        };
+        // Polled once: it becomes the gatherer and waits; dropped there.
+        assert!(store
+            .write(insert("g-cancelled".into()))
+            .now_or_never()
+            .is_none());
+        assert!(!writer.gathering.load(Ordering::SeqCst));
+        let mut tasks = vec![];
+        for i in 0..40 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.write(insert(format!("g{i}"))).await
+            }));
+        }
+        for t in tasks {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+            done.expect("a write was stranded").unwrap().unwrap();
+        }
+        let n: i64 = store
+            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key LIKE 'g%'", args![]))
+            .await
+            .unwrap();
+        assert_eq!(
+            n, 41,
+            "the cancelled gatherer's job and every later one committed"
+        );
     }
 
     /// Under a steady write load the WAL starts over instead of growing with every write

@@ -168,7 +168,14 @@ impl Store {
             let _ = tx.send((res, hooked, pushed));
         });
         match &self.writer {
-            super::Writer::Sqlite(w) => w.submit(job),
+            super::Writer::Sqlite(w) => {
+                if let super::sqlite_writer::Submitted::Gather(batch) = w.submit(job) {
+                    // Others join this batch meanwhile; dropping the guard commits it (if
+                    // this write is cancelled during the wait, too).
+                    tokio::time::sleep(super::sqlite_writer::GATHER).await;
+                    drop(batch);
+                }
+            }
             super::Writer::Pg(tx) => tx
                 .send(job)
                 .await
