@@ -38,7 +38,7 @@ pub async fn create_command(
         expires_at: now + ttl * 1000,
     };
     let cmd = app.store.create_command(new, now).await?;
-    tracing::info!(command_id = %cmd.id, child_id = %cmd.child_id, command_type = %cmd.command_type, "command created");
+    tracing::debug!(command_id = %cmd.id, child_id = %cmd.child_id, command_type = %cmd.command_type, "command created");
     Ok(reply_command(StatusCode::CREATED, &cmd))
 }
 
@@ -129,7 +129,7 @@ pub async fn ack_command(
         .await?;
     let cmd = match outcome {
         AckOutcome::Updated(c) => {
-            tracing::info!(command_id = %c.id, status = c.status.as_str(), device_id, "command acknowledged");
+            tracing::debug!(command_id = %c.id, status = c.status.as_str(), device_id, "command acknowledged");
             c
         }
         AckOutcome::Unchanged(c) => c,

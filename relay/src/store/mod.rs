@@ -8,7 +8,9 @@
 //!   commits every job waiting (up to 256) in one transaction, each inside its own
 //!   `SAVEPOINT` when there are several (a failing job rolls back alone), then publishes the
 //!   bus messages the jobs produced, in order, and only then answers their callers; jobs
-//!   that arrive meanwhile wait for it to take them next (`sqlite_writer::Writer`). Reads use
+//!   that arrive meanwhile wait for it to take them next (`sqlite_writer::Writer`; when jobs
+//!   come fast it first waits a timer tick for company, and a write nobody waits for joins
+//!   the next batch or commits within 5 ms: `Store::write_later`). Reads use
 //!   read-only connections (WAL readers do not block the writer): inline on the calling
 //!   thread when one of a few is free, else on two reader threads.
 //! - **PostgreSQL**: four writer threads that callers hand jobs to, one transaction per job
