@@ -134,11 +134,14 @@ fn deliver(w: &mut W<'_>, ids: Vec<String>, device_id: &str, now: Millis) -> Sto
             changed += 1;
         }
     }
-    if changed > 0 {
-        metrics::counter!("safestream_commands_total", "status" => "DELIVERED")
-            .increment(changed as u64);
-    }
     Ok(changed)
+}
+
+/// Counts first deliveries, once they are committed.
+fn count_delivered(n: usize) {
+    if n > 0 {
+        metrics::counter!("safestream_commands_total", "status" => "DELIVERED").increment(n as u64);
+    }
 }
 
 impl Store {
@@ -286,7 +289,11 @@ impl Store {
         now: Millis,
     ) -> StoreResult<usize> {
         let device_id = device_id.to_string();
-        self.write(move |w| deliver(w, ids, &device_id, now)).await
+        let n = self
+            .write(move |w| deliver(w, ids, &device_id, now))
+            .await?;
+        count_delivered(n);
+        Ok(n)
     }
 
     /// [`Store::mark_delivered`] without waiting: the record joins the next write, or commits
@@ -294,9 +301,11 @@ impl Store {
     /// after writing commands to its device.
     pub fn mark_delivered_later(&self, ids: Vec<String>, device_id: &str, now: Millis) {
         let device_id = device_id.to_string();
-        self.write_later("could not record delivery", move |w| {
-            deliver(w, ids, &device_id, now).map(|_| ())
-        });
+        self.write_later(
+            "could not record delivery",
+            move |w| deliver(w, ids, &device_id, now),
+            count_delivered,
+        );
     }
 
     /// A device's acknowledgment. See `docs/protocol.md` for every case.
@@ -470,7 +479,7 @@ impl Store {
         self.read(move |c| {
             c.map(
                 "SELECT child_id, COUNT(*) FROM commands WHERE status IN ('PENDING', 'DELIVERED') \
-                 AND expires_at > ?1 GROUP BY child_id ORDER BY 2 DESC, child_id LIMIT ?2",
+                 AND executed_at IS NULL AND error IS NULL AND expires_at > ?1 GROUP BY child_id ORDER BY 2 DESC, child_id LIMIT ?2",
                 args![now, limit],
                 |r| Ok((r.text(0)?, r.int(1)?)),
             )

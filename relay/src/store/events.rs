@@ -4,7 +4,7 @@
 //!
 //! Where the numbers come from depends on the engine. PostgreSQL (several nodes write at
 //! once): an upsert on `user_seqs` takes the next one and holds the parent's row lock until
-//! commit. SQLite (one writer thread holds the database): the writer remembers each parent's
+//! commit. SQLite (one write connection, one batch at a time): the writer remembers each parent's
 //! newest position ([`SeqCache`]), and `user_seqs` is only a floor raised before events are
 //! pruned; the newest position is the larger of that floor and the parent's newest event.
 //! The upsert was a statement and a B-tree page written per parent per transition.
@@ -49,10 +49,17 @@ impl W<'_> {
             };
             // Serialized once: the same text is logged and sent.
             let frame = Arc::new(OutFrame::event_json(e.event, Some(seq), &e.data));
-            self.conn.exec(
+            let logged = self.conn.exec(
                 "INSERT INTO events (user_id, seq, event, data, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 args![e.user_id, seq, e.event, &*e.data, e.now],
-            )?;
+            );
+            if let (Err(_), Some(cache)) = (&logged, self.seqs.as_deref_mut()) {
+                // The position was taken already: something else wrote this database (it
+                // must have one relay process only). Start over from what it holds, so the
+                // next write reloads instead of failing the same way forever.
+                cache.forget();
+            }
+            logged?;
             self.out
                 .push(BusMessage::deliver(room::user(&e.user_id), frame));
         }
@@ -60,7 +67,7 @@ impl W<'_> {
     }
 }
 
-/// Each parent's newest event position, kept by SQLite's single writer thread so that an
+/// Each parent's newest event position, kept by SQLite's one writer so that an
 /// event costs one `INSERT` (see the module doc).
 ///
 /// It must only ever say what is committed, or what the open transaction wrote: the writer
@@ -100,7 +107,8 @@ impl SeqCache {
         }
     }
 
-    /// The transaction was rolled back as a whole: nothing remembered can be trusted.
+    /// The transaction was rolled back as a whole, or a position turned out to be taken:
+    /// nothing remembered can be trusted (the current job's undo goes too).
     pub(super) fn forget(&mut self) {
         self.newest.clear();
         self.undo.clear();
@@ -157,7 +165,7 @@ impl Store {
     /// Positions are per user and gap-free. On PostgreSQL the upsert on `user_seqs` takes the
     /// next number and holds the user's row lock until commit, so another writer (on any
     /// node) that logs for the same user waits, and position N+1 never commits before N; on
-    /// SQLite the one writer thread commits in order and remembers the numbers ([`SeqCache`]).
+    /// SQLite the one writer commits in order and remembers the numbers ([`SeqCache`]).
     pub(super) fn log_event(
         w: &mut W<'_>,
         user_id: &str,

@@ -244,8 +244,13 @@ impl Store {
 
     /// Stops accepting work (threads end when their queues drain).
     pub async fn close(&self) {
-        // Dropping the senders ends the threads; an Arc<Store> may outlive shutdown in tests,
-        // so there is nothing to force here: queued work still completes.
+        // Writes nobody waits for (DELIVERED records) are committed now, not by their timer,
+        // which a stopping runtime may never run. Otherwise queued work still completes:
+        // dropping the senders ends the PostgreSQL threads, and an Arc<Store> may outlive
+        // shutdown in tests.
+        if let Writer::Sqlite(w) = &self.writer {
+            w.flush();
+        }
     }
 }
 

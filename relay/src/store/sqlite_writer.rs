@@ -4,7 +4,7 @@
 //! database off the write path ([`PassGate`] decides when a pass is due).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use super::db::Db;
 use super::events::SeqCache;
@@ -15,6 +15,8 @@ use crate::bus::Bus;
 
 /// Jobs taken into one transaction at most.
 const MAX_BATCH: usize = 256;
+/// Batches one caller runs before it hands the rest to a task (see `Writer::run_waiting`).
+const RUN_AT_MOST: usize = 4;
 /// While jobs arrive at least one per this long on average ([`Arrivals`]), the caller that
 /// would run a batch waits this long first for others to join it (tokio's timer rounds it
 /// up to its 1 ms tick).
@@ -336,13 +338,39 @@ impl Writer {
         }
     }
 
-    /// Runs batches until the queue is empty, unless another caller is running them.
-    fn run_waiting(&self) {
+    /// Commits whatever is queued now (or leaves it to whoever is committing).
+    pub(super) fn flush(self: &Arc<Self>) {
+        self.run_waiting();
+    }
+
+    /// Runs batches until the queue is empty, unless another caller is running them. After
+    /// [`RUN_AT_MOST`] batches a caller hands what is left to a task of its own, so one
+    /// request is not kept committing others' writes for as long as they keep coming.
+    fn run_waiting(self: &Arc<Self>) {
         loop {
-            let Ok(mut state) = self.state.try_lock() else {
-                return;
+            let mut state = match self.state.try_lock() {
+                Ok(state) => state,
+                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::Poisoned(p)) => {
+                    // A job, a reply or a publish panicked mid-batch: that batch's callers were
+                    // answered with an error when their jobs were dropped; undo what it left.
+                    self.state.clear_poison();
+                    let mut state = p.into_inner();
+                    state.recover();
+                    state
+                }
             };
+            let mut batches = 0;
             loop {
+                if batches == RUN_AT_MOST {
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        drop(state);
+                        let me = self.clone();
+                        rt.spawn(async move { me.run_waiting() });
+                        return;
+                    }
+                }
+                batches += 1;
                 let batch: Vec<WriteJob> = {
                     let mut q = lock(&self.queue);
                     let n = q.len().min(MAX_BATCH);
@@ -369,7 +397,17 @@ impl Drop for Writer {
     /// Jobs still queued (writes nobody waits for) are committed before the connection
     /// closes.
     fn drop(&mut self) {
-        self.run_waiting();
+        let mut jobs = std::mem::take(self.queue.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let poisoned = self.state.is_poisoned();
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if poisoned {
+            state.recover();
+        }
+        while !jobs.is_empty() {
+            let rest = jobs.split_off(jobs.len().min(MAX_BATCH));
+            state.run_batch(jobs);
+            jobs = rest;
+        }
     }
 }
 
@@ -378,6 +416,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl WriterState {
+    /// After a panic in a batch: roll back the transaction it left open and forget the
+    /// positions it may have taken.
+    fn recover(&mut self) {
+        tracing::error!("store: a write panicked; its batch was rolled back");
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.seqs.forget();
+    }
+
     /// Runs `batch` in one transaction, each job in its own savepoint when there are
     /// several; publishes their messages after `COMMIT` and answers them.
     // Not inlined: scripts/profile-command.sh finds the writes under this name.
@@ -444,7 +492,6 @@ impl WriterState {
             }
             dones.push(done);
         }
-        commits_total.increment(1);
         jobs_total.increment(dones.len() as u64);
         let end = if any_ok {
             run("COMMIT")
@@ -455,6 +502,7 @@ impl WriterState {
             Ok(()) => {
                 if any_ok {
                     commits.fetch_add(1, Ordering::Relaxed);
+                    commits_total.increment(1);
                 }
                 for d in dones {
                     for m in d.msgs {
@@ -627,11 +675,11 @@ mod tests {
                     .map(|_| ())
             }
         };
-        store.write_later("test", insert("later-1"));
+        store.write_later("test", insert("later-1"), |()| {});
         assert_eq!(count(&store, "later-1").await, 0, "not run at once");
         store.write(insert("now")).await.unwrap();
         assert_eq!(count(&store, "later-1").await, 1, "taken by the next write");
-        store.write_later("test", insert("later-2"));
+        store.write_later("test", insert("later-2"), |()| {});
         tokio::time::sleep(LATER_AT_MOST * 4).await;
         assert_eq!(count(&store, "later-2").await, 1, "committed alone soon");
     }
@@ -687,6 +735,58 @@ mod tests {
         assert_eq!(
             n, 41,
             "the cancelled gatherer's job and every later one committed"
+        );
+    }
+
+    /// A write that panics mid-transaction (a bug) is rolled back, and the next write still
+    /// commits instead of waiting forever on a poisoned writer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_leaves_the_writer_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store = Arc::new(
+            Store::open(
+                db.to_str().unwrap(),
+                &StoreOptions::default(),
+                Arc::new(NullBus),
+            )
+            .await
+            .unwrap(),
+        );
+        let s = store.clone();
+        let crashed = tokio::spawn(async move {
+            s.write(|w| -> StoreResult<()> {
+                w.conn
+                    .exec("INSERT INTO meta (key, value) VALUES ('p1', 'x')", args![])?;
+                panic!("a bug in a write");
+            })
+            .await
+        })
+        .await;
+        assert!(crashed.is_err(), "the writing task panicked");
+        let after = store.write(|w| {
+            w.conn
+                .exec("INSERT INTO meta (key, value) VALUES ('p2', 'x')", args![])
+                .map(|_| ())
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), after)
+            .await
+            .expect("the next write was stranded")
+            .unwrap();
+        let keys: Vec<String> = store
+            .read(|c| {
+                c.map(
+                    "SELECT key FROM meta WHERE key LIKE 'p%' ORDER BY key",
+                    args![],
+                    |r| r.text(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            vec!["p2".to_string()],
+            "the panicked write was rolled back"
         );
     }
 

@@ -13,7 +13,7 @@ use super::webhooks::{Handed, Handoff, PendingHook};
 use super::{Store, StoreError, StoreResult};
 use crate::message::BusMessage;
 
-/// A write in progress, handed to an operation's closure on a writer thread.
+/// A write in progress, handed to an operation's closure by a writer.
 pub struct W<'c> {
     pub(super) conn: Db<'c>,
     /// SQLite's single writer: each parent's newest event position, remembered (see
@@ -53,7 +53,7 @@ pub(super) struct Done {
     pub(super) reply: Box<dyn FnOnce(Option<String>) + Send>,
 }
 
-/// One operation, as a writer thread runs it (with SQLite's position cache, if any).
+/// One operation, as a writer runs it (with SQLite's position cache, if any).
 pub(super) type WriteJob = Box<dyn for<'c> FnOnce(Db<'c>, Option<&'c mut SeqCache>) -> Done + Send>;
 
 impl Store {
@@ -123,19 +123,26 @@ impl Store {
 
     /// Runs `f` in a write transaction nobody waits for: on SQLite it joins the next
     /// transaction (or commits alone within `sqlite_writer::LATER_AT_MOST`), on PostgreSQL
-    /// it is sent to a writer thread. A failure is logged with `what`.
+    /// it is sent to a writer thread. A failure is logged with `what`; `committed` gets the
+    /// result once it is committed.
     ///
     /// For bookkeeping whose callers go on without it: recording a delivery (DELIVERED). It
     /// is as durable as any write once committed, and published only then; what it reports
     /// reaches parents up to a few milliseconds later than a write of its own would.
-    pub(super) fn write_later<F>(&self, what: &'static str, f: F)
-    where
-        F: FnOnce(&mut W<'_>) -> StoreResult<()> + Send + 'static,
+    pub(super) fn write_later<T, F>(
+        &self,
+        what: &'static str,
+        f: F,
+        committed: impl FnOnce(T) + Send + 'static,
+    ) where
+        T: Send + 'static,
+        F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (hook_wake, push_wake) = (self.hook_wake.clone(), self.push_wake.clone());
         let job = self.job(f, move |res, hooked, pushed| {
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "{what}");
+            match res {
+                Ok(v) => committed(v),
+                Err(e) => tracing::warn!(error = %e, "{what}"),
             }
             if hooked {
                 hook_wake.notify_one();
