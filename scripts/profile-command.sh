@@ -187,7 +187,17 @@ N=$(grep -o "and [0-9]* PATCHes" "$OUT/summary.txt" | grep -o "[0-9]*")
 python3 - "$OUT" "$N" <<'PY' | tee -a "$OUT/summary.txt"
 import re, sys, collections
 paths=__import__('glob').glob(sys.argv[1]+'/callgrind.out.2-*'); target='relay/src/store/commands.rs'
-ranges=[(83,147,'create'),(215,253,'delivered'),(254,311,'ack')]
+# Each transition's source lines: from its function's line to the line before the next item
+# at the same indentation (found afresh, so edits to commands.rs do not skew the split).
+src=open(target).read().split('\n')
+def span(pat):
+    start=next(i for i,l in enumerate(src) if re.match(pat,l))
+    indent=len(src[start])-len(src[start].lstrip())
+    end=next((i for i in range(start+1,len(src)) if src[i].strip() and len(src[i])-len(src[i].lstrip())<=indent
+              and not src[i].lstrip().startswith(('}',')','//','#'))), len(src))
+    return (start+1,end)
+ranges=[span(r'\s*pub async fn create_command\b')+('create',), span(r'fn deliver\b')+('delivered',),
+        span(r'\s*pub async fn ack_command\b')+('ack',)]
 fl=fi=None; flnames={}; pend=False; out=collections.Counter(); last=0
 def res(v):
     m=re.match(r"\((\d+)\)(?: (.*))?", v)
