@@ -122,19 +122,26 @@ fn deliver(w: &mut W<'_>, ids: Vec<String>, device_id: &str, now: Millis) -> Sto
             // First delivery only: re-sends after a reconnect do not skew it.
             metrics::histogram!("safestream_delivery_latency_seconds")
                 .record((now - cmd.created_at).max(0) as f64 / 1000.0);
-            let guardians = guardians_of(w.conn, &cmd.child_id)?;
-            Store::log_event_for_all(
-                w,
-                &guardians,
-                event::COMMAND_STATUS,
-                &cmd.status_frame(),
-                now,
-            )?;
-            w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
+            tell_guardians(w, &cmd, now)?;
             changed += 1;
         }
     }
     Ok(changed)
+}
+
+/// Logs `command:status` for every guardian of `cmd`'s child and its webhook event: what
+/// each status change tells.
+fn tell_guardians(w: &mut W<'_>, cmd: &Command, now: Millis) -> StoreResult<()> {
+    let guardians = guardians_of(w.conn, &cmd.child_id)?;
+    Store::log_event_for_all(
+        w,
+        &guardians,
+        event::COMMAND_STATUS,
+        &cmd.status_frame(),
+        now,
+    )?;
+    w.webhook(webhook::COMMAND_STATUS, now, || cmd);
+    Ok(())
 }
 
 /// Counts first deliveries, once they are committed.
@@ -377,9 +384,7 @@ impl Store {
                         .ok_or_else(|| StoreError::Db("the command vanished".into()))?
                     }
                 };
-                let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                Self::log_event_for_all(w, &guardians, event::COMMAND_STATUS, &cmd.status_frame(), now)?;
-                w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
+                tell_guardians(w, &cmd, now)?;
                 Ok(AckOutcome::Updated(cmd))
             })
             .await?;
@@ -426,15 +431,7 @@ impl Store {
                     if cmd.delivered_at.is_none() {
                         cmd.ack_device_id = None;
                     }
-                    let guardians = guardians_of(w.conn, &cmd.child_id)?;
-                    Self::log_event_for_all(
-                        w,
-                        &guardians,
-                        event::COMMAND_STATUS,
-                        &cmd.status_frame(),
-                        now,
-                    )?;
-                    w.webhook(webhook::COMMAND_STATUS, now, || &cmd);
+                    tell_guardians(w, &cmd, now)?;
                 }
                 Ok(rows.len())
             })

@@ -34,8 +34,9 @@
 //! - `db.rs`: the engine-neutral statement surface ([`Db`], [`Row`], `args!`).
 //! - `write.rs`: the write path both engines share: [`W`] (a write in progress), jobs,
 //!   `Store::write`.
-//! - `sqlite_writer.rs`: the SQLite group-commit writer (flat combining), the checkpoint
-//!   thread and its `PassGate`; opening SQLite connections.
+//! - `sqlite_writer.rs`: the SQLite group-commit writer (flat combining); opening SQLite
+//!   connections.
+//! - `checkpoint.rs`: the SQLite checkpoint thread and its `PassGate`.
 //! - `pg_writer.rs`: the PostgreSQL writer threads (and migrating under a lock).
 //! - `readers.rs`: `Store::read`, inline reads, the reader threads of both engines.
 //! - `events.rs`: the parent event log (positions, resume reads, pruning).
@@ -49,6 +50,7 @@
 //! - `push.rs`: push tokens and durable wake-ups (written with the command, claimed with a
 //!   lease like the webhook outbox).
 
+mod checkpoint;
 mod commands;
 mod db;
 mod events;
@@ -72,6 +74,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+pub use checkpoint::{CHECKPOINT_EVERY, WAL_RESTART_FRAMES};
 pub use commands::{AckOutcome, CommandFilter, NewCommand};
 pub(crate) use db::args;
 pub use db::{Arg, Db, PgConn, Row, ToArg};
@@ -82,7 +85,6 @@ pub use push::{PushOutcome, PushTarget, ONLINE_RECHECK_MS, PUSH_DELAY_MS, PUSH_W
 pub use registry::{ChildPatch, ChildWriter, DeviceAuth, TokenGens};
 pub use rotation::{Rotation, TokenVerdict};
 pub use screen_time::ScreenTimeOutcome;
-pub use sqlite_writer::{CHECKPOINT_EVERY, WAL_RESTART_FRAMES};
 pub use webhooks::{Claimed, EndpointStats, FailedCursor, FailedHook, HookOutcome, Leased};
 pub use write::W;
 

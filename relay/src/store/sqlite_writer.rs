@@ -1,11 +1,12 @@
 //! The SQLite writer: one connection on which the callers themselves commit the waiting jobs
 //! in groups ([`Writer`]: each job in its own `SAVEPOINT` when there are several), publishing
 //! their bus messages after `COMMIT`; and the checkpoint thread that copies the WAL into the
-//! database off the write path ([`PassGate`] decides when a pass is due).
+//! database off the write path (`checkpoint.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
+use super::checkpoint::{sqlite_checkpoint_loop, wal_checkpoint};
 use super::db::Db;
 use super::events::SeqCache;
 use super::migrate::{migrate, SQLITE_MIGRATIONS};
@@ -24,25 +25,8 @@ pub(super) const GATHER: std::time::Duration = std::time::Duration::from_micros(
 /// Over how long the writer measures its arrival rate.
 const ARRIVAL_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// How often the SQLite WAL is checkpointed. Small, frequent copies disturb the writer less
-/// than large ones: each pass ends with an fsync of the WAL and of the database, and a
-/// longer one holds the disk longer. At 2,000 commands/s, round-trip p99 was 12–20 ms with
-/// 50 ms, 17–26 ms with 200 ms and 50–76 ms with 1 s (BENCHMARKS.md, fix 14). A pass is
-/// skipped when nothing was committed since the last one and nothing was left to copy.
-pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
-/// WAL length (in frames, one page each) past which the writer finishes a checkpoint itself
-/// so that its next transaction starts the WAL over (128 MiB of 4 KiB pages). Each restart
-/// holds the writer for the last copy and two or three fsyncs, 5–40 ms on the benchmark
-/// machine depending on the write load, so it should be rare: at 1,000 commands/s (about
-/// 40 KB of WAL each) this is once every 3 s.
-pub const WAL_RESTART_FRAMES: i64 = 32768;
 /// The WAL file is truncated back to this size when it starts over after a burst.
 const WAL_SIZE_LIMIT: i64 = 256 << 20;
-/// Frames the writer's own catch-up may have left to copy: the checkpoint thread keeps
-/// going until at most this many remain before it asks the writer.
-const CATCH_UP_FRAMES: i64 = 256;
-/// Passes the checkpoint thread makes at most, one after another, to get there.
-const CATCH_UP_PASSES: usize = 8;
 
 /// Opens a connection with the relay's pragmas (WAL, `synchronous`, busy timeout, caches).
 pub(super) fn open_sqlite(
@@ -117,109 +101,6 @@ pub(super) fn start(
         })
         .map_err(|e| e.to_string())?;
     Ok((writer, stop_tx))
-}
-
-/// Runs a `PASSIVE` checkpoint; returns the WAL's length and how much of it is now copied
-/// (in frames), or `None` on error.
-fn wal_checkpoint(conn: &rusqlite::Connection) -> Option<(i64, i64)> {
-    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    }) {
-        Ok(frames) => Some(frames),
-        Err(e) => {
-            // At most one warning per 10 s: the checkpoint thread retries every 50 ms.
-            static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
-            let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
-                *last = Some(std::time::Instant::now());
-                tracing::warn!(error = %e, "store: WAL checkpoint failed");
-            }
-            None
-        }
-    }
-}
-
-/// Copies committed WAL pages into the database file off the write path (`PASSIVE`: never
-/// waits for the writer or readers), until the store is dropped.
-///
-/// A passive checkpoint alone never lets the WAL start over under a steady write load: by
-/// the time it has copied what it saw, the writer has appended more, and SQLite rewinds the
-/// WAL only when a write begins with every frame copied. Without help the WAL grew by
-/// ~90 MB/s at 2,000 commands/s and never shrank. So once the WAL is past
-/// [`WAL_RESTART_FRAMES`], this thread makes passes until at most [`CATCH_UP_FRAMES`] are
-/// left to copy, then raises `catch_up`; the writer runs one more passive checkpoint
-/// between two batches (those frames plus at most one batch's pages, then two or three
-/// fsyncs) and its next transaction rewinds the WAL. A reader still in an old snapshot only
-/// puts the rewind off to a later cycle.
-fn sqlite_checkpoint_loop(
-    conn: rusqlite::Connection,
-    stop: std::sync::mpsc::Receiver<()>,
-    catch_up: Arc<AtomicBool>,
-    commits: Arc<AtomicU64>,
-    restart_frames: i64,
-    every: std::time::Duration,
-) {
-    use std::sync::mpsc::RecvTimeoutError;
-    let mut gate = PassGate::new();
-    loop {
-        match stop.recv_timeout(every) {
-            Err(RecvTimeoutError::Timeout) => {
-                if !gate.due(commits.load(Ordering::Relaxed)) {
-                    continue;
-                }
-                let mut passes = 0;
-                while let Some((frames, copied)) = wal_checkpoint(&conn) {
-                    passes += 1;
-                    gate.copied(frames, copied);
-                    if frames < restart_frames {
-                        break;
-                    }
-                    if frames - copied <= CATCH_UP_FRAMES {
-                        catch_up.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                    if passes >= CATCH_UP_PASSES {
-                        break;
-                    }
-                }
-            }
-            _ => return,
-        }
-    }
-}
-
-/// Whether the checkpoint thread's next tick should make a pass: only after a commit, or
-/// when the last pass left frames to copy or failed, so an idle relay does not pay for a
-/// pass every 50 ms.
-struct PassGate {
-    seen: u64,
-    left: bool,
-}
-
-impl PassGate {
-    fn new() -> PassGate {
-        // The first tick always runs (a WAL may be left from an earlier process).
-        PassGate {
-            seen: u64::MAX,
-            left: false,
-        }
-    }
-
-    /// Given the writer's commit count; when it says yes, the pass is assumed to fail
-    /// until [`PassGate::copied`] says otherwise.
-    fn due(&mut self, commits: u64) -> bool {
-        if commits == self.seen && !self.left {
-            return false;
-        }
-        self.seen = commits;
-        self.left = true;
-        true
-    }
-
-    /// What a pass found: the WAL's length and how much of it is copied, in frames.
-    fn copied(&mut self, frames: i64, copied: i64) {
-        self.left = copied < frames;
-    }
 }
 
 /// SQLite's write side: one connection, and the jobs waiting for it.
@@ -450,7 +331,7 @@ impl WriterState {
             Ok(())
         };
         if catch_up.swap(false, Ordering::Relaxed) {
-            // See `sqlite_checkpoint_loop`: with every frame copied, this batch rewinds the WAL.
+            // See `checkpoint::sqlite_checkpoint_loop`: with every frame copied, this batch rewinds the WAL.
             wal_checkpoint(conn);
         }
         let mut dones = Vec::with_capacity(batch.len());
@@ -576,21 +457,15 @@ fn job_failed_before_run(job: WriteJob, db: Db<'_>, seqs: &mut SeqCache) -> Done
 mod tests {
     use super::*;
     use crate::store::db::args;
-    use crate::store::{NullBus, Store, StoreError};
+    use crate::store::{test_store, NullBus, Store, StoreError};
 
-    #[test]
-    fn checkpoint_passes_run_after_commits_and_until_the_wal_is_copied() {
-        let mut g = PassGate::new();
-        assert!(g.due(0), "the first tick runs");
-        g.copied(10, 10);
-        assert!(!g.due(0), "nothing committed, nothing left: skipped");
-        assert!(g.due(1), "a commit since");
-        g.copied(20, 15);
-        assert!(g.due(1), "frames left to copy: runs again without a commit");
-        // A failed pass (no `copied`) is tried again on the next tick.
-        assert!(g.due(1));
-        g.copied(20, 20);
-        assert!(!g.due(1));
+    /// A write that inserts `key` into `meta`.
+    fn insert(key: String) -> impl FnOnce(&mut crate::store::W<'_>) -> StoreResult<()> + Send {
+        move |w| {
+            w.conn
+                .exec("INSERT INTO meta (key, value) VALUES (?1, 'x')", args![key])
+                .map(|_| ())
+        }
     }
 
     #[test]
@@ -654,32 +529,18 @@ mod tests {
     #[tokio::test]
     async fn a_later_write_joins_the_next_write_or_commits_alone_soon() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let store = Store::open(
-            db.to_str().unwrap(),
-            &StoreOptions::default(),
-            Arc::new(NullBus),
-        )
-        .await
-        .unwrap();
+        let store = test_store(&dir).await;
         async fn count(store: &Store, key: &'static str) -> i64 {
             store
                 .read(move |c| c.int("SELECT COUNT(*) FROM meta WHERE key = ?1", args![key]))
                 .await
                 .unwrap()
         }
-        let insert = |key: &'static str| {
-            move |w: &mut crate::store::W<'_>| {
-                w.conn
-                    .exec("INSERT INTO meta (key, value) VALUES (?1, 'x')", args![key])
-                    .map(|_| ())
-            }
-        };
-        store.write_later("test", insert("later-1"), |()| {});
+        store.write_later("test", insert("later-1".into()), |()| {});
         assert_eq!(count(&store, "later-1").await, 0, "not run at once");
-        store.write(insert("now")).await.unwrap();
+        store.write(insert("now".into())).await.unwrap();
         assert_eq!(count(&store, "later-1").await, 1, "taken by the next write");
-        store.write_later("test", insert("later-2"), |()| {});
+        store.write_later("test", insert("later-2".into()), |()| {});
         tokio::time::sleep(LATER_AT_MOST * 4).await;
         assert_eq!(count(&store, "later-2").await, 1, "committed alone soon");
     }
@@ -690,27 +551,11 @@ mod tests {
     async fn gathered_batches_commit_even_when_the_gatherer_is_cancelled() {
         use futures_util::FutureExt;
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let store = Arc::new(
-            Store::open(
-                db.to_str().unwrap(),
-                &StoreOptions::default(),
-                Arc::new(NullBus),
-            )
-            .await
-            .unwrap(),
-        );
+        let store = Arc::new(test_store(&dir).await);
         let super::super::Writer::Sqlite(writer) = &store.writer else {
             panic!("a SQLite store");
         };
         writer.busy.store(true, Ordering::Relaxed);
-        let insert = |key: String| {
-            move |w: &mut crate::store::W<'_>| {
-                w.conn
-                    .exec("INSERT INTO meta (key, value) VALUES (?1, 'x')", args![key])
-                    .map(|_| ())
-            }
-        };
         // Polled once: it becomes the gatherer and waits; dropped there.
         assert!(store
             .write(insert("g-cancelled".into()))
@@ -743,16 +588,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_write_leaves_the_writer_usable() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let store = Arc::new(
-            Store::open(
-                db.to_str().unwrap(),
-                &StoreOptions::default(),
-                Arc::new(NullBus),
-            )
-            .await
-            .unwrap(),
-        );
+        let store = Arc::new(test_store(&dir).await);
         let s = store.clone();
         let crashed = tokio::spawn(async move {
             s.write(|w| -> StoreResult<()> {
