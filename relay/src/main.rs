@@ -20,6 +20,7 @@ fn main() -> std::process::ExitCode {
         builder.init();
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.worker_threads())
         .enable_all()
         .build()
     {
