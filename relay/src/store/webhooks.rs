@@ -276,6 +276,35 @@ fn claimed_from_row(r: &Row<'_>) -> StoreResult<Claimed> {
     })
 }
 
+/// Writes `outcomes` (see [`Store::webhook_outcomes`]).
+fn record_outcomes(w: &mut W<'_>, outcomes: Vec<HookOutcome>, owner: &str) -> StoreResult<()> {
+    for o in outcomes {
+        match o {
+            HookOutcome::Delivered { id } => {
+                w.conn
+                    .exec("DELETE FROM webhook_outbox WHERE event_id = ?1", args![id])?;
+            }
+            HookOutcome::RetryAt { id, at, error } => {
+                w.conn.exec(
+                    "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?3, \
+                     last_error = ?4, lease_owner = NULL, lease_until = NULL \
+                     WHERE event_id = ?1 AND lease_owner = ?2",
+                    args![id, owner, at, error],
+                )?;
+            }
+            HookOutcome::Parked { id, at, error } => {
+                w.conn.exec(
+                    "UPDATE webhook_outbox SET attempts = attempts + 1, failed_at = ?3, \
+                     last_error = ?4, lease_owner = NULL, lease_until = NULL \
+                     WHERE event_id = ?1 AND lease_owner = ?2",
+                    args![id, owner, at, error],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// The write handle's wake-up: notified after every commit that wrote outbox rows.
     pub fn webhook_wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
@@ -382,34 +411,22 @@ impl Store {
         owner: &str,
     ) -> StoreResult<()> {
         let owner = owner.to_string();
-        self.write(move |w| {
-            for o in outcomes {
-                match o {
-                    HookOutcome::Delivered { id } => {
-                        w.conn
-                            .exec("DELETE FROM webhook_outbox WHERE event_id = ?1", args![id])?;
-                    }
-                    HookOutcome::RetryAt { id, at, error } => {
-                        w.conn.exec(
-                            "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?3, \
-                             last_error = ?4, lease_owner = NULL, lease_until = NULL \
-                             WHERE event_id = ?1 AND lease_owner = ?2",
-                            args![id, owner, at, error],
-                        )?;
-                    }
-                    HookOutcome::Parked { id, at, error } => {
-                        w.conn.exec(
-                            "UPDATE webhook_outbox SET attempts = attempts + 1, failed_at = ?3, \
-                             last_error = ?4, lease_owner = NULL, lease_until = NULL \
-                             WHERE event_id = ?1 AND lease_owner = ?2",
-                            args![id, owner, at, error],
-                        )?;
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |w| record_outcomes(w, outcomes, &owner))
+            .await
+    }
+
+    /// [`Store::webhook_outcomes`] without a transaction of its own: the outcomes join the
+    /// next write, or commit within a few milliseconds (see `Store::write_later`). Until
+    /// then the rows stay leased to `owner`, so nobody sends them again; if the relay dies
+    /// first, the leases run out and they are sent again (at least once, never lost). A
+    /// later [`Store::webhook_outcomes`] commits them first (the queue keeps its order).
+    pub fn webhook_outcomes_later(&self, outcomes: Vec<HookOutcome>, owner: &str) {
+        let owner = owner.to_string();
+        self.write_later(
+            "could not record webhook outcomes",
+            move |w| record_outcomes(w, outcomes, &owner),
+            |()| {},
+        );
     }
 
     /// Gives back `owner`'s leases on `ids` (claimed, never sent): due again at once.

@@ -298,7 +298,8 @@ async fn deliver_one(
 }
 
 /// Writes outcomes as they come, each write taking every outcome waiting (up to
-/// [`RECORD_BATCH`]): one write per batch instead of one per event.
+/// [`RECORD_BATCH`]): one write per batch instead of one per event; on SQLite that write
+/// joins the next transaction of the one writer.
 async fn recorder(app: Arc<App>, owner: Arc<str>, mut rx: mpsc::Receiver<HookOutcome>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -308,10 +309,21 @@ async fn recorder(app: Arc<App>, owner: Arc<str>, mut rx: mpsc::Receiver<HookOut
                 Err(_) => break,
             }
         }
-        if let Err(e) = app.store.webhook_outcomes(batch, &owner).await {
+        if app.store.engine() == crate::store::Engine::Sqlite {
+            // Joins the next write (a command's, usually) instead of a commit of its own:
+            // the rows stay leased to this node until then (BENCHMARKS.md, 2026-12-06, third
+            // sitting). PostgreSQL commits each write on its own anyway.
+            app.store.webhook_outcomes_later(batch, &owner);
+        } else if let Err(e) = app.store.webhook_outcomes(batch, &owner).await {
             // The leases run out and the rows are sent again: at least once, never lost.
             tracing::warn!(error = %e, "could not record webhook outcomes");
         }
+    }
+    // Every sender is gone: commit what is still waiting before `run` returns (a write
+    // commits the queue in order, the waiting outcomes first).
+    if let Err(e) = app.store.webhook_outcomes(Vec::new(), &owner).await {
+        // The leases run out and the rows are sent again: at least once, never lost.
+        tracing::warn!(error = %e, "could not record webhook outcomes");
     }
 }
 
