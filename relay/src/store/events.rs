@@ -314,18 +314,31 @@ impl Store {
     /// first, in the same transaction); a resume that needs a deleted event gets `resync`
     /// (see [`Store::event_positions`]). On PostgreSQL only event rows are touched: no lock
     /// any other write waits on. (`user_seqs.pruned_through` is no longer used.)
+    ///
+    /// SQLite keeps the log in commit order (migration 9) with no time index: the oldest
+    /// rows are walked up to the first one created at or after `before`, and everything
+    /// older goes. The work is the rows deleted, plus one. (An event committed just after
+    /// a slightly younger one may outlive `before` until the next pass.)
     pub async fn prune_events(&self, before: Millis) -> StoreResult<u64> {
         self.write(move |w| {
-            if w.seqs.is_some() {
-                w.conn.exec(
-                    "INSERT INTO user_seqs (user_id, seq, pruned_through) \
-                     SELECT user_id, MAX(seq), 0 FROM events WHERE created_at < ?1 GROUP BY user_id \
-                     ON CONFLICT (user_id) DO UPDATE SET seq = MAX(user_seqs.seq, excluded.seq)",
-                    args![before],
-                )?;
+            if w.seqs.is_none() {
+                return w
+                    .conn
+                    .exec("DELETE FROM events WHERE created_at < ?1", args![before]);
             }
+            let keep_from = w.conn.int(
+                "SELECT COALESCE((SELECT id FROM events WHERE created_at >= ?1 ORDER BY id LIMIT 1), \
+                 (SELECT COALESCE(MAX(id), 0) + 1 FROM events))",
+                args![before],
+            )?;
+            w.conn.exec(
+                "INSERT INTO user_seqs (user_id, seq, pruned_through) \
+                 SELECT user_id, MAX(seq), 0 FROM events NOT INDEXED WHERE id < ?1 GROUP BY user_id \
+                 ON CONFLICT (user_id) DO UPDATE SET seq = MAX(user_seqs.seq, excluded.seq)",
+                args![keep_from],
+            )?;
             w.conn
-                .exec("DELETE FROM events WHERE created_at < ?1", args![before])
+                .exec("DELETE FROM events WHERE id < ?1", args![keep_from])
         })
         .await
     }
@@ -340,10 +353,15 @@ mod tests {
 
     /// Logs one event for `user`; with `fail`, the job fails after its position was taken.
     async fn log(store: &Store, user: &str, fail: bool) -> StoreResult<()> {
+        log_at(store, user, fail, 1_000).await
+    }
+
+    /// [`log`], created at `at`.
+    async fn log_at(store: &Store, user: &str, fail: bool, at: Millis) -> StoreResult<()> {
         let user = user.to_string();
         store
             .write(move |w| {
-                Store::log_event(w, &user, "test", &serde_json::json!({}), 1_000)?;
+                Store::log_event(w, &user, "test", &serde_json::json!({}), at)?;
                 w.flush_events()?;
                 if fail {
                     return Err(StoreError::Conflict("rolled back".into()));
@@ -410,5 +428,93 @@ mod tests {
         log(&store, "u2", false).await.unwrap();
         assert_eq!(seqs(&store, "u1").await, vec![4, 5]);
         assert_eq!(seqs(&store, "u2").await, vec![2]);
+    }
+
+    /// Pruning deletes exactly the events older than the cut, for every parent, and keeps
+    /// the younger ones readable in order; positions are never reused afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pruning_deletes_the_old_events_of_every_parent_and_keeps_the_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(&dir).await;
+        // Interleaved parents, times rising in commit order.
+        for (i, user) in ["u1", "u2", "u1", "u3", "u2", "u1"].iter().enumerate() {
+            log_at(&store, user, false, 1_000 + i as i64 * 100)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.prune_events(1_000).await.unwrap(), 0, "nothing older");
+        // Cut at 1,250: the first three go (u1 #1, u2 #1, u1 #2).
+        assert_eq!(store.prune_events(1_250).await.unwrap(), 3);
+        assert_eq!(seqs(&store, "u1").await, vec![3]);
+        assert_eq!(seqs(&store, "u2").await, vec![2]);
+        assert_eq!(seqs(&store, "u3").await, vec![1]);
+        assert_eq!(
+            store.event_positions("u1", Some(1)).await.unwrap(),
+            (3, false)
+        );
+        assert_eq!(
+            store.event_positions("u1", Some(2)).await.unwrap(),
+            (3, true)
+        );
+        // Everything older than the newest: all go, and the positions carry on.
+        assert_eq!(store.prune_events(10_000).await.unwrap(), 3);
+        assert_eq!(store.prune_events(10_000).await.unwrap(), 0, "an empty log");
+        for user in ["u1", "u2", "u3"] {
+            assert_eq!(seqs(&store, user).await, Vec::<i64>::new());
+        }
+        log_at(&store, "u2", false, 20_000).await.unwrap();
+        assert_eq!(seqs(&store, "u2").await, vec![3]);
+        drop(store);
+        let store = test_store(&dir).await;
+        log_at(&store, "u1", false, 20_000).await.unwrap();
+        assert_eq!(seqs(&store, "u1").await, vec![4]);
+    }
+
+    /// A database written by a relay of schema version 8 (the log clustered by parent) is
+    /// migrated with its events: the same positions, data and order, and the next position
+    /// follows them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_event_log_of_a_version_8_database_survives_migration_9() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            let migrations = super::super::migrate::SQLITE_MIGRATIONS;
+            super::super::migrate::migrate(super::super::db::Db::Lite(&conn), &migrations[..8])
+                .unwrap();
+            for (user, seq, at) in [("u1", 1, 100), ("u2", 1, 150), ("u1", 2, 200)] {
+                conn.execute(
+                    "INSERT INTO events (user_id, seq, event, data, created_at) VALUES (?1, ?2, 'e', ?3, ?4)",
+                    rusqlite::params![user, seq, format!("{{\"n\":{seq}}}"), at],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO user_seqs (user_id, seq, pruned_through) VALUES ('u1', 2, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = test_store(&dir).await;
+        let layout = store
+            .read(|c| {
+                c.int(
+                    "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'id' AND pk = 1",
+                    args![],
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(layout, 1, "the log is in commit order now");
+        let u1 = store.events_after("u1", 0, 10).await.unwrap();
+        assert_eq!(u1.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(u1[1].data, r#"{"n":2}"#);
+        assert_eq!(seqs(&store, "u2").await, vec![1]);
+        log_at(&store, "u1", false, 300).await.unwrap();
+        assert_eq!(seqs(&store, "u1").await, vec![1, 2, 3]);
+        // Oldest first by time, as they were committed.
+        assert_eq!(store.prune_events(160).await.unwrap(), 2);
+        assert_eq!(seqs(&store, "u1").await, vec![2, 3]);
+        assert_eq!(seqs(&store, "u2").await, Vec::<i64>::new());
     }
 }

@@ -12,7 +12,7 @@ pub(super) struct Migration {
 
 /// The migrations of one dialect (`relay/migrations/<dialect>/`): the same versions and
 /// names for both engines, so version N is the same tables in either (indexes may differ
-/// where one engine has no query for them: version 8).
+/// where one engine has no query for them: version 8; or the layout of a table: version 9).
 macro_rules! migrations {
     ($dialect:literal) => {
         &[
@@ -74,6 +74,15 @@ macro_rules! migrations {
                     "../../migrations/",
                     $dialect,
                     "/0008_sqlite_index_writes.sql"
+                )),
+            },
+            Migration {
+                version: 9,
+                name: "event_log_in_commit_order",
+                sql: include_str!(concat!(
+                    "../../migrations/",
+                    $dialect,
+                    "/0009_event_log_in_commit_order.sql"
                 )),
             },
         ]
