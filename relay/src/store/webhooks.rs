@@ -276,31 +276,27 @@ fn claimed_from_row(r: &Row<'_>) -> StoreResult<Claimed> {
     })
 }
 
-/// Writes `outcomes` (see [`Store::webhook_outcomes`]).
+/// A failed attempt to be tried again at `?3`; the lease is given back.
+const RETRY_AT: &str = "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?3, \
+    last_error = ?4, lease_owner = NULL, lease_until = NULL WHERE event_id = ?1 AND lease_owner = ?2";
+/// A failed attempt that parks the row (failed at `?3`); the lease is given back.
+const PARK: &str = "UPDATE webhook_outbox SET attempts = attempts + 1, failed_at = ?3, \
+    last_error = ?4, lease_owner = NULL, lease_until = NULL WHERE event_id = ?1 AND lease_owner = ?2";
+
+/// Writes `outcomes` (see [`Store::webhook_outcomes`]): a delivery deletes the row, a retry
+/// or a park counts the attempt and is recorded only while `owner` holds the lease.
 fn record_outcomes(w: &mut W<'_>, outcomes: Vec<HookOutcome>, owner: &str) -> StoreResult<()> {
     for o in outcomes {
-        match o {
+        let (sql, id, at, error) = match o {
             HookOutcome::Delivered { id } => {
                 w.conn
                     .exec("DELETE FROM webhook_outbox WHERE event_id = ?1", args![id])?;
+                continue;
             }
-            HookOutcome::RetryAt { id, at, error } => {
-                w.conn.exec(
-                    "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?3, \
-                     last_error = ?4, lease_owner = NULL, lease_until = NULL \
-                     WHERE event_id = ?1 AND lease_owner = ?2",
-                    args![id, owner, at, error],
-                )?;
-            }
-            HookOutcome::Parked { id, at, error } => {
-                w.conn.exec(
-                    "UPDATE webhook_outbox SET attempts = attempts + 1, failed_at = ?3, \
-                     last_error = ?4, lease_owner = NULL, lease_until = NULL \
-                     WHERE event_id = ?1 AND lease_owner = ?2",
-                    args![id, owner, at, error],
-                )?;
-            }
-        }
+            HookOutcome::RetryAt { id, at, error } => (RETRY_AT, id, at, error),
+            HookOutcome::Parked { id, at, error } => (PARK, id, at, error),
+        };
+        w.conn.exec(sql, args![id, owner, at, error])?;
     }
     Ok(())
 }
