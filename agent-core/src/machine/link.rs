@@ -269,7 +269,12 @@ impl Link {
             }
             Event::Stop => {
                 self.release(matches!(self.phase, Phase::Opening { .. }), &mut out);
-                self.report(ConnectionState::Stopped, &mut out);
+                // Reported even when this machine never left `Stopped`: the agent tells the
+                // host `NotPaired` or `Connecting` before its connection task first runs,
+                // and a stop that comes first must still end in `Stopped` (the host's
+                // connection dedupes repeats).
+                self.state = ConnectionState::Stopped;
+                out.push(Action::Report(ConnectionState::Stopped));
                 self.phase = Phase::Stopped;
             }
             Event::TokenChanged(token) => {

@@ -513,6 +513,11 @@ fn stop_is_final() {
         l.handle(Time::ZERO, E::Stop),
         vec![L::Drop, L::Report(St::Stopped)]
     );
+    // A stop before the machine ever started still reports `Stopped`: the agent told the
+    // host `NotPaired` or `Connecting` before its connection task first ran.
+    let mut l = new_link(None);
+    assert_eq!(l.handle(Time::ZERO, E::Stop), vec![L::Report(St::Stopped)]);
+    assert!(l.is_stopped());
 }
 
 trait IntoTime {
