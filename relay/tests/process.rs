@@ -1,6 +1,6 @@
 //! The `safestream-relay` binary itself: refusing to start without secrets or with short
 //! ones, `--help`, SIGKILL between a 201 and the device's connect, SIGTERM, a connection
-//! flood under a small open-file limit.
+//! flood under a small open-file limit, a second relay on a SQLite file in use.
 
 mod common;
 
@@ -157,6 +157,46 @@ async fn sigkill_between_201_and_connect_loses_nothing() {
         .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+/// One relay per SQLite file: a second process on a file in use waits for it (a restart
+/// overlapping the old process's exit), then exits with what to do; it never serves.
+#[tokio::test]
+async fn a_second_relay_on_the_same_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_db(dir.path());
+    let (mut first, base) = spawn(&db).await;
+    let started = std::time::Instant::now();
+    let second = Command::new(BIN)
+        .env_clear()
+        .env("SAFESTREAM_LISTEN", "127.0.0.1:0")
+        .env("SAFESTREAM_DB", &db)
+        .env("SAFESTREAM_JWT_SECRET", SECRET)
+        .env("SAFESTREAM_SERVER_KEY", SERVER_KEY)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the second relay gives up")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "it never listened: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains("another relay is using"), "{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "it waited for the first to exit"
+    );
+    // The first one still serves.
+    let r = relay_at(&base, dir);
+    r.child("c1", &["p1"]).await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
 }
 
 /// Opens `n` plain connections that send nothing; returns them and how many the relay closed

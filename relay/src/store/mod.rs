@@ -208,7 +208,8 @@ impl Store {
                 } else {
                     "NORMAL"
                 };
-                let (writer, checkpointer) = sqlite_writer::start(&path, sync, opts, bus)?;
+                let lock = sqlite_writer::lock_database(&path, sqlite_writer::LOCK_WAIT).await?;
+                let (writer, checkpointer) = sqlite_writer::start(&path, lock, sync, opts, bus)?;
                 let inline = readers::start_sqlite(&path, sync, rrx)?;
                 (Writer::Sqlite(writer), inline, Some(checkpointer))
             }

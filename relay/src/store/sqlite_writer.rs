@@ -55,10 +55,52 @@ pub(super) fn open_sqlite(
     Ok(conn)
 }
 
+/// How long [`lock_database`] waits for another writer to let go of the database: a relay
+/// restarted by its supervisor may start while the old process is still exiting.
+pub(super) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Locks `{path}.lock` (created if missing, never deleted) for the life of this process's
+/// writer: one relay per SQLite file. Two writers on one file would each keep their own
+/// event positions (`SeqCache`) and hand out the same ones; SQLite's own locks do not stop
+/// that (they serialize transactions, not processes). Waits up to `wait`, then
+/// refuses with what to do (`Store::open` waits [`LOCK_WAIT`]). The lock is `flock`'s: released by the kernel when the holder
+/// exits, however it exits.
+pub(super) async fn lock_database(
+    path: &str,
+    wait: std::time::Duration,
+) -> Result<std::fs::File, String> {
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("opening {lock_path}: {e}"))?;
+    let until = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another relay is using {path} (it holds {lock_path}): one relay per SQLite \
+                     file; stop it first, or run several nodes on PostgreSQL"
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("locking {lock_path}: {e}"))
+            }
+        }
+    }
+}
+
 /// Opens the writer's connection, migrates, and starts the checkpoint thread. Returns the
 /// writer and the checkpoint thread's stop handle (dropping it stops the thread).
 pub(super) fn start(
     path: &str,
+    lock: std::fs::File,
     sync: &str,
     opts: &StoreOptions,
     bus: Arc<dyn Bus>,
@@ -79,6 +121,7 @@ pub(super) fn start(
     let every = opts.checkpoint_every;
     let commits = Arc::new(AtomicU64::new(0));
     let writer = Arc::new(Writer {
+        _lock: lock,
         later_pending: AtomicBool::new(false),
         gathering: AtomicBool::new(false),
         busy: AtomicBool::new(false),
@@ -116,6 +159,8 @@ pub(super) fn start(
 /// catch-up, 5–40 ms), as the inline reader connections already do for reads; the other
 /// worker goes on.
 pub(super) struct Writer {
+    /// The database's lock file, locked for as long as this writer lives ([`lock_database`]).
+    _lock: std::fs::File,
     queue: Mutex<Vec<WriteJob>>,
     state: Mutex<WriterState>,
     /// A timer is on its way to commit jobs queued by [`Writer::submit_later`].
@@ -543,6 +588,37 @@ mod tests {
         store.write_later("test", insert("later-2".into()), |()| {});
         tokio::time::sleep(LATER_AT_MOST * 4).await;
         assert_eq!(count(&store, "later-2").await, 1, "committed alone soon");
+    }
+
+    /// One writer per SQLite file: a second store on a file in use waits, then refuses with
+    /// what to do; once the first is gone (its last pending write included), it opens.
+    #[tokio::test]
+    async fn a_second_writer_on_the_same_file_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(&dir).await;
+        let path = dir.path().join("t.db");
+        let path = path.to_str().unwrap();
+        let short = std::time::Duration::from_millis(100);
+        let err = lock_database(path, short).await.unwrap_err();
+        assert!(
+            err.contains("another relay is using") && err.contains("PostgreSQL"),
+            "{err}"
+        );
+        // A write still queued keeps the writer (and the lock) alive until it commits.
+        store.write_later("test", insert("last".into()), |()| {});
+        drop(store);
+        let lock = lock_database(path, std::time::Duration::from_secs(5)).await;
+        assert!(lock.is_ok(), "{:?}", lock.err());
+        drop(lock);
+        let again = test_store(&dir).await;
+        let n = again
+            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key = 'last'", args![]))
+            .await
+            .unwrap();
+        assert_eq!(
+            n, 1,
+            "the pending write was committed before the lock was let go"
+        );
     }
 
     /// While jobs come fast one caller gathers each batch; a gatherer that is cancelled
