@@ -239,9 +239,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub webhook_max_in_flight: u64,
 
-    /// Hours a webhook event is retried (capped exponential backoff) before it is parked.
+    /// Hours a webhook event is retried (capped exponential backoff) before it is parked:
+    /// at least a day, so an endpoint down over a night or a weekend day loses nothing.
     #[arg(long, env = "SAFESTREAM_WEBHOOK_RETRY_HOURS", default_value_t = 72,
-          value_parser = clap::value_parser!(u64).range(1..=720))]
+          value_parser = clap::value_parser!(u64).range(24..=720))]
     pub webhook_retry_hours: u64,
 
     /// Allow plain-HTTP webhook endpoints that are not on a loopback address (a private
@@ -660,5 +661,18 @@ mod tests {
         assert_eq!(c.worker_threads(), 3);
         assert!(Config::try_parse_from(["safestream-relay", "--workers", "-1"]).is_err());
         assert!(Config::try_parse_from(["safestream-relay", "--workers", "5000"]).is_err());
+    }
+
+    #[test]
+    fn webhook_events_are_retried_for_at_least_a_day() {
+        let c = Config::parse_from(["safestream-relay"]);
+        assert_eq!(c.webhook_retry_hours, 72);
+        let c = Config::parse_from(["safestream-relay", "--webhook-retry-hours", "24"]);
+        assert_eq!(c.webhook_retry_hours, 24);
+        for short in ["0", "1", "23"] {
+            let parsed =
+                Config::try_parse_from(["safestream-relay", "--webhook-retry-hours", short]);
+            assert!(parsed.is_err(), "{short} hours accepted");
+        }
     }
 }

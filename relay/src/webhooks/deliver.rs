@@ -669,6 +669,14 @@ mod tests {
             d > Duration::from_secs(55) && d <= Duration::from_secs(60),
             "{d:?}"
         );
+        // The form HTTP servers send (IMF-fixdate, RFC 9110): "GMT", not "+0000".
+        let imf = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        h.insert("retry-after", imf.parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(55) && d <= Duration::from_secs(60),
+            "{imf}: {d:?}"
+        );
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
     }
