@@ -2,7 +2,9 @@
 # The Socket.IO suite (tests/sio, issue 16): socket.io-client from npm drives the real relay
 # binary: the seed plan's client code, both transports and the upgrade, refused and expiring
 # tokens, recovery (transport drop, SIGKILL, another node), three nodes on PostgreSQL + Redis
-# behind a round-robin proxy. Needs SAFESTREAM_TEST_PG (scripts/test.sh sets it) and Node.js.
+# behind a round-robin proxy. Also tests/sio/webhooks.test.ts: a receiver that verifies every
+# webhook with the Standard Webhooks spec's npm library (`standardwebhooks`), two secrets,
+# an outage with Retry-After. Needs SAFESTREAM_TEST_PG (scripts/test.sh sets it) and Node.js.
 # About 30 s on 2 cores once the relay is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."

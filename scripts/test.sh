@@ -24,7 +24,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
-echo "== Socket.IO suite (socket.io-client from npm against the relay binary)"
+echo "== Socket.IO suite and webhook verifier (socket.io-client, standardwebhooks from npm against the relay binary)"
 ./scripts/sio-checks.sh
 echo "== SDK, console, console in headless Chromium"
 ./scripts/web-checks.sh
