@@ -1,5 +1,6 @@
 //! Webhooks with real relay processes: a relay SIGKILLed while deliveries are in flight
-//! loses no event, and three nodes on PostgreSQL + Redis send each event from one node at a
+//! loses no event (notifications, and every status change of commands checked against the
+//! REST API), and three nodes on PostgreSQL + Redis send each event from one node at a
 //! time and lose none when a node dies. The receiver (shared with the relay's own suite)
 //! verifies every request with the `standardwebhooks` crate and notes any event id that
 //! arrives while a request with the same id is still open.
@@ -17,7 +18,7 @@ use receiver::{Got, Receiver};
 use reqwest::Method;
 use safestream_tests::cluster::Cluster;
 use safestream_tests::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -57,6 +58,26 @@ fn delivered_titles(got: &[Got]) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
+/// (command id, status) -> the ids and the `data` it arrived under (answered 2xx), for
+/// `command.status` events.
+fn delivered_statuses(got: &[Got]) -> BTreeMap<(String, String), (BTreeSet<String>, Value)> {
+    let mut out: BTreeMap<(String, String), (BTreeSet<String>, Value)> = BTreeMap::new();
+    for g in got.iter().filter(|g| g.status == 200) {
+        if g.body["type"] == "command.status" {
+            let data = &g.body["data"];
+            let key = (
+                data["id"].as_str().unwrap_or("").to_string(),
+                data["status"].as_str().unwrap_or("").to_string(),
+            );
+            let e = out
+                .entry(key)
+                .or_insert_with(|| (BTreeSet::new(), data.clone()));
+            e.0.insert(g.id.clone());
+        }
+    }
+    out
+}
+
 /// The outbox of `relay` is empty (every event delivered, none parked).
 async fn outbox_empty(relay: &Relay) -> R<()> {
     for _ in 0..100 {
@@ -80,6 +101,24 @@ async fn a_relay_killed_while_deliveries_are_in_flight_loses_no_event() {
         let env = hook_env(&rx);
         let mut relay =
             Relay::start_with(env.iter().map(|(k, v)| (*k, v.as_str())).collect()).await?;
+        // Commands too, half of them acknowledged: each status change is an event.
+        let backend = Backend::new(&relay);
+        backend.child("k1", "u1").await?;
+        let (_, token) = backend.device("k1", "tablet").await?;
+        let device = Client::new(&relay, &token);
+        let mut commands = Vec::new();
+        for i in 0..10 {
+            let id = Parent::new(&relay, "u1")
+                .command("k1", "PAUSE", 300)
+                .await?;
+            if i % 2 == 0 {
+                let path = format!("/api/dashboard/remote-control/{id}");
+                device
+                    .ok(Method::PATCH, &path, Some(json!({"status": "EXECUTED"})))
+                    .await?;
+            }
+            commands.push(id);
+        }
         let n = 40;
         for i in 0..n {
             notify(&relay, &format!("n{i}")).await?;
@@ -97,11 +136,40 @@ async fn a_relay_killed_while_deliveries_are_in_flight_loses_no_event() {
         );
         relay.restart().await?;
         // Leases of the killed process run out (2 x 2 s + 5 s), then everything is resent.
+        let statuses_of = |g: &[Got]| {
+            let d = delivered_statuses(g);
+            commands.iter().enumerate().all(|(i, id)| {
+                let last = if i % 2 == 0 { "EXECUTED" } else { "PENDING" };
+                d.contains_key(&(id.clone(), "PENDING".into()))
+                    && d.contains_key(&(id.clone(), last.into()))
+            })
+        };
         let got = rx
             .wait_for("every event delivered", Duration::from_secs(60), |g| {
-                delivered_titles(g).len() == n
+                delivered_titles(g).len() == n && statuses_of(g)
             })
             .await;
+        // Every command's changes arrived, each under one id, the last one as REST has it.
+        let statuses = delivered_statuses(&got);
+        let parent = Parent::new(&relay, "u1");
+        for id in &commands {
+            let rest = parent.get_command(id).await?;
+            let status = rest["status"].as_str().unwrap_or("").to_string();
+            let (_, data) = &statuses[&(id.clone(), status.clone())];
+            assert_eq!(
+                data, &rest,
+                "{id} {status}: the event's data is the REST view"
+            );
+            for ((cmd, st), (ids_of, _)) in &statuses {
+                if cmd == id {
+                    assert_eq!(
+                        ids_of.len(),
+                        1,
+                        "{id} {st} arrived under one id: {ids_of:?}"
+                    );
+                }
+            }
+        }
         let titles = delivered_titles(&got);
         for (title, ids) in &titles {
             assert_eq!(
