@@ -62,9 +62,9 @@ pub(super) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs
 /// Locks `{path}.lock` (created if missing, never deleted) for the life of this process's
 /// writer: one relay per SQLite file. Two writers on one file would each keep their own
 /// event positions (`SeqCache`) and hand out the same ones; SQLite's own locks do not stop
-/// that (they serialize transactions, not processes). Waits up to `wait`, then
-/// refuses with what to do (`Store::open` waits [`LOCK_WAIT`]). The lock is `flock`'s: released by the kernel when the holder
-/// exits, however it exits.
+/// that (they serialize transactions, not processes). Waits up to `wait` (`Store::open`:
+/// [`LOCK_WAIT`]), then refuses with what to do. The lock is `flock`'s: the kernel releases
+/// it when the holder exits, however it exits.
 pub(super) async fn lock_database(
     path: &str,
     wait: std::time::Duration,
@@ -513,6 +513,19 @@ mod tests {
         }
     }
 
+    /// How many `meta` rows have a key `LIKE pattern`.
+    async fn count(store: &Store, pattern: &'static str) -> i64 {
+        store
+            .read(move |c| {
+                c.int(
+                    "SELECT COUNT(*) FROM meta WHERE key LIKE ?1",
+                    args![pattern],
+                )
+            })
+            .await
+            .unwrap()
+    }
+
     #[test]
     fn callers_gather_batches_only_when_jobs_come_at_least_one_per_gather() {
         let mut a = Arrivals::new();
@@ -575,12 +588,6 @@ mod tests {
     async fn a_later_write_joins_the_next_write_or_commits_alone_soon() {
         let dir = tempfile::tempdir().unwrap();
         let store = test_store(&dir).await;
-        async fn count(store: &Store, key: &'static str) -> i64 {
-            store
-                .read(move |c| c.int("SELECT COUNT(*) FROM meta WHERE key = ?1", args![key]))
-                .await
-                .unwrap()
-        }
         store.write_later("test", insert("later-1".into()), |()| {});
         assert_eq!(count(&store, "later-1").await, 0, "not run at once");
         store.write(insert("now".into())).await.unwrap();
@@ -611,12 +618,9 @@ mod tests {
         assert!(lock.is_ok(), "{:?}", lock.err());
         drop(lock);
         let again = test_store(&dir).await;
-        let n = again
-            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key = 'last'", args![]))
-            .await
-            .unwrap();
         assert_eq!(
-            n, 1,
+            count(&again, "last").await,
+            1,
             "the pending write was committed before the lock was let go"
         );
     }
@@ -649,12 +653,9 @@ mod tests {
             let done = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
             done.expect("a write was stranded").unwrap().unwrap();
         }
-        let n: i64 = store
-            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key LIKE 'g%'", args![]))
-            .await
-            .unwrap();
         assert_eq!(
-            n, 41,
+            count(&store, "g%").await,
+            41,
             "the cancelled gatherer's job and every later one committed"
         );
     }
