@@ -333,12 +333,15 @@ impl Store {
                               ack_device_id = ?5, delivered_at = COALESCE(delivered_at, ?3) WHERE id = ?1";
                 // The usual case in one statement: an open command (or an expired one: a late
                 // ack, see below) of this device's child, for every device or for this one.
-                // Anything else is looked at next, to answer why.
+                // Anything else is looked at next, to answer why. "Not EXECUTED or FAILED" is
+                // PENDING, DELIVERED or EXPIRED, written with two values: SQLite compares a
+                // list of at most two, and builds an ephemeral table for a longer one at every
+                // execution (~10,000 instructions, 2 % of a command; BENCHMARKS.md, 2026-12-07).
                 let usual = update_returning(
                     w.conn,
                     &format!(
                         "{record} AND child_id = ?6 AND (device_id IS NULL OR device_id = ?5) \
-                         AND status IN ('PENDING', 'DELIVERED', 'EXPIRED')"
+                         AND status NOT IN ('EXECUTED', 'FAILED')"
                     ),
                     args![id, status.as_str(), now, error, device_id, child_id],
                     &id,
