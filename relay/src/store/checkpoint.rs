@@ -22,6 +22,14 @@ pub const WAL_RESTART_FRAMES: i64 = 32768;
 const CATCH_UP_FRAMES: i64 = 256;
 /// Passes the checkpoint thread makes at most, one after another, to get there.
 const CATCH_UP_PASSES: usize = 8;
+/// Commits since the last pass that make the next tick's pass due (100 commits/s at one
+/// tick per 50 ms): under load every tick copies, as before.
+const PASS_COMMITS: u64 = 5;
+/// How long fewer commits wait for their pass. At a few commits per second a pass after
+/// each one let the WAL start over at almost every commit, and each restart zeroes the
+/// first 32 KiB of the WAL index (~32,000 instructions, with the pass itself ~13,000 more:
+/// 9 % of a command at 10/s; BENCHMARKS.md, 2026-12-07).
+const PASS_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a `PASSIVE` checkpoint; returns the WAL's length and how much of it is now copied
 /// (in frames), or `None` on error.
@@ -68,7 +76,7 @@ pub(super) fn sqlite_checkpoint_loop(
     loop {
         match stop.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {
-                if !gate.due(commits.load(Ordering::Relaxed)) {
+                if !gate.due(commits.load(Ordering::Relaxed), std::time::Instant::now()) {
                     continue;
                 }
                 let mut passes = 0;
@@ -92,11 +100,14 @@ pub(super) fn sqlite_checkpoint_loop(
     }
 }
 
-/// Whether the checkpoint thread's next tick should make a pass: only after a commit, or
-/// when the last pass left frames to copy or failed, so an idle relay does not pay for a
-/// pass every 50 ms.
+/// Whether the checkpoint thread's next tick should make a pass: after [`PASS_COMMITS`]
+/// commits, or [`PASS_AT_MOST`] after the first commit not yet copied, or when the last pass
+/// left frames to copy or failed. An idle relay does not pay for a pass every 50 ms, and a
+/// quiet one copies (and lets the WAL start over) once per few commits, not after each.
 struct PassGate {
     seen: u64,
+    /// When a commit the last pass did not see was first noticed.
+    waiting_since: Option<std::time::Instant>,
     left: bool,
 }
 
@@ -105,17 +116,27 @@ impl PassGate {
         // The first tick always runs (a WAL may be left from an earlier process).
         PassGate {
             seen: u64::MAX,
+            waiting_since: None,
             left: false,
         }
     }
 
-    /// Given the writer's commit count; when it says yes, the pass is assumed to fail
-    /// until [`PassGate::copied`] says otherwise.
-    fn due(&mut self, commits: u64) -> bool {
-        if commits == self.seen && !self.left {
-            return false;
+    /// Given the writer's commit count and the time; when it says yes, the pass is assumed
+    /// to fail until [`PassGate::copied`] says otherwise.
+    fn due(&mut self, commits: u64, now: std::time::Instant) -> bool {
+        let first = self.seen == u64::MAX;
+        if !first && !self.left {
+            let new = commits.wrapping_sub(self.seen);
+            if new == 0 {
+                return false;
+            }
+            let since = *self.waiting_since.get_or_insert(now);
+            if new < PASS_COMMITS && now.duration_since(since) < PASS_AT_MOST {
+                return false;
+            }
         }
         self.seen = commits;
+        self.waiting_since = None;
         self.left = true;
         true
     }
@@ -132,16 +153,36 @@ mod tests {
 
     #[test]
     fn checkpoint_passes_run_after_commits_and_until_the_wal_is_copied() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
         let mut g = PassGate::new();
-        assert!(g.due(0), "the first tick runs");
+        assert!(g.due(0, at(0)), "the first tick runs");
         g.copied(10, 10);
-        assert!(!g.due(0), "nothing committed, nothing left: skipped");
-        assert!(g.due(1), "a commit since");
-        g.copied(20, 15);
-        assert!(g.due(1), "frames left to copy: runs again without a commit");
-        // A failed pass (no `copied`) is tried again on the next tick.
-        assert!(g.due(1));
+        assert!(
+            !g.due(0, at(50)),
+            "nothing committed, nothing left: skipped"
+        );
+        assert!(!g.due(1, at(100)), "one commit waits for company");
+        assert!(!g.due(4, at(1050)), "four commits wait up to PASS_AT_MOST");
+        assert!(g.due(4, at(1100)), "then they are copied");
         g.copied(20, 20);
-        assert!(!g.due(1));
+        assert!(
+            g.due(4 + PASS_COMMITS, at(1150)),
+            "PASS_COMMITS commits: at once"
+        );
+        g.copied(20, 15);
+        assert!(
+            g.due(9, at(1200)),
+            "frames left to copy: runs again without a commit"
+        );
+        // A failed pass (no `copied`) is tried again on the next tick.
+        assert!(g.due(9, at(1250)));
+        g.copied(20, 20);
+        assert!(!g.due(9, at(1300)));
+        assert!(
+            !g.due(10, at(1350)),
+            "the wait starts again from the next commit"
+        );
+        assert!(g.due(10, at(2350)));
     }
 }
