@@ -173,9 +173,11 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 struct ResponseCounters(Arc<[(u16, metrics::Counter)]>);
 
 impl ResponseCounters {
-    /// The statuses the API answers with; any other is counted through the registry.
-    const USUAL: [u16; 16] = [
-        200, 201, 204, 400, 401, 403, 404, 405, 409, 410, 413, 415, 429, 500, 503, 504,
+    /// The statuses the relay answers with (101 for a socket); any other (an axum or
+    /// tower-http rejection) is counted through the registry. Each is listed on `/metrics`
+    /// from start-up, at 0 until it is sent.
+    const USUAL: [u16; 18] = [
+        101, 200, 201, 202, 204, 400, 401, 403, 404, 405, 409, 410, 413, 415, 426, 429, 500, 503,
     ];
 
     fn new() -> Self {

@@ -168,10 +168,16 @@ async fn metrics_expose_connections_commands_and_rejects() {
         "safestream_commands_total{status=\"PENDING\"}",
         "safestream_delivery_latency_seconds_bucket",
         "safestream_rejects_total{reason=\"unauthorized\"}",
-        "safestream_http_requests_total{status=\"201\"}",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
     }
+    // Counted, not only listed (the usual statuses' series exist from start-up at 0).
+    let created: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("safestream_http_requests_total{status=\"201\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(created >= 1.0, "no 201 counted:\n{text}");
     let _ = c;
     r.stop().await;
 }
