@@ -181,3 +181,53 @@ async fn metrics_expose_connections_commands_and_rejects() {
     let _ = c;
     r.stop().await;
 }
+
+/// A dashboard on an allowed origin may call the API from a browser: the preflight is
+/// answered, and every response (an error, a 404 and a 405 included) carries the CORS
+/// header for that origin; another origin gets none.
+#[tokio::test]
+async fn cors_answers_allowed_origins_on_every_response() {
+    let dash = "https://dash.example";
+    let r = Relay::start_with(|c| c.allowed_origins = vec![dash.to_string()]).await;
+    let send = |method: &str, path: &str, origin: &str| {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        r.http
+            .request(m, format!("{}{path}", r.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+    };
+    let allow = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let pre = send("OPTIONS", "/api/dashboard/remote-control", dash)
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.status().is_success(), "{}", pre.status());
+    assert_eq!(allow(&pre).as_deref(), Some(dash));
+    let methods = pre.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(methods.contains("PATCH"), "{methods}");
+    for (method, path, status) in [
+        ("GET", "/healthz", 200),
+        ("GET", "/api/children", 401),
+        ("GET", "/no/such/path", 404),
+        ("DELETE", "/healthz", 405),
+    ] {
+        let resp = send(method, path, dash).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        assert_eq!(allow(&resp).as_deref(), Some(dash), "{method} {path}");
+        let other = send(method, path, "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(allow(&other), None, "{method} {path} from another origin");
+    }
+}
