@@ -44,9 +44,16 @@ pub(super) fn open_sqlite(
     };
     let conn = rusqlite::Connection::open_with_flags(path, flags)
         .map_err(|e| format!("opening {path}: {e}"))?;
+    // A page cache of 1 MiB (256 pages): the database file is read through `mmap`, so the
+    // cache holds the pages read from the WAL and the ones being written, which the WAL's
+    // frequent restarts keep few. A larger one costs at every commit that split a b-tree
+    // page: the split renumbers pages through a temporary number past the end of the
+    // file, and the commit then walks the whole cache to drop pages past the end (4.6 % of
+    // the relay's CPU at 2,000 commands/s with 16 MiB; BENCHMARKS.md, 2026-12-07 second
+    // sitting).
     let pragmas = format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000; \
-         PRAGMA foreign_keys=ON; PRAGMA cache_size=-16384; PRAGMA mmap_size=268435456; \
+         PRAGMA foreign_keys=ON; PRAGMA cache_size=-1024; PRAGMA mmap_size=268435456; \
          PRAGMA temp_store=MEMORY;"
     );
     conn.execute_batch(&pragmas)
