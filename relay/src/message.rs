@@ -55,12 +55,21 @@ impl OutFrame {
     /// [`OutFrame::event`] with `data` already serialized (`data_json` must be one JSON
     /// value, as `Value::to_string` gives): the store logs that text and sends the same.
     pub fn event_json(name: &str, seq: Option<i64>, data_json: &str) -> OutFrame {
-        // A `&str` always serializes.
-        let name = serde_json::to_string(name).unwrap_or_default();
-        let text = match seq {
-            Some(seq) => format!(r#"{{"event":{name},"seq":{seq},"data":{data_json}}}"#),
-            None => format!(r#"{{"event":{name},"data":{data_json}}}"#),
-        };
+        // Appended piece by piece into one buffer of the right size (`format!` cost ~2,000
+        // instructions per frame, four frames per command).
+        use std::io::Write;
+        let mut buf = Vec::with_capacity(name.len() + data_json.len() + 48);
+        buf.extend_from_slice(br#"{"event":"#);
+        // Writing a `&str` to a `Vec` does not fail.
+        let _ = serde_json::to_writer(&mut buf, name);
+        if let Some(seq) = seq {
+            let _ = write!(buf, r#","seq":{seq}"#);
+        }
+        buf.extend_from_slice(br#","data":"#);
+        buf.extend_from_slice(data_json.as_bytes());
+        buf.push(b'}');
+        // UTF-8: JSON text and `&str`s, joined.
+        let text = String::from_utf8(buf).unwrap_or_default();
         OutFrame {
             text: Utf8Bytes::from(text),
             seq,
