@@ -52,9 +52,24 @@ pub enum AckOutcome {
     Unchanged(Command),
 }
 
-const COLS: &str =
-    "id, child_id, device_id, command_type, payload, status, created_by, created_at, \
-                    expires_at, delivered_at, executed_at, error, ack_device_id";
+/// The columns [`command_from_row`] reads, in its order (a macro, so that the hot
+/// statements are `concat!`ed constants instead of a `format!` per run).
+macro_rules! cols {
+    () => {
+        "id, child_id, device_id, command_type, payload, status, created_by, created_at, \
+         expires_at, delivered_at, executed_at, error, ack_device_id"
+    };
+}
+const COLS: &str = cols!();
+/// One command by id.
+const SELECT_BY_ID: &str = concat!("SELECT ", cols!(), " FROM commands WHERE id = ?1");
+/// What an ack records.
+macro_rules! ack_record {
+    () => {
+        "UPDATE commands SET status = ?2, executed_at = ?3, error = ?4, \
+         ack_device_id = ?5, delivered_at = COALESCE(delivered_at, ?3) WHERE id = ?1"
+    };
+}
 
 fn command_from_row(r: &Row<'_>) -> StoreResult<Command> {
     let status = r.text(5)?;
@@ -99,11 +114,7 @@ fn update_returning(
     if db.exec(update, args)? == 0 {
         return Ok(None);
     }
-    db.opt(
-        &format!("SELECT {COLS} FROM commands WHERE id = ?1"),
-        args![id],
-        command_from_row,
-    )
+    db.opt(SELECT_BY_ID, args![id], command_from_row)
 }
 
 /// PENDING -> DELIVERED for each of `ids` still PENDING; guardians told. Returns how many
@@ -190,8 +201,10 @@ impl Store {
                     ack_device_id: None,
                 };
                 w.conn.exec(
-                    &format!(
-                        "INSERT INTO commands ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL)"
+                    concat!(
+                        "INSERT INTO commands (",
+                        cols!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL)"
                     ),
                     args![
                         cmd.id,
@@ -224,14 +237,8 @@ impl Store {
     /// One command.
     pub async fn command(&self, id: &str) -> StoreResult<Option<Command>> {
         let id = id.to_string();
-        self.read(move |c| {
-            c.opt(
-                &format!("SELECT {COLS} FROM commands WHERE id = ?1"),
-                args![id],
-                command_from_row,
-            )
-        })
-        .await
+        self.read(move |c| c.opt(SELECT_BY_ID, args![id], command_from_row))
+            .await
     }
 
     /// Commands a device should run: open, unexpired, for its child and either for every
@@ -329,8 +336,7 @@ impl Store {
             (id.to_string(), device_id.to_string(), child_id.to_string());
         let out = self
             .write(move |w| {
-                let record = "UPDATE commands SET status = ?2, executed_at = ?3, error = ?4, \
-                              ack_device_id = ?5, delivered_at = COALESCE(delivered_at, ?3) WHERE id = ?1";
+                let record = ack_record!();
                 // The usual case in one statement: an open command (or an expired one: a late
                 // ack, see below) of this device's child, for every device or for this one.
                 // Anything else is looked at next, to answer why. "Not EXECUTED or FAILED" is
@@ -339,8 +345,9 @@ impl Store {
                 // execution (~10,000 instructions, 2 % of a command; BENCHMARKS.md, 2026-12-07).
                 let usual = update_returning(
                     w.conn,
-                    &format!(
-                        "{record} AND child_id = ?6 AND (device_id IS NULL OR device_id = ?5) \
+                    concat!(
+                        ack_record!(),
+                        " AND child_id = ?6 AND (device_id IS NULL OR device_id = ?5) \
                          AND status NOT IN ('EXECUTED', 'FAILED')"
                     ),
                     args![id, status.as_str(), now, error, device_id, child_id],
@@ -354,16 +361,23 @@ impl Store {
                         let cmd = w
                             .conn
                             .opt(
-                                &format!("SELECT {COLS} FROM commands WHERE id = ?1{}", w.conn.for_update()),
+                                &format!(
+                                    "SELECT {COLS} FROM commands WHERE id = ?1{}",
+                                    w.conn.for_update()
+                                ),
                                 args![id],
                                 command_from_row,
                             )?
                             .ok_or_else(|| StoreError::NotFound("no such command".into()))?;
                         if cmd.child_id != child_id {
-                            return Err(StoreError::Forbidden("this command is not for your child".into()));
+                            return Err(StoreError::Forbidden(
+                                "this command is not for your child".into(),
+                            ));
                         }
                         if cmd.device_id.as_deref().is_some_and(|d| d != device_id) {
-                            return Err(StoreError::Forbidden("this command is for another device".into()));
+                            return Err(StoreError::Forbidden(
+                                "this command is for another device".into(),
+                            ));
                         }
                         // A late ack after expiry is recorded whether or not `delivered_at` is: a
                         // socket delivery is recorded after the frame is written, so a relay that
@@ -376,7 +390,10 @@ impl Store {
                             if cmd.status == status {
                                 return Ok(AckOutcome::Unchanged(cmd));
                             }
-                            return Err(StoreError::Conflict(format!("the command is already {}", cmd.status.as_str())));
+                            return Err(StoreError::Conflict(format!(
+                                "the command is already {}",
+                                cmd.status.as_str()
+                            )));
                         }
                         update_returning(
                             w.conn,
