@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::db::{args, Arg, Db, Row};
-use super::registry::{child_exists, guardians_of};
+use super::registry::child_exists;
 use super::write::W;
 use super::{Store, StoreError, StoreResult};
 use crate::message::{room, BusMessage, OutFrame};
@@ -143,7 +143,7 @@ fn deliver(w: &mut W<'_>, ids: Vec<String>, device_id: &str, now: Millis) -> Sto
 /// Logs `command:status` for every guardian of `cmd`'s child and its webhook event: what
 /// each status change tells.
 fn tell_guardians(w: &mut W<'_>, cmd: &Command, now: Millis) -> StoreResult<()> {
-    let guardians = guardians_of(w.conn, &cmd.child_id)?;
+    let guardians = w.guardians(&cmd.child_id)?;
     Store::log_event_for_all(
         w,
         &guardians,
@@ -170,7 +170,7 @@ impl Store {
             .write(move |w| {
                 // A guardian row implies the child (foreign key): the child's existence is
                 // only looked up to tell 404 from 403.
-                let guardians = guardians_of(w.conn, &new.child_id)?;
+                let guardians = w.guardians(&new.child_id)?;
                 if !guardians.contains(&new.created_by) {
                     if !child_exists(w.conn, &new.child_id)? {
                         return Err(StoreError::NotFound("no such child".into()));
@@ -570,7 +570,7 @@ mod tests {
     use super::NewCommand;
     use crate::model::CommandType;
     use crate::store::db::args;
-    use crate::store::{test_store, ChildPatch, ChildWriter};
+    use crate::store::{test_store, ChildPatch, ChildWriter, StoreError};
 
     /// A relay reads back a command of a type it does not know (one a newer relay created,
     /// during a rolling deploy or after a rollback) instead of failing the device's whole
@@ -610,5 +610,55 @@ mod tests {
         let back = store.command(&cmd.id).await.unwrap().unwrap();
         assert_eq!(back.command_type, "TELEPORT");
         assert_eq!(back.device_frame().command_type, "TELEPORT");
+    }
+
+    /// The writer remembers guardians (`registry::GuardianCache`), but a command is only
+    /// ever authorized by the guardians the database holds: after the backend replaces
+    /// them, and after a write that changed them (and read them back) was rolled back.
+    #[tokio::test]
+    async fn commands_are_authorized_by_the_guardians_the_database_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(&dir).await;
+        let now = 1_700_000_000_000;
+        let set = |guardians: &[&str]| ChildPatch {
+            name: Some("Kid".into()),
+            guardians: Some(guardians.iter().map(|g| g.to_string()).collect()),
+            ..Default::default()
+        };
+        let new = |by: &str| NewCommand {
+            created_by: by.into(),
+            child_id: "k1".into(),
+            device_id: None,
+            command_type: CommandType::Pause,
+            payload: serde_json::json!({}),
+            expires_at: now + 60_000,
+        };
+        let forbidden = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Forbidden(_)));
+        store
+            .upsert_child(ChildWriter::Backend, "k1", set(&["u1"]), now)
+            .await
+            .unwrap();
+        store.create_command(new("u1"), now).await.unwrap();
+        store
+            .upsert_child(ChildWriter::Backend, "k1", set(&["u2"]), now)
+            .await
+            .unwrap();
+        assert!(forbidden(store.create_command(new("u1"), now).await));
+        store.create_command(new("u2"), now).await.unwrap();
+        let undone = store
+            .write(|w| {
+                w.conn
+                    .exec("DELETE FROM guardians WHERE child_id = ?1", args!["k1"])?;
+                w.conn.exec(
+                    "INSERT INTO guardians (child_id, user_id) VALUES (?1, ?2)",
+                    args!["k1", "u3"],
+                )?;
+                assert_eq!(&*w.guardians("k1")?, ["u3".to_string()]);
+                Err::<(), _>(StoreError::Conflict("changed my mind".into()))
+            })
+            .await;
+        assert!(matches!(undone, Err(StoreError::Conflict(_))));
+        assert!(forbidden(store.create_command(new("u3"), now).await));
+        store.create_command(new("u2"), now).await.unwrap();
     }
 }

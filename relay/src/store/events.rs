@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::db::args;
+use super::registry::GuardianCache;
 use super::write::W;
 use super::{Store, StoreError, StoreResult};
 use crate::message::{room, BusMessage, OutFrame};
@@ -81,6 +82,8 @@ pub(super) struct SeqCache {
     newest: HashMap<String, i64>,
     /// What the current job changed: each parent's newest before it (`None`: not cached).
     undo: Vec<(String, Option<i64>)>,
+    /// Each child's guardians, forgotten with every rollback (see [`GuardianCache`]).
+    pub(super) guardians: GuardianCache,
 }
 
 /// Parents remembered at most; past it the cache starts empty again (reloading a parent
@@ -97,8 +100,10 @@ impl SeqCache {
         }
     }
 
-    /// The current job's writes were rolled back: so are the positions it took.
+    /// The current job's writes were rolled back: so are the positions it took (and the
+    /// guardians it may have read from its own writes are forgotten).
     pub(super) fn job_rolled_back(&mut self) {
+        self.guardians.clear();
         for (user, before) in self.undo.drain(..).rev() {
             match before {
                 Some(seq) => self.newest.insert(user, seq),
@@ -110,6 +115,7 @@ impl SeqCache {
     /// The transaction was rolled back as a whole, or a position turned out to be taken:
     /// nothing remembered can be trusted (the current job's undo goes too).
     pub(super) fn forget(&mut self) {
+        self.guardians.clear();
         self.newest.clear();
         self.undo.clear();
     }

@@ -5,7 +5,6 @@ use serde_json::Value;
 use wire::event;
 
 use super::db::{args, Row};
-use super::registry::guardians_of;
 use super::{Store, StoreError, StoreResult, W};
 use crate::model::{Millis, Notification};
 
@@ -111,8 +110,8 @@ impl Store {
             message.to_string(),
         );
         self.write(move |w| {
-            let guardians = guardians_of(w.conn, &child_id)?;
-            for g in &guardians {
+            let guardians = w.guardians(&child_id)?;
+            for g in guardians.iter() {
                 let n = NewNotification {
                     user_id: g.clone(),
                     kind: kind.clone(),

@@ -136,7 +136,7 @@ fn approve_in(
         )));
     }
     check_guardian_in(w.conn, user_id, child_id)?;
-    let guardians = guardians_of(w.conn, child_id)?;
+    let guardians = w.guardians(child_id)?;
     let name = name.unwrap_or_else(|| p.device_name.clone());
     let device = insert_device(w, child_id, &name, user_id, now)?;
     w.conn.exec(
@@ -148,9 +148,9 @@ fn approve_in(
         json!({"pairingId": p.id, "childId": child_id, "deviceId": device.id,
                "deviceName": name, "approvedBy": user_id})
     });
-    for g in guardians {
+    for g in guardians.iter() {
         let n = NewNotification {
-            user_id: g,
+            user_id: g.clone(),
             kind: "DEVICE_PAIRING".into(),
             title: "New device paired".into(),
             message: format!("\"{name}\" was paired."),

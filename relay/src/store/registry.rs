@@ -4,6 +4,10 @@
 //! served from an in-memory cache that the store keeps exact: devices are never deleted,
 //! only revoked, and revocation goes through [`Store::revoke_device`], which updates it.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use super::db::{args, Db, Row};
 use super::{Store, StoreError, StoreResult, W};
 use crate::model::{Child, Device, Millis};
@@ -126,6 +130,51 @@ pub(super) fn device_from_row(r: &Row<'_>) -> StoreResult<Device> {
         revoked: r.opt_int(4)?.is_some(),
         last_seen: r.opt_int(5)?,
     })
+}
+
+/// Each child's guardians, remembered by SQLite's one writer: three lookups per command
+/// (the create's authorization, and the parents told of each transition) were ~4 % of a
+/// command's instructions.
+///
+/// It must never answer what the database would not. Every change to `guardians` on the
+/// writer's connection raises `changed` (an SQLite update hook, set when the writer
+/// starts), and the next lookup starts empty; a rolled-back job or transaction empties it
+/// too ([`super::events::SeqCache`] calls [`GuardianCache::clear`]), since what it
+/// remembered may have been read from rows that are gone. One relay process per database
+/// (the lock file), so no other writer changes the table under it.
+#[derive(Default)]
+pub(super) struct GuardianCache {
+    by_child: HashMap<String, Arc<[String]>>,
+    changed: Arc<AtomicBool>,
+}
+
+/// Children remembered at most; past it the cache starts empty again.
+const GUARDIAN_CACHE_MAX: usize = 10_000;
+
+impl GuardianCache {
+    /// The flag the writer's update hook raises when a `guardians` row changes.
+    pub(super) fn changed_flag(&self) -> Arc<AtomicBool> {
+        self.changed.clone()
+    }
+
+    /// Forgets everything.
+    pub(super) fn clear(&mut self) {
+        self.by_child.clear();
+    }
+
+    /// [`guardians_of`], remembered.
+    pub(super) fn get(&mut self, c: Db<'_>, child_id: &str) -> StoreResult<Arc<[String]>> {
+        if self.changed.swap(false, Ordering::Relaxed) || self.by_child.len() >= GUARDIAN_CACHE_MAX
+        {
+            self.by_child.clear();
+        }
+        if let Some(g) = self.by_child.get(child_id) {
+            return Ok(g.clone());
+        }
+        let g: Arc<[String]> = guardians_of(c, child_id)?.into();
+        self.by_child.insert(child_id.to_string(), g.clone());
+        Ok(g)
+    }
 }
 
 /// The guardians of a child, sorted.

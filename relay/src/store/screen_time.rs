@@ -5,7 +5,6 @@ use wire::event;
 
 use super::db::args;
 use super::notifications::{insert_notification, NewNotification};
-use super::registry::guardians_of;
 use super::{Store, StoreError, StoreResult};
 use crate::model::{day_in, Millis};
 
@@ -58,13 +57,13 @@ impl Store {
             }
             if alert {
                 let limit = limit.unwrap_or(0);
-                let guardians = guardians_of(w.conn, &child_id)?;
+                let guardians = w.guardians(&child_id)?;
                 let data = json!({"childId": child_id, "childName": name, "minutesUsed": minutes, "limit": limit});
                 Self::log_event_for_all(w, &guardians, event::SCREENTIME_ALERT, &data, now)?;
                 w.webhook(wire::webhook::SCREENTIME_ALERT, now, || data.clone());
-                for g in guardians {
+                for g in guardians.iter() {
                     let n = NewNotification {
-                        user_id: g,
+                        user_id: g.clone(),
                         kind: "SCREEN_TIME_LIMIT".into(),
                         title: format!("{name} reached today's screen-time limit"),
                         message: format!("{name} has used {minutes} of {limit} minutes today."),

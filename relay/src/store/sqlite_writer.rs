@@ -127,6 +127,17 @@ pub(super) fn start(
     let restart_frames = opts.wal_restart_frames.max(1);
     let every = opts.checkpoint_every;
     let commits = Arc::new(AtomicU64::new(0));
+    let seqs = SeqCache::default();
+    // Any change to `guardians` on this connection, committed or not, empties the guardian
+    // cache before its next answer (see `registry::GuardianCache`).
+    let guardians_changed = seqs.guardians.changed_flag();
+    wconn.update_hook(Some(
+        move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+            if table == "guardians" {
+                guardians_changed.store(true, Ordering::Relaxed);
+            }
+        },
+    ));
     let writer = Arc::new(Writer {
         _lock: lock,
         later_pending: AtomicBool::new(false),
@@ -136,7 +147,7 @@ pub(super) fn start(
         state: Mutex::new(WriterState {
             conn: wconn,
             bus,
-            seqs: SeqCache::default(),
+            seqs,
             catch_up: catch_up.clone(),
             commits: commits.clone(),
             arrivals: Arrivals::new(),

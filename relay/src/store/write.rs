@@ -39,6 +39,15 @@ pub struct W<'c> {
 }
 
 impl W<'_> {
+    /// The guardians of `child_id`, sorted: remembered by SQLite's writer (see
+    /// `registry::GuardianCache`), looked up on PostgreSQL.
+    pub(super) fn guardians(&mut self, child_id: &str) -> StoreResult<Arc<[String]>> {
+        match self.seqs.as_deref_mut() {
+            Some(memo) => memo.guardians.get(self.conn, child_id),
+            None => Ok(super::registry::guardians_of(self.conn, child_id)?.into()),
+        }
+    }
+
     /// Queues a bus message, published after commit.
     pub(super) fn publish(&mut self, msg: BusMessage) {
         self.out.push(msg);
