@@ -227,8 +227,10 @@ impl Rfc3339 {
         let t = Utc
             .timestamp_millis_opt(self.0)
             .single()
-            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+            .naive_utc();
+        let (date, time) = (t.date(), t.time());
+        let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
         *buf = *b"0000-00-00T00:00:00.000Z";
         let mut put = |at: usize, width: usize, mut v: u32| {
             for i in (at..at + width).rev() {
@@ -237,12 +239,12 @@ impl Rfc3339 {
             }
         };
         put(0, 4, year);
-        put(5, 2, t.month());
-        put(8, 2, t.day());
-        put(11, 2, t.hour());
-        put(14, 2, t.minute());
-        put(17, 2, t.second());
-        put(20, 3, t.timestamp_subsec_millis());
+        put(5, 2, date.month());
+        put(8, 2, date.day());
+        put(11, 2, time.hour());
+        put(14, 2, time.minute());
+        put(17, 2, time.second());
+        put(20, 3, time.nanosecond() / 1_000_000);
         std::str::from_utf8(buf).ok()
     }
 }
