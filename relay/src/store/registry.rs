@@ -148,7 +148,9 @@ pub(super) struct GuardianCache {
     changed: Arc<AtomicBool>,
 }
 
-/// Children remembered at most; past it the cache starts empty again.
+/// Children remembered at most (an entry is ~200 bytes: ~2 MiB at most); past it the cache
+/// starts empty again. Only writes fill it (commands, notifications, pairings, screen
+/// time); a device's connect reads guardians through a reader.
 const GUARDIAN_CACHE_MAX: usize = 10_000;
 
 impl GuardianCache {
