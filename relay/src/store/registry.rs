@@ -141,7 +141,9 @@ pub(super) fn device_from_row(r: &Row<'_>) -> StoreResult<Device> {
 /// starts), and the next lookup starts empty; a rolled-back job or transaction empties it
 /// too ([`super::events::SeqCache`] calls [`GuardianCache::clear`]), since what it
 /// remembered may have been read from rows that are gone. One relay process per database
-/// (the lock file), so no other writer changes the table under it.
+/// (the lock file), so no other writer changes the table under it. SQLite skips the hook
+/// for a `DELETE` without `WHERE` (its truncate optimization) and for rows an `INSERT OR
+/// REPLACE` deletes: neither may be used on `guardians`.
 #[derive(Default)]
 pub(super) struct GuardianCache {
     by_child: HashMap<String, Arc<[String]>>,
