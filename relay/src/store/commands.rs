@@ -166,8 +166,9 @@ impl Store {
     /// Creates a command if `created_by` is a guardian of the child; logs `command:sent` for
     /// every guardian and sends `command:new` to the target devices.
     pub async fn create_command(&self, new: NewCommand, now: Millis) -> StoreResult<Command> {
+        // Every refusal comes before the first write.
         let cmd = self
-            .write(move |w| {
+            .write_checks_first(move |w| {
                 // A guardian row implies the child (foreign key): the child's existence is
                 // only looked up to tell 404 from 403.
                 let guardians = w.guardians(&new.child_id)?;
@@ -304,7 +305,7 @@ impl Store {
     ) -> StoreResult<usize> {
         let device_id = device_id.to_string();
         let n = self
-            .write(move |w| deliver(w, ids, &device_id, now))
+            .write_checks_first(move |w| deliver(w, ids, &device_id, now))
             .await?;
         count_delivered(n);
         Ok(n)
@@ -334,8 +335,10 @@ impl Store {
     ) -> StoreResult<AckOutcome> {
         let (id, device_id, child_id) =
             (id.to_string(), device_id.to_string(), child_id.to_string());
+        // Every refusal (no such command, not yours, already done) comes after an `UPDATE`
+        // that changed nothing and before any write.
         let out = self
-            .write(move |w| {
+            .write_checks_first(move |w| {
                 let record = ack_record!();
                 // The usual case in one statement: an open command (or an expired one: a late
                 // ack, see below) of this device's child, for every device or for this one.

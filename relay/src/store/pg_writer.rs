@@ -80,12 +80,12 @@ fn pg_writer_loop(conn: PgConn, rx: Arc<Mutex<mpsc::Receiver<WriteJob>>>, bus: A
         if let Err(e) = conn.ensure().and_then(|_| db.batch("BEGIN")) {
             let msg = e.to_string();
             tracing::error!(error = %msg, "store: BEGIN failed");
-            let done = job(db, None);
+            let done = (job.run)(db, None);
             let _ = db.batch("ROLLBACK");
             (done.reply)(Some(msg));
             continue;
         }
-        let done = job(db, None);
+        let done = (job.run)(db, None);
         if done.failed {
             let _ = db.batch("ROLLBACK");
             (done.reply)(None);

@@ -397,7 +397,6 @@ impl WriterState {
             // See `checkpoint::sqlite_checkpoint_loop`: with every frame copied, this batch rewinds the WAL.
             wal_checkpoint(conn);
         }
-        let mut dones = Vec::with_capacity(batch.len());
         if let Err(e) = run("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             tracing::error!(error = %msg, "store: BEGIN failed");
@@ -414,28 +413,70 @@ impl WriterState {
         }
         // A job alone in its transaction needs no savepoint: if it fails, the whole
         // transaction is rolled back instead of committed (two statements fewer per write
-        // when writes come one at a time).
+        // when writes come one at a time). Nor does a job whose checks come first (see
+        // `Store::write_checks_first`): when it fails it has written nothing, which
+        // `total_changes` confirms; if it did write, the whole transaction is rolled back,
+        // and the jobs before it in it fail too. A savepoint costs its two statements and a
+        // copy of every page the job touches (the sub-journal; ~22,000 instructions per
+        // command when the DELIVERED record and the ack share a transaction; BENCHMARKS.md,
+        // 2026-12-07 second sitting).
         let alone = batch.len() == 1;
         let mut any_ok = false;
-        for job in batch.drain(..) {
+        // Each job's outcome, and an error to answer instead when a later job's failure
+        // rolled back the transaction it had written in.
+        let mut dones: Vec<(Done, Option<String>)> = Vec::with_capacity(batch.len());
+        let mut jobs = batch.drain(..);
+        while let Some(job) = jobs.next() {
             seqs.job_started();
-            if !alone {
+            let shield = !alone && !job.checks_first;
+            if shield {
                 let _ = run("SAVEPOINT job");
             }
-            let done = job(db, Some(&mut *seqs));
-            if done.failed {
-                seqs.job_rolled_back();
-                if !alone {
-                    let _ = db.batch("ROLLBACK TO job; RELEASE job");
-                }
-            } else {
+            let changes = conn.total_changes();
+            let done = (job.run)(db, Some(&mut *seqs));
+            if !done.failed {
                 any_ok = true;
-                if !alone {
+                if shield {
                     let _ = run("RELEASE job");
                 }
+                dones.push((done, None));
+                continue;
             }
-            dones.push(done);
+            seqs.job_rolled_back();
+            if shield {
+                let _ = db.batch("ROLLBACK TO job; RELEASE job");
+            } else if !alone && (conn.total_changes() != changes || conn.is_autocommit()) {
+                let msg = "a write in the same transaction failed; it was rolled back with it";
+                tracing::error!("store: a job without a savepoint failed after writing; its transaction was rolled back");
+                if !conn.is_autocommit() {
+                    let _ = db.batch("ROLLBACK");
+                }
+                seqs.forget();
+                for (d, err) in dones.iter_mut().filter(|(d, _)| !d.failed) {
+                    d.msgs.clear();
+                    *err = Some(msg.to_string());
+                }
+                any_ok = false;
+                dones.push((done, None));
+                if jobs.len() > 0 {
+                    if let Err(e) = run("BEGIN IMMEDIATE") {
+                        let msg = e.to_string();
+                        tracing::error!(error = %msg, "store: BEGIN failed");
+                        for job in jobs.by_ref() {
+                            let done = job_failed_before_run(job, db, seqs);
+                            (done.reply)(Some(msg.clone()));
+                        }
+                        for (d, err) in dones {
+                            (d.reply)(err);
+                        }
+                        return;
+                    }
+                }
+                continue;
+            }
+            dones.push((done, None));
         }
+        drop(jobs);
         jobs_total.increment(dones.len() as u64);
         let end = if any_ok {
             run("COMMIT")
@@ -448,11 +489,13 @@ impl WriterState {
                     commits.fetch_add(1, Ordering::Relaxed);
                     commits_total.increment(1);
                 }
-                for d in dones {
-                    for m in d.msgs {
-                        bus.publish(m);
+                for (d, err) in dones {
+                    if err.is_none() {
+                        for m in d.msgs {
+                            bus.publish(m);
+                        }
                     }
-                    (d.reply)(None);
+                    (d.reply)(err);
                 }
             }
             Err(e) => {
@@ -460,7 +503,7 @@ impl WriterState {
                 tracing::error!(error = %msg, "store: COMMIT failed; the batch was rolled back");
                 let _ = db.batch("ROLLBACK");
                 seqs.forget();
-                for d in dones {
+                for (d, _) in dones {
                     (d.reply)(Some(msg.clone()));
                 }
             }
@@ -510,279 +553,11 @@ impl Arrivals {
 fn job_failed_before_run(job: WriteJob, db: Db<'_>, seqs: &mut SeqCache) -> Done {
     let _ = db.batch("SAVEPOINT doomed");
     seqs.job_started();
-    let done = job(db, Some(&mut *seqs));
+    let done = (job.run)(db, Some(&mut *seqs));
     seqs.job_rolled_back();
     let _ = db.batch("ROLLBACK TO doomed; RELEASE doomed");
     done
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::db::args;
-    use crate::store::{test_store, NullBus, Store, StoreError};
-
-    /// A write that inserts `key` into `meta`.
-    fn insert(key: String) -> impl FnOnce(&mut crate::store::W<'_>) -> StoreResult<()> + Send {
-        move |w| {
-            w.conn
-                .exec("INSERT INTO meta (key, value) VALUES (?1, 'x')", args![key])
-                .map(|_| ())
-        }
-    }
-
-    /// How many `meta` rows have a key `LIKE pattern`.
-    async fn count(store: &Store, pattern: &'static str) -> i64 {
-        store
-            .read(move |c| {
-                c.int(
-                    "SELECT COUNT(*) FROM meta WHERE key LIKE ?1",
-                    args![pattern],
-                )
-            })
-            .await
-            .unwrap()
-    }
-
-    #[test]
-    fn callers_gather_batches_only_when_jobs_come_at_least_one_per_gather() {
-        let mut a = Arrivals::new();
-        assert_eq!(
-            a.count(1),
-            None,
-            "within the first window nothing is decided"
-        );
-        // 100 jobs in a window of at least 100 ms: at most 1,000/s, below one per 250 µs.
-        a.since -= ARRIVAL_WINDOW;
-        assert_eq!(a.count(99), Some(false));
-        // 1,000 jobs in about 100 ms: ~10,000/s.
-        a.since -= ARRIVAL_WINDOW;
-        assert_eq!(a.count(1000), Some(true));
-        // A quiet window turns it off again.
-        a.since -= ARRIVAL_WINDOW * 10;
-        assert_eq!(a.count(1), Some(false));
-    }
-
-    #[tokio::test]
-    async fn a_failing_job_rolls_back_alone_in_its_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let opts = StoreOptions::default();
-        let store = Arc::new(
-            Store::open(db.to_str().unwrap(), &opts, Arc::new(NullBus))
-                .await
-                .unwrap(),
-        );
-        let mut tasks = vec![];
-        for i in 0..50 {
-            let s = store.clone();
-            tasks.push(tokio::spawn(async move {
-                s.write(move |w| {
-                    w.conn.exec(
-                        "INSERT INTO meta (key, value) VALUES (?1, 'x')",
-                        args![format!("k{i}")],
-                    )?;
-                    if i % 2 == 1 {
-                        return Err(StoreError::Conflict("odd".into()));
-                    }
-                    Ok(())
-                })
-                .await
-            }));
-        }
-        for (i, t) in tasks.into_iter().enumerate() {
-            assert_eq!(t.await.unwrap().is_ok(), i % 2 == 0);
-        }
-        let n: i64 = store
-            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key LIKE 'k%'", args![]))
-            .await
-            .unwrap();
-        assert_eq!(n, 25, "only the successful jobs' writes remain");
-    }
-
-    /// A write nobody waits for commits with the next write (before it, in queue order), or
-    /// alone within LATER_AT_MOST when none comes.
-    #[tokio::test]
-    async fn a_later_write_joins_the_next_write_or_commits_alone_soon() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = test_store(&dir).await;
-        store.write_later("test", insert("later-1".into()), |()| {});
-        assert_eq!(count(&store, "later-1").await, 0, "not run at once");
-        store.write(insert("now".into())).await.unwrap();
-        assert_eq!(count(&store, "later-1").await, 1, "taken by the next write");
-        store.write_later("test", insert("later-2".into()), |()| {});
-        tokio::time::sleep(LATER_AT_MOST * 4).await;
-        assert_eq!(count(&store, "later-2").await, 1, "committed alone soon");
-    }
-
-    /// One writer per SQLite file: a second store on a file in use waits, then refuses with
-    /// what to do; once the first is gone (its last pending write included), it opens.
-    #[tokio::test]
-    async fn a_second_writer_on_the_same_file_is_refused_until_the_first_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = test_store(&dir).await;
-        let path = dir.path().join("t.db");
-        let path = path.to_str().unwrap();
-        let short = std::time::Duration::from_millis(100);
-        let err = lock_database(path, short).await.unwrap_err();
-        assert!(
-            err.contains("another relay is using") && err.contains("PostgreSQL"),
-            "{err}"
-        );
-        // A write still queued keeps the writer (and the lock) alive until it commits.
-        store.write_later("test", insert("last".into()), |()| {});
-        drop(store);
-        let lock = lock_database(path, std::time::Duration::from_secs(5)).await;
-        assert!(lock.is_ok(), "{:?}", lock.err());
-        drop(lock);
-        let again = test_store(&dir).await;
-        assert_eq!(
-            count(&again, "last").await,
-            1,
-            "the pending write was committed before the lock was let go"
-        );
-    }
-
-    /// While jobs come fast one caller gathers each batch; a gatherer that is cancelled
-    /// during its wait still commits what it gathered, and the next write is not stranded.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn gathered_batches_commit_even_when_the_gatherer_is_cancelled() {
-        use futures_util::FutureExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(test_store(&dir).await);
-        let super::super::Writer::Sqlite(writer) = &store.writer else {
-            panic!("a SQLite store");
-        };
-        writer.busy.store(true, Ordering::Relaxed);
-        // Polled once: it becomes the gatherer and waits; dropped there.
-        assert!(store
-            .write(insert("g-cancelled".into()))
-            .now_or_never()
-            .is_none());
-        assert!(!writer.gathering.load(Ordering::SeqCst));
-        let mut tasks = vec![];
-        for i in 0..40 {
-            let s = store.clone();
-            tasks.push(tokio::spawn(async move {
-                s.write(insert(format!("g{i}"))).await
-            }));
-        }
-        for t in tasks {
-            let done = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
-            done.expect("a write was stranded").unwrap().unwrap();
-        }
-        assert_eq!(
-            count(&store, "g%").await,
-            41,
-            "the cancelled gatherer's job and every later one committed"
-        );
-    }
-
-    /// A write that panics mid-transaction (a bug) is rolled back, and the next write still
-    /// commits instead of waiting forever on a poisoned writer.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_panicking_write_leaves_the_writer_usable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(test_store(&dir).await);
-        let s = store.clone();
-        let crashed = tokio::spawn(async move {
-            s.write(|w| -> StoreResult<()> {
-                w.conn
-                    .exec("INSERT INTO meta (key, value) VALUES ('p1', 'x')", args![])?;
-                panic!("a bug in a write");
-            })
-            .await
-        })
-        .await;
-        assert!(crashed.is_err(), "the writing task panicked");
-        let after = store.write(|w| {
-            w.conn
-                .exec("INSERT INTO meta (key, value) VALUES ('p2', 'x')", args![])
-                .map(|_| ())
-        });
-        tokio::time::timeout(std::time::Duration::from_secs(10), after)
-            .await
-            .expect("the next write was stranded")
-            .unwrap();
-        let keys: Vec<String> = store
-            .read(|c| {
-                c.map(
-                    "SELECT key FROM meta WHERE key LIKE 'p%' ORDER BY key",
-                    args![],
-                    |r| r.text(0),
-                )
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            keys,
-            vec!["p2".to_string()],
-            "the panicked write was rolled back"
-        );
-    }
-
-    /// Under a steady write load the WAL starts over instead of growing with every write
-    /// (a passive checkpoint alone never lets it: this test fails without the catch-up).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_starts_over_under_a_steady_load() {
-        use futures_util::StreamExt;
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let opts = StoreOptions {
-            wal_restart_frames: 64,
-            checkpoint_every: std::time::Duration::from_millis(10),
-            ..StoreOptions::default()
-        };
-        let store = Arc::new(
-            Store::open(db.to_str().unwrap(), &opts, Arc::new(NullBus))
-                .await
-                .unwrap(),
-        );
-        let wal = dir.path().join("t.db-wal");
-        let sampling = Arc::new(AtomicBool::new(true));
-        let sampler = {
-            let (wal, sampling) = (wal.clone(), sampling.clone());
-            tokio::spawn(async move {
-                let mut biggest = 0u64;
-                while sampling.load(Ordering::Relaxed) {
-                    biggest = biggest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-                biggest
-            })
-        };
-        // 6,000 rows of 4 KB, 32 writes always in flight (no idle moment in which a passive
-        // checkpoint could catch up by itself): 24 MB of WAL if it never started over. (With
-        // the tests running side by side on two cores, the first start-over has come after
-        // up to ~7 MB: the checkpoint thread gets fewer turns while writes run flat out.)
-        let blob = "x".repeat(4000);
-        let results: Vec<StoreResult<u64>> = futures_util::stream::iter(0..6000)
-            .map(|i| {
-                let (s, blob) = (store.clone(), blob.clone());
-                async move {
-                    s.write(move |w| {
-                        w.conn.exec(
-                            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-                            args![format!("w{i}"), blob],
-                        )
-                    })
-                    .await
-                }
-            })
-            .buffer_unordered(32)
-            .collect()
-            .await;
-        sampling.store(false, Ordering::Relaxed);
-        let biggest = sampler.await.unwrap();
-        assert!(results.iter().all(|r| r.is_ok()));
-        let n: i64 = store
-            .read(|c| c.int("SELECT COUNT(*) FROM meta WHERE key LIKE 'w%'", args![]))
-            .await
-            .unwrap();
-        assert_eq!(n, 6000);
-        assert!(
-            biggest < 12 << 20,
-            "the WAL grew to {biggest} bytes: it never started over"
-        );
-    }
-}
+mod tests;

@@ -63,7 +63,16 @@ pub(super) struct Done {
 }
 
 /// One operation, as a writer runs it (with SQLite's position cache, if any).
-pub(super) type WriteJob = Box<dyn for<'c> FnOnce(Db<'c>, Option<&'c mut SeqCache>) -> Done + Send>;
+pub(super) struct WriteJob {
+    /// The operation fails only before its first write, or on a database error: SQLite's
+    /// writer runs it without a savepoint of its own (see `sqlite_writer::WriterState::run_batch`).
+    pub(super) checks_first: bool,
+    /// Runs it.
+    pub(super) run: JobFn,
+}
+
+/// A job's body.
+pub(super) type JobFn = Box<dyn for<'c> FnOnce(Db<'c>, Option<&'c mut SeqCache>) -> Done + Send>;
 
 impl Store {
     /// Builds the job that runs `f`; `answer` gets its outcome after the commit (or the
@@ -84,7 +93,7 @@ impl Store {
             self.hook_handoff.get().cloned()
         };
         let push_on = self.push_on;
-        Box::new(move |conn, seqs| {
+        let run: JobFn = Box::new(move |conn, seqs| {
             let mut w = W {
                 conn,
                 seqs,
@@ -127,7 +136,11 @@ impl Store {
                     Some(e) => answer(Err(StoreError::Db(e)), false, false),
                 }),
             }
-        })
+        });
+        WriteJob {
+            checks_first: false,
+            run,
+        }
     }
 
     /// Runs `f` in a write transaction nobody waits for: on SQLite it joins the next
@@ -137,7 +150,9 @@ impl Store {
     ///
     /// For bookkeeping whose callers go on without it: recording a delivery (DELIVERED). It
     /// is as durable as any write once committed, and published only then; what it reports
-    /// reaches parents up to a few milliseconds later than a write of its own would.
+    /// reaches parents up to a few milliseconds later than a write of its own would. `f`
+    /// must fail only before its first write or on a database error, as for
+    /// [`Store::write_checks_first`].
     pub(super) fn write_later<T, F>(
         &self,
         what: &'static str,
@@ -148,7 +163,7 @@ impl Store {
         F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (hook_wake, push_wake) = (self.hook_wake.clone(), self.push_wake.clone());
-        let job = self.job(f, move |res, hooked, pushed| {
+        let mut job = self.job(f, move |res, hooked, pushed| {
             match res {
                 Ok(v) => committed(v),
                 Err(e) => tracing::warn!(error = %e, "{what}"),
@@ -160,6 +175,7 @@ impl Store {
                 push_wake.notify_one();
             }
         });
+        job.checks_first = true;
         match &self.writer {
             super::Writer::Sqlite(w) => w.submit_later(job),
             super::Writer::Pg(tx) => {
@@ -179,10 +195,31 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
     {
+        self.write_job(f, false).await
+    }
+
+    /// [`Store::write`] for an operation that fails only before its first write (its
+    /// checks come first) or on a database error: on SQLite it needs no savepoint of its
+    /// own in a batch. Should it fail after writing anyway, the writer rolls back the whole
+    /// transaction, and the jobs before it in that transaction fail with it.
+    pub(super) async fn write_checks_first<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.write_job(f, true).await
+    }
+
+    async fn write_job<T, F>(&self, f: F, checks_first: bool) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut W<'_>) -> StoreResult<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<(StoreResult<T>, bool, bool)>();
-        let job = self.job(f, move |res, hooked, pushed| {
+        let mut job = self.job(f, move |res, hooked, pushed| {
             let _ = tx.send((res, hooked, pushed));
         });
+        job.checks_first = checks_first;
         match &self.writer {
             super::Writer::Sqlite(w) => {
                 if let super::sqlite_writer::Submitted::Gather(batch) = w.submit(job) {
