@@ -66,6 +66,7 @@ mod rotation;
 mod screen_time;
 mod sqlite_writer;
 mod url;
+mod wal_vfs;
 mod webhooks;
 mod write;
 

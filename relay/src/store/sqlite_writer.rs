@@ -42,8 +42,14 @@ pub(super) fn open_sqlite(
     } else {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = rusqlite::Connection::open_with_flags(path, flags)
-        .map_err(|e| format!("opening {path}: {e}"))?;
+    // Connections that write hand a commit's WAL frames to the kernel in one write
+    // (`wal_vfs`); the others never write the WAL.
+    let conn = if write && super::wal_vfs::register() {
+        rusqlite::Connection::open_with_flags_and_vfs(path, flags, super::wal_vfs::NAME)
+    } else {
+        rusqlite::Connection::open_with_flags(path, flags)
+    }
+    .map_err(|e| format!("opening {path}: {e}"))?;
     // A page cache of 1 MiB (256 pages): the database file is read through `mmap`, so the
     // cache holds the pages read from the WAL and the ones being written, which the WAL's
     // frequent restarts keep few. A larger one costs at every commit that split a b-tree
