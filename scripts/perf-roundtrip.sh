@@ -25,6 +25,10 @@ BENCH=target/release/relay-bench
 [ -x "$BENCH" ] || { echo "build it first: cargo build --release -p relay -p relay-bench" >&2; exit 2; }
 command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 2; }
 case $MODE in stat|record|trace) ;; *) echo "mode: stat, record or trace" >&2; exit 2 ;; esac
+for v in RATE WINDOW DEVICES; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive whole number, not '${!v}'" >&2; exit 2; }
+done
+[ -x "$BIN" ] || { echo "no relay binary at $BIN" >&2; exit 2; }
 mkdir -p "$OUT"
 "$BENCH" --phases roundtrip --rt-devices "$DEVICES" --rates "$RATE" --rt-secs $((WINDOW + 7)) --relay-bin "$BIN" \
   >"$OUT/bench.txt" 2>"$OUT/bench.err" &

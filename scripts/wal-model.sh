@@ -1,31 +1,24 @@
 #!/usr/bin/env bash
 # A model of the WAL frames a command costs, today and in the "append-only record per
 # transition, folded into the tables in batches" shape (issue 21; BENCHMARKS.md, 2026-12-07
-# third sitting, "Why the remaining gaps"). Takes the relay's real SQLite schema from a short
-# relay-bench run, then replays a round trip's writes in Python's sqlite3 (WAL, 4 KiB pages,
-# no checkpoints, 50,000 commands of history first) and counts WAL frames per command.
-# "today" reproduces scripts/wal-frames.sh's figure (~2 commits of ~5.4 frames).
+# third sitting, "Why the remaining gaps"). Builds the relay's SQLite schema from its
+# migrations (the same statements the relay runs at start), then replays a round trip's
+# writes in Python's sqlite3 (WAL, 4 KiB pages, no checkpoints, 50,000 commands of history
+# first) and counts WAL frames per command. "today" reproduces scripts/wal-frames.sh's
+# measured figure (~2 commits of ~5.4 frames).
 #
-#   scripts/wal-model.sh        (~30 s; needs target/release/relay-bench, python3, sqlite3)
+#   scripts/wal-model.sh        (~20 s; needs python3 and the sqlite3 shell, installed with apt when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH=target/release/relay-bench
-[ -x "$BENCH" ] || { echo "build it first: cargo build --release -p relay -p relay-bench" >&2; exit 2; }
 command -v sqlite3 >/dev/null || apt-get install -y -qq sqlite3 >/dev/null
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-BEFORE=$(ls -d /tmp/.tmp* 2>/dev/null || true)
-"$BENCH" --phases roundtrip --rt-devices 100 --rates 10 --rt-secs 8 >/dev/null 2>&1 &
-PID=$!
-sleep 9
-for d in /tmp/.tmp*; do
-  if [ -f "$d/bench.db" ] && ! grep -qx "$d" <<<"$BEFORE"; then cp "$d/bench.db" "$OUT/relay.db"; fi
+for f in relay/migrations/sqlite/*.sql; do
+  sqlite3 "$OUT/relay.db" <"$f" || { echo "migration $f failed" >&2; exit 1; }
 done
-wait $PID
-[ -f "$OUT/relay.db" ] || { echo "no relay database found" >&2; exit 1; }
 sqlite3 "$OUT/relay.db" .schema | grep -v sqlite_sequence >"$OUT/schema.sql"
 python3 - "$OUT" <<'PY'
-import sys, sqlite3, os, uuid, random, time, json
+import sys, sqlite3, os, random, json
 SCHEMA = open(sys.argv[1] + '/schema.sql').read()
 def fresh(path):
     for s in ('', '-wal', '-shm'):
