@@ -37,6 +37,22 @@ pub fn protocol() -> &'static str {
     }
 }
 
+/// A text frame's event name and data, in the clients' protocol: native
+/// `{"event": name, "data": data}` or Socket.IO `42[name, data, ...]` (the relay's Socket.IO
+/// front end adds the event's position as a last argument). `None` for anything else.
+pub fn event(t: &str) -> Option<(String, Value)> {
+    if socketio() {
+        let v: Value = serde_json::from_str(t.strip_prefix("42")?).ok()?;
+        let a = v.as_array()?;
+        let data = a.get(1).cloned().unwrap_or(Value::Null);
+        Some((a.first()?.as_str()?.to_string(), data))
+    } else {
+        let mut v: Value = serde_json::from_str(t).ok()?;
+        let data = v["data"].take();
+        Some((v["event"].as_str()?.to_string(), data))
+    }
+}
+
 /// A parent JWT for `user`, valid two hours.
 pub fn parent_token(user: &str) -> String {
     let exp = std::time::SystemTime::now()

@@ -26,6 +26,7 @@ mod idle;
 mod load;
 mod proc;
 mod roundtrip;
+mod rtfloor;
 mod sink;
 mod storm;
 
@@ -52,7 +53,7 @@ use storm::storm;
 )]
 struct Args {
     /// Clients speak Socket.IO (Engine.IO v4 over WebSocket, what socket.io-client does after
-    /// its upgrade) instead of the native protocol: the `idle` and `fanout` phases.
+    /// its upgrade) instead of the native protocol: the `idle`, `fanout` and `roundtrip` phases.
     #[arg(long)]
     socketio: bool,
     /// Phases to run, comma-separated: idle, roundtrip, fanout, storm, floor, webhooks.
@@ -86,7 +87,9 @@ struct Args {
     /// Devices in the reconnect storm.
     #[arg(long, default_value_t = 10000)]
     storm_devices: usize,
-    /// The relay binary (default: next to this one).
+    /// The relay binary (default: next to this one). A `.mjs` file is run with `node` instead:
+    /// `tests/bench/node-baseline/server.mjs` (after `npm ci` there) is the plan's Node
+    /// Socket.IO server, for `--phases roundtrip --socketio` (see BENCHMARKS.md).
     #[arg(long)]
     relay_bin: Option<PathBuf>,
     /// Extra environment for the relay, `KEY=VALUE` (repeatable).
@@ -108,6 +111,10 @@ struct Args {
     /// Events in the `webhooks` phase.
     #[arg(long, default_value_t = 20000)]
     webhook_events: usize,
+    /// Internal: run as the round trip's floor server (`rtfloor.rs`); what `--relay-bin`
+    /// naming this binary starts.
+    #[arg(long, hide = true)]
+    rt_floor_serve: bool,
     /// Internal: run as the `floor` phase's sender with this many sockets.
     #[arg(long, hide = true)]
     floor_serve: Option<usize>,
@@ -338,10 +345,21 @@ async fn main() {
         && args
             .phases
             .iter()
-            .any(|p| !matches!(p.as_str(), "idle" | "fanout"))
+            .any(|p| !matches!(p.as_str(), "idle" | "fanout" | "roundtrip"))
     {
-        eprintln!("relay-bench: --socketio measures the idle and fanout phases only");
+        eprintln!("relay-bench: --socketio measures the idle, fanout and roundtrip phases only");
         std::process::exit(2);
+    }
+    if args.rt_floor_serve {
+        // Its own current-thread runtime, on a thread of its own (not inside this one).
+        let r = std::thread::spawn(rtfloor::serve)
+            .join()
+            .unwrap_or_else(|_| Err("the floor server panicked".into()));
+        if let Err(e) = r {
+            eprintln!("relay-bench round-trip floor: {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     if let Some(n) = args.floor_serve {
         if let Err(e) = floor::serve(n) {

@@ -98,9 +98,26 @@ impl RelayProc {
 }
 
 async fn spawn(bin: &Path, addr: &str, db: &Path, env: &[(String, String)]) -> Child {
-    let mut cmd = Command::new(bin);
-    cmd.env_clear()
-        .env("SAFESTREAM_LISTEN", addr)
+    // A `.mjs` server (the Node Socket.IO baseline in `tests/bench/node-baseline`) runs
+    // under `node` from this process's PATH.
+    let node = bin.extension().is_some_and(|e| e == "mjs");
+    let mut cmd = if node {
+        let mut c = Command::new("node");
+        c.arg(bin);
+        c
+    } else if bin.file_name().is_some_and(|n| n == "relay-bench") {
+        // relay-bench itself: the round trip's floor server (`rtfloor.rs`).
+        let mut c = Command::new(bin);
+        c.arg("--rt-floor-serve");
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.env_clear();
+    if node {
+        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    }
+    cmd.env("SAFESTREAM_LISTEN", addr)
         .env("SAFESTREAM_DB", db)
         .env("SAFESTREAM_JWT_SECRET", SECRET)
         .env("SAFESTREAM_SERVER_KEY", SERVER_KEY)

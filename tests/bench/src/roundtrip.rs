@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::load::{http, parent_token, Samples};
+use crate::load::{event, http, parent_token, protocol, Samples};
 use crate::{connect_spread, me_cpu, reader, setup_devices, start_nodes, Args};
 
 /// One offered-rate run of the round-trip phase.
@@ -92,7 +92,10 @@ pub async fn roundtrip(args: &Args) {
             args.nodes
         );
     } else {
-        println!("## command round trip (open loop; latency from the scheduled send time)\n");
+        println!(
+            "## command round trip ({} clients; open loop; latency from the scheduled send time)\n",
+            protocol()
+        );
     }
     println!("| devices | offered /s | achieved /s | POST → device p50 / p99 / max (ms) | → parent `command:status` p50 / p99 / max (ms) | errors | relay CPU per command (ms) | bench CPU (% of a core) | send lag p50 / p99 (ms) |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -116,8 +119,8 @@ pub async fn roundtrip(args: &Args) {
                 let Some(run) = cur.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
                     return;
                 };
-                let v: Value = serde_json::from_str(t).unwrap_or(Value::Null);
-                let id = v["data"]["commandId"].as_str().unwrap_or("");
+                let Some((_, data)) = event(t) else { return };
+                let id = data["commandId"].as_str().unwrap_or("");
                 let now = Instant::now();
                 let k = {
                     let ids = run.ids.lock().unwrap_or_else(|e| e.into_inner());
@@ -152,14 +155,14 @@ pub async fn roundtrip(args: &Args) {
                 let Some(run) = cur.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
                     return;
                 };
-                let v: Value = serde_json::from_str(t).unwrap_or(Value::Null);
-                if v["data"]["payload"]["run"].as_u64() != Some(run.id) {
+                let Some((_, data)) = event(t) else { return };
+                if data["payload"]["run"].as_u64() != Some(run.id) {
                     return;
                 }
-                let k = v["data"]["payload"]["n"].as_u64().unwrap_or(0);
+                let k = data["payload"]["n"].as_u64().unwrap_or(0);
                 run.to_device
                     .push(run.sched(k).elapsed().as_micros() as u64);
-                let id = v["data"]["id"].as_str().unwrap_or("").to_string();
+                let id = data["id"].as_str().unwrap_or("").to_string();
                 let (h, base, token) = (h.clone(), base.clone(), token.clone());
                 tokio::spawn(async move {
                     let ok = h
