@@ -47,9 +47,10 @@ pub fn event(t: &str) -> Option<(String, Value)> {
         let data = a.get(1).cloned().unwrap_or(Value::Null);
         Some((a.first()?.as_str()?.to_string(), data))
     } else {
+        // `get_mut`, not indexing: a frame that is JSON but not an object must not panic.
         let mut v: Value = serde_json::from_str(t).ok()?;
-        let data = v["data"].take();
-        Some((v["event"].as_str()?.to_string(), data))
+        let data = v.get_mut("data").map(Value::take).unwrap_or(Value::Null);
+        Some((v.get("event")?.as_str()?.to_string(), data))
     }
 }
 
