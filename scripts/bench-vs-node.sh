@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The relay against the plan's Node Socket.IO server on identical work (issue 21's check:
 # relay CPU per command at most half of Socket.IO's at every rate): relay-bench's round trip
-# ($DEVICES devices, default 1,000; rates $RATES, default 500,1000,2000; $SECS s each),
+# ($DEVICES devices, default 1,000; rates $RATES, default 500,1000,2000; $SECS s each, after
+# an unreported $WARMUP s at the first rate, default 10, which every server gets: Node's
+# code is slow until its JIT has compiled it, ~1.4 ms per command in its first seconds),
 # alternating four servers $ROUNDS times (default 3) in one stretch:
 #
 #   node     tests/bench/node-baseline/server.mjs, clients speak Socket.IO
@@ -13,7 +15,7 @@
 #
 # then prints per server and rate the median CPU per command, achieved rate and parent p99,
 # and each server's CPU per command as a fraction of Node's. Raw tables stay in $OUT
-# (default /tmp/bench-vs-node). Takes ~40 s per server and round with the defaults.
+# (default /tmp/bench-vs-node). Takes ~50 s per server and round with the defaults.
 #
 #   scripts/bench-vs-node.sh                  (builds the release relay and relay-bench first,
 #                                              installs the baseline's npm packages)
@@ -23,7 +25,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}; DEVICES=${DEVICES:-1000}; RATES=${RATES:-500,1000,2000}; SECS=${SECS:-10}
+WARMUP=${WARMUP:-10}
 OUT=${OUT:-/tmp/bench-vs-node}
+[[ $WARMUP =~ ^[0-9]+$ ]] || { echo "WARMUP must be a whole number, not '$WARMUP'" >&2; exit 2; }
 for v in ROUNDS DEVICES SECS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive whole number, not '${!v}'" >&2; exit 2; }
 done
@@ -49,7 +53,7 @@ for r in $(seq 1 "$ROUNDS"); do
     esac
     echo "round $r/$ROUNDS: $s" >&2
     target/release/relay-bench --phases roundtrip "${extra[@]}" --rt-devices "$DEVICES" \
-      --rates "$RATES" --rt-secs "$SECS" >"$OUT/$s-$r.txt" 2>"$OUT/$s-$r.err"
+      --rates "$RATES" --rt-secs "$SECS" --rt-warmup "$WARMUP" >"$OUT/$s-$r.txt" 2>"$OUT/$s-$r.err"
   done
 done
 python3 - "$OUT" "$ROUNDS" <<'PY'

@@ -78,6 +78,10 @@ struct Args {
     /// Seconds per offered rate.
     #[arg(long, default_value_t = 10)]
     rt_secs: u64,
+    /// Seconds of an unreported first run at the first rate, per device count (a warm-up for
+    /// servers that compile their code as they run it: the Node baseline).
+    #[arg(long, default_value_t = 0)]
+    rt_warmup: u64,
     /// Room size for fan-out.
     #[arg(long, default_value_t = 10000)]
     fanout_size: usize,

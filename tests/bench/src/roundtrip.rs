@@ -179,8 +179,15 @@ pub async fn roundtrip(args: &Args) {
                 });
             });
         }
-        for (run_id, &rate) in args.rates.iter().enumerate() {
-            let total = rate * args.rt_secs;
+        // With `--rt-warmup S`, a first run at the first rate for S seconds is not reported
+        // (a JIT-compiled server, Node, is slow until its code is warm; the relay is not).
+        let mut runs: Vec<(u64, u64, bool)> = Vec::new();
+        if let (Some(&first), true) = (args.rates.first(), args.rt_warmup > 0) {
+            runs.push((first, args.rt_warmup, false));
+        }
+        runs.extend(args.rates.iter().map(|&r| (r, args.rt_secs, true)));
+        for (run_id, &(rate, secs, report)) in runs.iter().enumerate() {
+            let total = rate * secs;
             let run = Arc::new(Run {
                 id: run_id as u64 + 1,
                 start: Instant::now() + Duration::from_millis(200),
@@ -243,6 +250,11 @@ pub async fn roundtrip(args: &Args) {
             let (n, p50, p99, pmax) = run.to_parent.summary();
             let (_, l50, l99, _) = run.lag.summary();
             let lost = total - run.done.load(Ordering::Relaxed);
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            if !report {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             println!(
                 "| {d} | {rate} | {:.0} | {d50:.1} / {d99:.1} / {dmax:.1} | {p50:.1} / {p99:.1} / {pmax:.1} | {} (not completed: {lost}) | {:.3} | {:.0} | {l50:.2} / {l99:.2} |",
                 n as f64 / wall,
@@ -250,7 +262,6 @@ pub async fn roundtrip(args: &Args) {
                 (cpu1 - cpu0) * 1000.0 / total as f64,
                 (me1 - me0) * 100.0 / wall,
             );
-            *current.lock().unwrap_or_else(|e| e.into_inner()) = None;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         f.kill().await;
