@@ -59,7 +59,7 @@ done
 python3 - "$OUT" "$ROUNDS" <<'PY'
 import statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
-rows = {}  # (server, rate) -> [(cpu, achieved, p99)]
+rows = {}  # (server, rate) -> [(cpu, achieved, p99, errors, not completed)] per round
 order = ["node", "sio", "native", "floor"]
 for s in order:
     for r in range(1, rounds + 1):

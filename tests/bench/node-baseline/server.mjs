@@ -45,6 +45,7 @@ const COMMAND_TYPES = new Set(['PAUSE', 'RESUME', 'LOCK_DEVICE', 'UNLOCK_DEVICE'
 const MAX_BODY = 64 * 1024;
 
 function send(res, status, body) {
+  if (res.headersSent) return; // an oversized body was answered 413 already
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
@@ -63,15 +64,17 @@ function verify(token) {
   }
 }
 
-function readJson(req) {
+function readJson(req, res) {
   return new Promise((resolve) => {
     const chunks = [];
     let size = 0;
     req.on('data', (c) => {
+      if (size > MAX_BODY) return;
       size += c.length;
       if (size > MAX_BODY) {
+        res.setHeader('connection', 'close');
+        send(res, 413, { error: 'body too large' });
         resolve(undefined);
-        req.destroy();
         return;
       }
       chunks.push(c);
@@ -93,7 +96,7 @@ async function route(req, res) {
   // PUT /api/children/:id  (the app's backend)
   if (req.method === 'PUT' && parts.length === 3 && parts[0] === 'api' && parts[1] === 'children') {
     if (bearer(req) !== serverKey) return send(res, 401, { error: 'unauthorized' });
-    const body = await readJson(req);
+    const body = await readJson(req, res);
     if (!body || !Array.isArray(body.guardians)) return send(res, 400, { error: 'bad body' });
     children.set(parts[2], { guardians: body.guardians.map(String) });
     return send(res, 200, { child: { id: parts[2], guardians: body.guardians } });
@@ -110,7 +113,7 @@ async function route(req, res) {
   if (req.method === 'POST' && url === '/api/dashboard/remote-control') {
     const user = verify(bearer(req) ?? '');
     if (!user || user.device) return send(res, 401, { error: 'unauthorized' });
-    const body = await readJson(req);
+    const body = await readJson(req, res);
     if (!body || typeof body.childId !== 'string' || !COMMAND_TYPES.has(body.commandType)) {
       return send(res, 400, { error: 'bad body' });
     }
@@ -138,7 +141,7 @@ async function route(req, res) {
     if (!device || !device.device) return send(res, 401, { error: 'unauthorized' });
     const command = commands.get(parts[3]);
     if (!command || command.childId !== device.childId) return send(res, 404, { error: 'no such command' });
-    const body = await readJson(req);
+    const body = await readJson(req, res);
     if (!body || (body.status !== 'EXECUTED' && body.status !== 'FAILED')) {
       return send(res, 400, { error: 'bad body' });
     }

@@ -41,7 +41,12 @@ pub fn protocol() -> &'static str {
 /// `{"event": name, "data": data}` or Socket.IO `42[name, data, ...]` (the relay's Socket.IO
 /// front end adds the event's position as a last argument). `None` for anything else.
 pub fn event(t: &str) -> Option<(String, Value)> {
-    if socketio() {
+    event_in(t, socketio())
+}
+
+/// [`event`] for a given protocol (Socket.IO when `sio`).
+fn event_in(t: &str, sio: bool) -> Option<(String, Value)> {
+    if sio {
         let v: Value = serde_json::from_str(t.strip_prefix("42")?).ok()?;
         let a = v.as_array()?;
         let data = a.get(1).cloned().unwrap_or(Value::Null);
@@ -230,5 +235,35 @@ impl RateMeter {
     pub fn peak_per_sec(&self) -> u64 {
         let v = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         v.iter().copied().max().unwrap_or(0) as u64 * 10
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_read_in_either_protocol_and_anything_else_is_none() {
+        let native = r#"{"event":"command:status","data":{"commandId":"c1"}}"#;
+        let (name, data) = event_in(native, false).expect("a native frame");
+        assert_eq!(name, "command:status");
+        assert_eq!(data["commandId"], "c1");
+        // The relay's Socket.IO front end adds the position as a last argument.
+        let sio = r#"42["command:new",{"id":"c2"},"17"]"#;
+        let (name, data) = event_in(sio, true).expect("a Socket.IO event");
+        assert_eq!(name, "command:new");
+        assert_eq!(data["id"], "c2");
+        // A frame without data has null data.
+        assert_eq!(
+            event_in(r#"{"event":"ready"}"#, false).map(|e| e.1),
+            Some(Value::Null)
+        );
+        // Not events: JSON that is not an object (no panic), pings, the other protocol.
+        for t in [r#""command:new""#, "[1,2]", "2", "not json", native] {
+            assert!(event_in(t, true).is_none(), "{t} read as Socket.IO");
+        }
+        for t in [r#""command:new""#, "[1,2]", "2", sio, r#"{"data":{}}"#] {
+            assert!(event_in(t, false).is_none(), "{t} read as native");
+        }
     }
 }
